@@ -1,0 +1,482 @@
+"""The operator catalogue: every operator is defined exactly once, here.
+
+Each `OpDef` holds, side by side: its arity and parameters, its shape rule, float reference
+semantics (numpy), exact modular-integer semantics (for fingerprints), the name of its Z3 symbol
+and its cost-model kernel key.  The generator, verifier, executor and cost models all read this.
+Property sets beside the table let callers ask "is ewadd commutative?" instead of hard-coding it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+# A prime below 2**25: products of two residues fit in 50 bits, so int64 sums of up to 2**13
+# products never overflow before we reduce.
+PRIME = 33554393
+
+Shape = tuple[int, ...]
+Params = dict[str, Any]
+
+
+class ShapeError(ValueError):
+    """The inputs' shapes (or the parameters) do not fit the operator."""
+
+
+def _require(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ShapeError(msg)
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers shared by the float and integer semantics (they are written once, generic over dtype)
+
+def _mod(a: np.ndarray) -> np.ndarray:
+    return np.mod(a, PRIME)
+
+
+def _inv(k: int) -> int:
+    return pow(k, PRIME - 2, PRIME)
+
+
+def _pads(kh: int, kw: int, padding: str, stride: tuple[int, int]) -> tuple[int, int, int, int]:
+    if padding == "valid":
+        return 0, 0, 0, 0
+    # "same" (stride 1 keeps the size); odd kernels pad symmetrically, even ones pad more at the end
+    ph, pw = kh - 1, kw - 1
+    return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
+
+
+def _out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
+    t, b, l, r = _pads(kh, kw, padding, stride)
+    return (h + t + b - kh) // stride[0] + 1, (w + l + r - kw) // stride[1] + 1
+
+
+def _windows(x: np.ndarray, kh: int, kw: int, stride, padding, fill=0) -> np.ndarray:
+    """(N,C,H,W) -> (N,C,OH,OW,kh,kw) view of the padded input's sliding windows."""
+    t, b, l, r = _pads(kh, kw, padding, stride)
+    xp = np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=fill)
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(2, 3))
+    return win[:, :, :: stride[0], :: stride[1]]
+
+
+def _conv(x, w, stride, padding, groups, exact: bool):
+    n, c, h, wd = x.shape
+    co, cig, kh, kw = w.shape
+    win = _windows(x, kh, kw, stride, padding)  # N,C,OH,OW,kh,kw
+    oh, ow = win.shape[2], win.shape[3]
+    win = win.reshape(n, groups, c // groups, oh, ow, kh, kw)
+    wg = w.reshape(groups, co // groups, cig, kh, kw)
+    if exact:  # reduce the products before summing so int64 never overflows
+        out = np.zeros((n, groups, co // groups, oh, ow), dtype=np.int64)
+        for i in range(kh):
+            for j in range(kw):
+                out = _mod(out + _mod(np.einsum("ngchw,goc->ngohw", win[..., i, j], wg[..., i, j])))
+        return out.reshape(n, co, oh, ow)
+    out = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True)
+    return out.reshape(n, co, oh, ow)
+
+
+def _act(y, act: str, exact: bool):
+    if act == "none":
+        return y
+    if act == "relu":
+        return OPS["relu"].exact([y], {})[0] if exact else np.maximum(y, 0)
+    if act == "sigmoid":
+        return OPS["sigmoid"].exact([y], {})[0] if exact else OPS["sigmoid"].ref([y], {})[0]
+    if act == "tanh":
+        return OPS["tanh"].exact([y], {})[0] if exact else np.tanh(y)
+    raise ShapeError(f"unknown activation {act!r}")
+
+
+# ----------------------------------------------------------------------------------------------
+# the definition record
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    num_inputs: int | None          # None: variadic (at least one)
+    params: tuple[str, ...]          # parameter names (all required unless in `defaults`)
+    shape: Callable[[list[Shape], Params], list[Shape]]
+    ref: Callable[[list[np.ndarray], Params], list[np.ndarray]]
+    exact: Callable[[list[np.ndarray], Params], list[np.ndarray]]
+    z3: str                          # name of the uninterpreted Z3 function (see verifier/)
+    kernel: str                      # cost-model kernel key
+    defaults: dict[str, Any] = field(default_factory=dict)
+    doc: str = ""
+
+    def infer(self, shapes: list[Shape], params: Params) -> list[Shape]:
+        if self.num_inputs is None:
+            _require(len(shapes) >= 1, f"{self.name} needs at least one input")
+        else:
+            _require(len(shapes) == self.num_inputs,
+                     f"{self.name} takes {self.num_inputs} inputs, got {len(shapes)}")
+        return [tuple(int(d) for d in s) for s in self.shape(shapes, params)]
+
+    def full_params(self, params: Params) -> Params:
+        unknown = set(params) - set(self.params)
+        if unknown:
+            raise ShapeError(f"{self.name} has no parameter(s) {sorted(unknown)}")
+        out = {**self.defaults, **params}
+        missing = [p for p in self.params if p not in out]
+        if missing:
+            raise ShapeError(f"{self.name} needs parameter(s) {missing}")
+        return out
+
+
+OPS: dict[str, OpDef] = {}
+
+
+def op(name, num_inputs, params, shape, ref, exact, z3, kernel, defaults=None, doc=""):
+    OPS[name] = OpDef(name, num_inputs, tuple(params), shape, ref, exact, z3, kernel,
+                      dict(defaults or {}), doc)
+
+
+# ----------------------------------------------------------------------------------------------
+# leaves and constants
+
+def _leaf_shape(_s, p):
+    return [tuple(p["shape"])]
+
+
+def _leaf_value(_x, _p):
+    raise ShapeError("leaves have no semantics: bind them to values")
+
+
+op("input", 0, ["name", "shape"], _leaf_shape, _leaf_value, _leaf_value, "input", "none",
+   doc="a graph input (activation)")
+op("weight", 0, ["name", "shape"], _leaf_shape, _leaf_value, _leaf_value, "weight", "none",
+   doc="a trained parameter; ops over weights alone can be folded ahead of time")
+
+
+def _eye(_x, p, dtype=np.float64):
+    return [np.eye(p["shape"][0], dtype=dtype)]
+
+
+def _eye_conv(_x, p, dtype=np.float64):
+    c, _, kh, kw = p["shape"]
+    k = np.zeros(p["shape"], dtype=dtype)
+    k[np.arange(c), np.arange(c), kh // 2, kw // 2] = 1
+    return [k]
+
+
+def _square(_s, p):
+    s = tuple(p["shape"])
+    _require(len(s) == 2 and s[0] == s[1], "identity matrix must be square")
+    return [s]
+
+
+def _idconv_shape(_s, p):
+    s = tuple(p["shape"])
+    _require(len(s) == 4 and s[0] == s[1] and s[2] % 2 == 1 and s[3] % 2 == 1,
+             "identity conv kernel is (C, C, odd, odd)")
+    return [s]
+
+
+def _poolk_shape(_s, p):
+    s = tuple(p["shape"])
+    _require(len(s) == 4 and s[1] == 1, "pool kernel is (C, 1, KH, KW)")
+    return [s]
+
+
+op("eye", 0, ["shape"], _square, _eye, lambda x, p: _eye(x, p, np.int64), "eye", "const",
+   doc="constant identity matrix (n, n)")
+op("eye_conv", 0, ["shape"], _idconv_shape, _eye_conv, lambda x, p: _eye_conv(x, p, np.int64),
+   "eye_conv", "const", doc="constant identity conv kernel (C, C, KH, KW)")
+op("ones", 0, ["shape"], lambda _s, p: [tuple(p["shape"])],
+   lambda _x, p: [np.ones(p["shape"])], lambda _x, p: [np.ones(p["shape"], np.int64)],
+   "ones", "const", doc="constant all-ones tensor")
+op("pool_kernel", 0, ["shape"], _poolk_shape,
+   lambda _x, p: [np.full(p["shape"], 1.0 / (p["shape"][2] * p["shape"][3]))],
+   lambda _x, p: [np.full(p["shape"], _inv(p["shape"][2] * p["shape"][3]), np.int64)],
+   "pool_kernel", "const", doc="constant depthwise averaging kernel (C, 1, KH, KW)")
+
+# ----------------------------------------------------------------------------------------------
+# elementwise
+
+
+def _same(s, _p):
+    _require(all(x == s[0] for x in s), f"elementwise shapes differ: {s}")
+    return [s[0]]
+
+
+op("ewadd", 2, [], _same, lambda x, p: [x[0] + x[1]], lambda x, p: [_mod(x[0] + x[1])],
+   "ewadd", "ew", doc="a + b")
+op("ewmul", 2, [], _same, lambda x, p: [x[0] * x[1]], lambda x, p: [_mod(x[0] * x[1])],
+   "ewmul", "ew", doc="a * b")
+
+
+def _scalar_shape(s, _p):
+    _require(s[1] == (), "scalar_mul's second input is a scalar ()")
+    return [s[0]]
+
+
+op("scalar_mul", 2, [], _scalar_shape, lambda x, p: [x[0] * x[1]],
+   lambda x, p: [_mod(x[0] * x[1])], "smul", "ew", doc="a * s, s a scalar")
+
+
+def _bias_shape(s, p):
+    x, b = s
+    ax = p["axis"] % max(len(x), 1)
+    _require(len(x) >= 1 and b == (x[ax],), f"bias {b} does not fit axis {p['axis']} of {x}")
+    return [x]
+
+
+def _bias(x, p, exact=False):
+    a, b = x
+    ax = p["axis"] % a.ndim
+    shape = [1] * a.ndim
+    shape[ax] = -1
+    y = a + b.reshape(shape)
+    return [_mod(y) if exact else y]
+
+
+op("bias_add", 2, ["axis"], _bias_shape, _bias, lambda x, p: _bias(x, p, True), "bias_add",
+   "ew", defaults={"axis": 1}, doc="x + b broadcast along one axis")
+
+# unary: float semantics and a polynomial stand-in for exact fingerprints (TASO's trick: relu's
+# zeros would make spurious matches, so relu is x(x+1)+1; any fixed polynomial keeps equalities
+# that hold for every function symbol, which is all the axioms use)
+_UNARY = {
+    "relu": (lambda a: np.maximum(a, 0), lambda a: _mod(a * (a + 1) + 1)),
+    "sigmoid": (lambda a: 1 / (1 + np.exp(-a)), lambda a: _mod(_mod(a * a) * a + 3 * a + 7)),
+    "tanh": (np.tanh, lambda a: _mod(_mod(a * a) * a + 5 * a + 11)),
+}
+for _n, (_f, _e) in _UNARY.items():
+    op(_n, 1, [], lambda s, p: [s[0]], lambda x, p, f=_f: [f(x[0])],
+       lambda x, p, e=_e: [e(x[0])], _n, "ew", doc=f"elementwise {_n}")
+
+# ----------------------------------------------------------------------------------------------
+# linear algebra
+
+
+def _matmul_shape(s, p):
+    a, b = s
+    _require(len(a) >= 2 and len(a) == len(b), f"matmul needs equal ranks >= 2, got {a} {b}")
+    _require(a[:-2] == b[:-2], f"matmul batch dims differ: {a} {b}")
+    _require(a[-1] == b[-2], f"matmul inner dims differ: {a} {b}")
+    _require(p["activation"] in ("none", "relu", "sigmoid", "tanh"), "bad activation")
+    return [a[:-1] + b[-1:]]
+
+
+def _matmul_exact(x, p):
+    a, b = x
+    # (k ≤ 4096 at fingerprint sizes) residues < 2**25: each product < 2**50, sum < 2**62
+    return [_act(_mod(np.matmul(a, b)), p["activation"], True)]
+
+
+op("matmul", 2, ["activation"], _matmul_shape,
+   lambda x, p: [_act(np.matmul(x[0], x[1]), p["activation"], False)], _matmul_exact,
+   "matmul", "gemm", defaults={"activation": "none"}, doc="batched a @ b, fused activation")
+
+
+def _conv_shape(s, p):
+    x, w = s
+    _require(len(x) == 4 and len(w) == 4, f"conv2d needs NCHW input and OIHW kernel: {x} {w}")
+    g = p["groups"]
+    _require(g >= 1 and x[1] % g == 0 and w[0] % g == 0, f"groups {g} do not divide channels")
+    _require(w[1] * g == x[1], f"kernel {w} does not fit {x[1]} channels in {g} groups")
+    _require(p["padding"] in ("same", "valid"), "padding is same or valid")
+    _require(p["activation"] in ("none", "relu", "sigmoid", "tanh"), "bad activation")
+    oh, ow = _out_hw(x[2], x[3], w[2], w[3], p["stride"], p["padding"])
+    _require(oh >= 1 and ow >= 1, f"kernel {w[2:]} larger than input {x[2:]}")
+    return [(x[0], w[0], oh, ow)]
+
+
+def _conv_ref(x, p, exact=False):
+    y = _conv(x[0], x[1], tuple(p["stride"]), p["padding"], p["groups"], exact)
+    return [_act(y, p["activation"], exact)]
+
+
+op("conv2d", 2, ["stride", "padding", "activation", "groups"], _conv_shape, _conv_ref,
+   lambda x, p: _conv_ref(x, p, True), "conv2d", "conv",
+   defaults={"stride": (1, 1), "padding": "same", "activation": "none", "groups": 1},
+   doc="2-D convolution, NCHW x OIHW, fused activation")
+
+
+def _pool_shape(s, p):
+    (x,) = s
+    _require(len(x) == 4, f"pooling needs NCHW, got {x}")
+    kh, kw = p["kernel"]
+    oh, ow = _out_hw(x[2], x[3], kh, kw, p["stride"], p["padding"])
+    _require(oh >= 1 and ow >= 1, "pool kernel larger than input")
+    return [(x[0], x[1], oh, ow)]
+
+
+def _pool(x, p, kind, exact=False):
+    kh, kw = p["kernel"]
+    win = _windows(x[0], kh, kw, tuple(p["stride"]), p["padding"],
+                   fill=(-np.inf if kind == "max" and not exact else 0))
+    if kind == "avg":  # padding counts as zeros in the average (count_include_pad)
+        y = _mod(win.sum(axis=(-1, -2)) * _inv(kh * kw)) if exact else win.mean(axis=(-1, -2))
+    elif exact:  # max has no polynomial: sum of squares keeps window structure in the hash
+        y = _mod(_mod(win * win).sum(axis=(-1, -2)) + 1)
+    else:
+        y = win.max(axis=(-1, -2))
+    return [_act(y, p["activation"], exact)]
+
+
+for _kind in ("avg", "max"):
+    op(f"pool_{_kind}", 1, ["kernel", "stride", "padding", "activation"], _pool_shape,
+       lambda x, p, k=_kind: _pool(x, p, k), lambda x, p, k=_kind: _pool(x, p, k, True),
+       f"pool_{_kind}", "pool",
+       defaults={"kernel": (3, 3), "stride": (1, 1), "padding": "same", "activation": "none"},
+       doc=f"{_kind} pooling, NCHW")
+
+# ----------------------------------------------------------------------------------------------
+# data movement
+
+
+def _concat_shape(s, p):
+    ax = p["axis"]
+    _require(all(len(x) == len(s[0]) for x in s), f"concat ranks differ: {s}")
+    _require(0 <= ax < len(s[0]), f"concat axis {ax} out of range for {s[0]}")
+    _require(all(x[:ax] + x[ax + 1:] == s[0][:ax] + s[0][ax + 1:] for x in s),
+             f"concat shapes differ off axis {ax}: {s}")
+    out = list(s[0])
+    out[ax] = sum(x[ax] for x in s)
+    return [tuple(out)]
+
+
+op("concat", None, ["axis"], _concat_shape, lambda x, p: [np.concatenate(x, axis=p["axis"])],
+   lambda x, p: [np.concatenate(x, axis=p["axis"])], "concat", "copy",
+   doc="concatenate along an axis")
+
+
+def _split_shape(s, p):
+    (x,) = s
+    ax, sizes = p["axis"], tuple(p["sizes"])
+    _require(0 <= ax < len(x), f"split axis {ax} out of range for {x}")
+    _require(len(sizes) >= 2 and all(k > 0 for k in sizes) and sum(sizes) == x[ax],
+             f"split sizes {sizes} do not add up to {x[ax]}")
+    return [x[:ax] + (k,) + x[ax + 1:] for k in sizes]
+
+
+def _split(x, p):
+    cuts = np.cumsum(p["sizes"])[:-1]
+    return list(np.split(x[0], cuts, axis=p["axis"]))
+
+
+op("split", 1, ["axis", "sizes"], _split_shape, _split, _split, "split", "copy",
+   doc="split along an axis into pieces of the given sizes (one output each)")
+
+
+def _transpose_shape(s, p):
+    (x,) = s
+    perm = tuple(p["perm"])
+    _require(sorted(perm) == list(range(len(x))), f"bad permutation {perm} for {x}")
+    return [tuple(x[i] for i in perm)]
+
+
+op("transpose", 1, ["perm"], _transpose_shape, lambda x, p: [np.transpose(x[0], p["perm"])],
+   lambda x, p: [np.transpose(x[0], p["perm"])], "transpose", "copy", doc="permute axes")
+
+
+def _reshape_shape(s, p):
+    (x,) = s
+    out = tuple(p["shape"])
+    _require(int(np.prod(x)) == int(np.prod(out)), f"cannot reshape {x} to {out}")
+    return [out]
+
+
+op("reshape", 1, ["shape"], _reshape_shape, lambda x, p: [x[0].reshape(p["shape"])],
+   lambda x, p: [x[0].reshape(p["shape"])], "reshape", "view", doc="reshape (row-major)")
+
+
+def _enlarge_shape(s, p):
+    w, r = s
+    _require(len(w) == 4 and len(r) == 4, "enlarge takes two OIHW kernels")
+    _require(w[2] <= r[2] and w[3] <= r[3] and (r[2] - w[2]) % 2 == 0 and (r[3] - w[3]) % 2 == 0,
+             f"cannot centre kernel {w} in {r}")
+    return [w[:2] + r[2:]]
+
+
+def _enlarge(x, p):
+    w, r = x
+    dh, dw = (r.shape[2] - w.shape[2]) // 2, (r.shape[3] - w.shape[3]) // 2
+    return [np.pad(w, ((0, 0), (0, 0), (dh, dh), (dw, dw)))]
+
+
+op("enlarge", 2, [], _enlarge_shape, _enlarge, _enlarge, "enlarge", "copy",
+   doc="zero-pad kernel w, centred, to the spatial size of kernel r")
+
+# ----------------------------------------------------------------------------------------------
+# what real models also carry
+
+
+def _bn_shape(s, p):
+    x = s[0]
+    _require(len(x) >= 2 and all(t == (x[1],) for t in s[1:]), f"batchnorm params must be ({x[1]},)")
+    return [x]
+
+
+def _bn(x, p, exact=False):
+    a, scale, bias, mean, var = x
+    sh = (1, -1) + (1,) * (a.ndim - 2)
+    if exact:  # 1/sqrt is not polynomial; an affine stand-in keeps the structure in the hash
+        return [_mod(_mod((a - mean.reshape(sh)) * scale.reshape(sh)) * _mod(var.reshape(sh) + 1)
+                     + bias.reshape(sh))]
+    inv = scale.reshape(sh) / np.sqrt(var.reshape(sh) + p["eps"])
+    return [(a - mean.reshape(sh)) * inv + bias.reshape(sh)]
+
+
+op("batchnorm", 5, ["eps"], _bn_shape, _bn, lambda x, p: _bn(x, p, True), "batchnorm", "ew",
+   defaults={"eps": 1e-5}, doc="inference batchnorm(x, scale, bias, mean, var) over axis 1")
+
+
+def _softmax(x, p):
+    a = x[0] - x[0].max(axis=p["axis"], keepdims=True)
+    e = np.exp(a)
+    return [e / e.sum(axis=p["axis"], keepdims=True)]
+
+
+def _softmax_exact(x, p):  # exp has no polynomial: square then normalise-by-sum stand-in
+    sq = _mod(x[0] * x[0] + 1)
+    return [_mod(sq * _mod(sq.sum(axis=p["axis"], keepdims=True) + 1))]
+
+
+op("softmax", 1, ["axis"], lambda s, p: [s[0]], _softmax, _softmax_exact, "softmax", "reduce",
+   defaults={"axis": -1}, doc="softmax along an axis")
+
+
+def _opaque_shape(s, p):
+    return [tuple(o) for o in p["out_shapes"]]
+
+
+def _opaque(_x, p):
+    raise ShapeError(f"opaque op {p['op_type']!r} has no reference semantics here")
+
+
+op("opaque", None, ["op_type", "attrs", "out_shapes"], _opaque_shape, _opaque, _opaque,
+   "opaque", "opaque", defaults={"attrs": ()},
+   doc="an operator the IR does not know (from ONNX); it passes through untouched")
+
+# ----------------------------------------------------------------------------------------------
+# properties as data
+
+LEAVES = frozenset({"input", "weight"})
+CONSTANTS = frozenset({"eye", "eye_conv", "ones", "pool_kernel"})
+UNARY_ELEMENTWISE = frozenset({"relu", "sigmoid", "tanh"})
+ELEMENTWISE = frozenset({"ewadd", "ewmul", "scalar_mul", "bias_add"}) | UNARY_ELEMENTWISE
+COMMUTATIVE = frozenset({"ewadd", "ewmul"})
+ASSOCIATIVE = frozenset({"ewadd", "ewmul", "matmul"})
+IDEMPOTENT = frozenset({"relu"})
+LINEAR_IN_EACH_INPUT = frozenset({"matmul", "conv2d", "ewmul", "scalar_mul"})
+MULTI_OUTPUT = frozenset({"split"})
+DATA_MOVEMENT = frozenset({"concat", "split", "transpose", "reshape", "enlarge"})
+# parameters whose value is a shape, not a choice: rule matching treats them as wildcards
+SHAPE_PARAMS = {"split": ("sizes",), "reshape": ("shape",), "eye": ("shape",),
+                "eye_conv": ("shape",), "ones": ("shape",), "pool_kernel": ("shape",)}
+
+# TASO's generator set (DESIGN.md): the default operators `subgen generate` enumerates over
+TASO_GENERATOR_OPS = ("matmul", "ewadd", "ewmul", "conv2d", "pool_avg", "pool_max", "relu",
+                      "concat", "split", "transpose", "scalar_mul", "enlarge",
+                      "eye", "eye_conv", "ones", "pool_kernel")
+
+
+def get(name: str) -> OpDef:
+    try:
+        return OPS[name]
+    except KeyError:
+        raise KeyError(f"unknown operator {name!r} (known: {', '.join(sorted(OPS))})") from None

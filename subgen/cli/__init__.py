@@ -1,0 +1,68 @@
+"""The `subgen` command line.  Each command lives in its own module and is loaded on demand, so
+`subgen generate` never imports torch."""
+from __future__ import annotations
+
+import importlib
+import sqlite3
+import sys
+
+import click
+
+from subgen.errors import BadInput
+
+# command name -> "module:attribute"
+COMMANDS = {
+    "generate": "subgen.cli.generate:generate",
+    "verify": "subgen.cli.verify:verify",
+    "rules": "subgen.cli.rules:rules",
+    "models": "subgen.cli.models:models",
+    "optimize": "subgen.cli.optimize:optimize",
+    "agents": "subgen.cli.agents:agents",
+    "train": "subgen.cli.train:train",
+    "bench": "subgen.cli.bench:bench",
+    "run": "subgen.cli.run:run",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(n for n, target in COMMANDS.items() if _available(target))
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None or not _available(target):
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+def _available(target: str) -> bool:
+    return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+@click.group(cls=LazyGroup)
+def cli():
+    """subgen: generate, prove and apply graph substitutions."""
+
+
+def main(argv=None):
+    from envcore.ops import ShapeError
+    from envcore.rule import MalformedRule
+    try:
+        cli.main(args=argv, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted; committed work is kept, rerun to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(2)
+    except (BadInput, ShapeError, MalformedRule, sqlite3.DatabaseError, FileNotFoundError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        click.echo(f"error: {msg}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted; committed work is kept, rerun to resume", err=True)
+        sys.exit(130)
+    except SystemExit:
+        raise
+    sys.exit(0)
