@@ -444,11 +444,16 @@ def _opaque_shape(s, p):
     return [tuple(o) for o in p["out_shapes"]]
 
 
-def _opaque(_x, p):
-    raise ShapeError(f"opaque op {p['op_type']!r} has no reference semantics here")
+def _opaque(x, p):  # runs the original ONNX operator (onnx is imported only when one runs)
+    from envcore.onnx_io import run_opaque
+    return run_opaque(p, x)
 
 
-op("opaque", None, ["op_type", "attrs", "out_shapes"], _opaque_shape, _opaque, _opaque,
+def _opaque_exact(_x, p):
+    raise ShapeError(f"opaque op {p['op_type']!r} has no exact semantics")
+
+
+op("opaque", None, ["op_type", "attrs", "out_shapes"], _opaque_shape, _opaque, _opaque_exact,
    "opaque", "opaque", defaults={"attrs": ()},
    doc="an operator the IR does not know (from ONNX); it passes through untouched")
 

@@ -1,0 +1,54 @@
+"""The verifier: axioms as data, axiom validation, numeric refutation and Z3 proofs of rules.
+
+    from verifier import verify_rule
+    verify_rule(rule, timeout_ms=2000)  # RuleResult(status, axioms, counterexample, seconds)
+
+A rule is first run on random floats (a mismatch refutes it, with a counterexample), then proved
+from the axioms with Z3 (`unsat` proves it; the unsat core names the axioms used).  Only proved
+rules are ever applied by the optimizer.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from envcore.ops import ShapeError
+from envcore.rule import Rule
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    status: str                        # "proved" | "refuted" | "unknown"
+    axioms: tuple[str, ...] = ()       # the axioms the proof used (proved only)
+    counterexample: dict | None = None  # refuted only
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "axioms": list(self.axioms),
+                "counterexample": self.counterexample, "seconds": self.seconds, **self.info}
+
+
+def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
+    """Numeric refutation first, then a Z3 proof under a per-rule timeout."""
+    from verifier.prove import prove
+    from verifier.refute import numeric_check
+    t0 = time.perf_counter()
+    try:
+        cex = numeric_check(rule)
+    except ShapeError as e:          # an operator without float semantics (opaque)
+        cex, note = None, f"numeric check skipped: {e}"
+    else:
+        note = None
+    t1 = time.perf_counter()
+    if cex is not None:
+        return RuleResult("refuted", (), cex, t1 - t0, {"numeric_s": t1 - t0})
+    status, used = prove(rule, timeout_ms)
+    t2 = time.perf_counter()
+    info = {"numeric_s": t1 - t0, "proof_s": t2 - t1}
+    if note:
+        info["note"] = note
+    return RuleResult(status, used, None, t2 - t0, info)
+
+
+__all__ = ["RuleResult", "verify_rule"]

@@ -46,6 +46,8 @@ def cli():
 
 
 def main(argv=None):
+    from envcore.cost import CostModelUnavailable
+    from envcore.onnx_io import OnnxError
     from envcore.ops import ShapeError
     from envcore.rule import MalformedRule
     try:
@@ -56,7 +58,8 @@ def main(argv=None):
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(2)
-    except (BadInput, ShapeError, MalformedRule, sqlite3.DatabaseError, FileNotFoundError) as e:
+    except (BadInput, ShapeError, MalformedRule, OnnxError, CostModelUnavailable,
+            sqlite3.DatabaseError, FileNotFoundError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         click.echo(f"error: {msg}", err=True)
         sys.exit(2)

@@ -1,0 +1,41 @@
+"""Beam search: keep the `width` cheapest graphs of each depth, expand them all.
+
+Members of the beam may be worse than the best graph found so far (that is what lets beam search
+cross a small hill); the search stops when a whole depth brings nothing better than the best, or
+when `budget` expansions are spent.  A visited set on the canonical hash keeps the beam from
+re-expanding a graph reached by another order of the same rewrites.
+"""
+from __future__ import annotations
+
+from agents.base import SearchAgent
+from agents.search import SearchProblem, SearchResult, result
+
+
+class BeamAgent(SearchAgent):
+    name = "beam"
+
+    def __init__(self, width: int = 4):
+        self.width = width
+
+    def search(self, problem: SearchProblem, budget: int = 1000) -> SearchResult:
+        start = best = problem.start()
+        beam, visited = [start], {start.key}
+        trace = [(0, best.cost)]
+        expansions = 0
+        while beam and expansions < budget and not problem.out_of_time():
+            level = {}
+            for state in beam:
+                if expansions >= budget:
+                    break
+                expansions += 1
+                for nxt in problem.successors(state):
+                    if nxt.key not in visited and nxt.key not in level:
+                        level[nxt.key] = nxt
+                problem.step(expansions, best.cost)
+            beam = sorted(level.values(), key=lambda s: s.cost)[: self.width]
+            visited.update(s.key for s in beam)
+            if not beam or beam[0].cost >= best.cost:
+                break
+            best = beam[0]
+            trace.append((expansions, best.cost))
+        return result(best, start, trace, expansions)

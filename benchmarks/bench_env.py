@@ -1,0 +1,120 @@
+"""Environment benchmarks (pytest-benchmark; `make bench`).
+
+- per zoo model (full size): number of candidates and the time to enumerate them all;
+- step latency on BERT: one rewrite plus the incremental re-enumeration (target: median < 20 ms),
+  reported against re-enumerating from scratch measured in the same run;
+- 10,000 random env steps on SqueezeNet with resident memory flat (growth < 50 MB).
+Rules: data/rules.db (proved) when it exists, else the hand-made rules of the test fixture.
+"""
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from envcore.candidates import CandidateSet  # noqa: E402
+from envcore.rewrite import apply  # noqa: E402
+from envcore.zoo import ZOO, build  # noqa: E402
+from rules_fixture import hand_rules, load_db_rules  # noqa: E402
+
+RULES = load_db_rules() or hand_rules()
+MODELS = [m for m in ZOO if m != "toy"]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_enumerate_all_candidates(benchmark, model):
+    g = build(model)
+    cands = benchmark.pedantic(lambda: CandidateSet(RULES, g), rounds=3, iterations=1)
+    benchmark.extra_info.update(nodes=len(g.nodes), rules=len(RULES),
+                                candidates=len(cands.matches),
+                                applicable=len(cands.applicable()))
+    print(f"\n{model}: {len(g.nodes)} nodes, {len(RULES)} rules, "
+          f"{len(cands.matches)} candidates ({len(cands.applicable())} acyclic)")
+
+
+def random_walk_latencies(graph, steps: int, seed: int = 0):
+    """Per step: seconds for apply + incremental advance, and for a from-scratch enumeration."""
+    rng = np.random.default_rng(seed)
+    cands = CandidateSet(RULES, graph)
+    inc, full = [], []
+    for _ in range(steps):
+        options = cands.applicable()
+        if not options:
+            break
+        m = options[int(rng.integers(len(options)))]
+        t0 = time.perf_counter()
+        new, created = apply(graph, RULES[m.rule_index], m)
+        nxt = cands.advance(new, created)
+        nxt.applicable()
+        inc.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        CandidateSet(RULES, new).applicable()
+        full.append(time.perf_counter() - t0)
+        graph, cands = new, nxt
+    return inc, full
+
+
+def test_step_latency_bert(benchmark):
+    g = build("bert")
+    inc, full = random_walk_latencies(g, 100)
+    med_inc, med_full = statistics.median(inc), statistics.median(full)
+    benchmark.extra_info.update(steps=len(inc), median_ms=1e3 * med_inc,
+                                p95_ms=1e3 * sorted(inc)[int(0.95 * (len(inc) - 1))],
+                                from_scratch_median_ms=1e3 * med_full,
+                                speedup_vs_scratch=med_full / med_inc)
+    print(f"\nbert step (rewrite + re-enumeration): median {1e3 * med_inc:.2f} ms over "
+          f"{len(inc)} steps; from scratch {1e3 * med_full:.2f} ms "
+          f"({med_full / med_inc:.1f}x slower)")
+    assert len(inc) >= 20 and med_inc < 0.020
+    benchmark.pedantic(lambda: random_walk_latencies(g, 10), rounds=3, iterations=1)
+
+
+def _cost():
+    try:
+        from envcore.cost import get_cost_model
+        return get_cost_model("analytic")
+    except ImportError:
+        from flops_cost import FlopsCost
+        return FlopsCost()
+
+
+def test_squeezenet_10k_steps_memory_flat(benchmark):
+    psutil = pytest.importorskip("psutil")
+    pytest.importorskip("gymnasium")
+    import gymnasium as gym
+    import envcore.env  # noqa: F401
+    env = gym.make("subgen/GraphRewrite-v0", model="squeezenet", rules=RULES, cost=_cost(),
+                   max_candidates=128, max_steps=100)
+    rng = np.random.default_rng(0)
+    proc = psutil.Process()
+
+    def run(steps):
+        env.reset(seed=0)
+        for _ in range(steps):
+            valid = np.flatnonzero(env.unwrapped.action_masks()[:-1])
+            a = int(rng.choice(valid)) if len(valid) else env.unwrapped.max_candidates
+            _, _, term, trunc, _ = env.step(a)
+            if term or trunc:
+                env.reset()
+
+    run(500)                       # warm caches (cost memo, resolutions) before measuring
+    gc.collect()
+    before = proc.memory_info().rss
+    t0 = time.perf_counter()
+    run(10_000)
+    seconds = time.perf_counter() - t0
+    gc.collect()
+    growth_mb = (proc.memory_info().rss - before) / 2**20
+    benchmark.extra_info.update(steps=10_000, seconds=seconds, rss_growth_mb=growth_mb,
+                                steps_per_second=10_000 / seconds)
+    print(f"\nsqueezenet: 10000 steps in {seconds:.1f} s ({10_000 / seconds:.0f}/s), "
+          f"RSS growth {growth_mb:.1f} MB")
+    assert growth_mb < 50
+    benchmark.pedantic(lambda: run(100), rounds=3, iterations=1)

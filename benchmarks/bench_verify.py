@@ -1,0 +1,53 @@
+"""Verifier throughput: the depth-3 rule set (generated here with --no-verify) and TASO's
+graph_subst.pb, on 2 workers.  Reports median and p95 time per rule in `extra_info`; the
+baseline in the same run is the numeric check alone, so the ratio says what the proofs cost."""
+import time
+from pathlib import Path
+
+import pytest
+
+from verifier.batch import summary, verify_many
+from verifier.refute import numeric_check
+
+TASO_PB = Path(__file__).resolve().parents[2] / "shared/anchors/taso/graph_subst.pb"
+
+
+@pytest.fixture(scope="module")
+def depth3_rules(tmp_path_factory):
+    from subgen.generate import Settings, generate
+    from subgen.ruledb import RuleDB
+    db = tmp_path_factory.mktemp("bench") / "depth3.db"
+    generate(Settings(max_ops=3, verify=False), db, workers=2, fresh=True)
+    with RuleDB(db) as d:
+        return [s.rule for s in d.rules()]
+
+
+def _bench(benchmark, rules):
+    t0 = time.perf_counter()
+    for r in rules:
+        numeric_check(r)
+    baseline = time.perf_counter() - t0
+    box = {}
+
+    def run():
+        t = time.perf_counter()
+        box["res"] = verify_many(rules, timeout_ms=2000, workers=2)
+        box["s"] = time.perf_counter() - t
+    benchmark.pedantic(run, rounds=1, iterations=1)
+    s = summary(box["res"], box["s"])
+    benchmark.extra_info.update(s, numeric_only_s=round(baseline, 3),
+                                ratio_vs_numeric=round(box["s"] / max(baseline, 1e-9), 2))
+    return s
+
+
+def test_bench_depth3(benchmark, depth3_rules):
+    s = _bench(benchmark, depth3_rules)
+    assert s["rules"] == len(depth3_rules) and s["proved"] > 0
+
+
+def test_bench_taso_pb(benchmark):
+    ruleio = pytest.importorskip("subgen.ruleio")
+    if not TASO_PB.exists():
+        pytest.skip("TASO anchor not present")
+    s = _bench(benchmark, ruleio.load_rules(TASO_PB))
+    assert s["rules"] == 133

@@ -1,0 +1,156 @@
+"""Every (rule, match) of a graph, kept up to date incrementally as the graph is rewritten.
+
+Why incremental re-matching is exact: a match depends only on its own nodes (op, params, input
+tensors), on their consumers (internal tensors must not leak) and on shapes, which rewrites keep.
+So after a rewrite a match can only appear or disappear if one of its nodes is *touched*:
+created, changed, or feeding a node that was created, changed or removed (its consumers changed),
+or entering/leaving the graph outputs.  `advance` drops the old matches on touched or removed
+nodes and re-matches only those anchored at a touched node.
+
+Rules are indexed by what a graph node must look like to stand for one of their pattern nodes
+(op, non-shape params, arity), so a node only ever meets the rules that could match there, and
+rules sharing a source graph are matched once.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from envcore.graph import Graph, Node
+from envcore.match import Match, match_at
+from envcore.pattern import NODE, pattern_of
+from envcore.pattern import non_shape_params
+from envcore.rule import Rule
+
+NodeKey = tuple  # (op, non-shape params, arity)
+
+
+def node_key(n: Node) -> NodeKey:
+    return (n.op, non_shape_params(n.op, n.params), len(n.inputs))
+
+
+class RuleIndex:
+    """Rules grouped by source graph, and each group's pattern nodes by NodeKey."""
+
+    def __init__(self, rules: Sequence[Rule]):
+        self.rules = list(rules)
+        by_src: dict[str, list[int]] = {}
+        for k, rule in enumerate(self.rules):
+            if pattern_of(rule.src).supported:
+                by_src.setdefault(pattern_of(rule.src).key, []).append(k)
+        self.groups = [(ks[0], ks) for ks in by_src.values()]
+        self.rep = {k: rep for rep, members in self.groups for k in members}
+        # every pattern node (for re-matching around a change) and each pattern's own anchor
+        # (enough for a full enumeration, which must not find a match twice)
+        self.any_node: dict[NodeKey, list[tuple]] = {}
+        self.anchor: dict[NodeKey, list[tuple]] = {}
+        for rep, members in self.groups:
+            pat = pattern_of(self.rules[rep].src)
+            for pid, pn in pat.nodes.items():
+                entry = (rep, pid, members,
+                         tuple(pat.nodes[s[1]].op if s[0] == NODE else None for s in pn.inputs))
+                key = (pn.op, pn.params, len(pn.inputs))
+                self.any_node.setdefault(key, []).append(entry)
+                if pid == pat.anchor:
+                    self.anchor.setdefault(key, []).append(entry)
+
+
+_INDEXES: dict[tuple[int, ...], tuple[list[Rule], RuleIndex]] = {}
+
+
+def rule_index(rules: Sequence[Rule]) -> RuleIndex:
+    """The index of a rule list, built once per list of rule objects."""
+    key = tuple(id(r) for r in rules)
+    hit = _INDEXES.get(key)
+    if hit is None:
+        if len(_INDEXES) > 16:
+            _INDEXES.clear()
+        hit = _INDEXES[key] = (list(rules), RuleIndex(rules))
+    return hit[1]
+
+
+class CandidateSet:
+    def __init__(self, rules: Sequence[Rule] | RuleIndex, graph: Graph,
+                 _matches: dict | None = None):
+        self.index = rules if isinstance(rules, RuleIndex) else rule_index(rules)
+        self.rules = self.index.rules
+        self.graph = graph
+        if _matches is None:
+            _matches = {}
+            for m in self._match_around(graph, graph.nodes, self.index.anchor):
+                _matches[m.key] = m
+        self._by_key: dict[tuple, Match] = _matches
+        self._sorted: list[Match] | None = None
+        self._applicable: list[Match] | None = None
+
+    @property
+    def matches(self) -> list[Match]:
+        """All applicable matches (shape-wise), ordered by rule then by location."""
+        if self._sorted is None:
+            self._sorted = [self._by_key[k] for k in sorted(self._by_key)]
+        return self._sorted
+
+    def applicable(self) -> list[Match]:
+        """`matches` without those whose rewrite would close a cycle in this graph (a global
+        property, so it is checked per graph rather than kept incrementally)."""
+        if self._applicable is None:
+            from envcore.rewrite import would_create_cycle
+            verdict: dict[tuple, bool] = {}   # rules sharing a source share the answer
+            out = []
+            for m in self.matches:
+                rule = self.rules[m.rule_index]
+                if len(rule.src.outputs) > 1:
+                    k = (self.index.rep[m.rule_index], m.key[1:])
+                    if k not in verdict:
+                        verdict[k] = would_create_cycle(self.graph, rule, m)
+                    if verdict[k]:
+                        continue
+                out.append(m)
+            self._applicable = out
+        return self._applicable
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def advance(self, new_graph: Graph, changed_node_ids: Iterable[int] = ()) -> "CandidateSet":
+        """The candidate set of `new_graph`, a rewrite of this set's graph, re-matching only near
+        the nodes that changed (any the caller names plus those found by comparing the graphs)."""
+        old, new = self.graph, new_graph
+        changed = {i for i in changed_node_ids if i in new.nodes}
+        changed |= {i for i, n in new.nodes.items() if old.nodes.get(i) is not n}
+        removed = {i for i in old.nodes if i not in new.nodes}
+        touched = set(changed)
+        for i in changed:
+            touched.update(r.node for r in new.nodes[i].inputs)
+            if i in old.nodes:
+                touched.update(r.node for r in old.nodes[i].inputs)
+        for i in removed:
+            touched.update(r.node for r in old.nodes[i].inputs)
+        touched.update(o.node for o in set(old.outputs) ^ set(new.outputs))
+        touched &= new.nodes.keys()
+        gone = touched | removed
+        # in the old sorted order, so that re-sorting after the additions is nearly linear
+        kept = {m.key: m for m in self.matches
+                if gone.isdisjoint(m.nodes) and removed.isdisjoint(m.bound_nodes)}
+        for m in self._match_around(new, sorted(touched), self.index.any_node):
+            kept.setdefault(m.key, m)
+        return CandidateSet(self.index, new, kept)
+
+    def _match_around(self, graph: Graph, roots: Iterable[int], index: dict) -> list[Match]:
+        """Matches mapping some indexed pattern node onto one of `roots`."""
+        from envcore.rewrite import resolve
+        nodes, out = graph.nodes, []
+        for g in roots:
+            n = nodes[g]
+            for rep, pid, members, input_ops in index.get(node_key(n), ()):
+                if any(op is not None and nodes[r.node].op != op
+                       for op, r in zip(input_ops, n.inputs)):
+                    continue
+                for m in match_at(graph, pattern_of(self.rules[rep].src), pid, g, rep):
+                    for k in members:    # the same structural match, for each rule sharing it
+                        mk = m if k == rep else Match(k, m.mapping, m.bindings)
+                        if resolve(graph, self.rules[k], mk) is not None:
+                            out.append(mk)
+        return out
+
+
+__all__ = ["CandidateSet", "RuleIndex", "rule_index"]

@@ -1,0 +1,93 @@
+"""Cost models behind one interface: cost per operator (ms) and per graph (the sum, as in TASO).
+
+    cm = get_cost_model("analytic")          # or "torch", "cupy"
+    cm.op_cost(graph, node_id)  -> ms        # 0 for leaves and nodes that fold ahead of time
+    cm.graph_cost(graph)        -> ms        # sum over operator nodes that do not fold
+
+A node folds when it is computable from weights and constants alone (`fold.folded_nodes`).
+Every model memoises per operator signature (op, params, input shapes), and `graph_cost` caches
+its result on the immutable graph, so agents can call it millions of times.  Measured backends
+also keep their timings in a SQLite cache shared by every process (`cache.CostCache`).
+Heavy backends (torch, cupy) are imported only when their model is created.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from envcore.cost.fold import folded_nodes
+from envcore.graph import Graph, Node
+from envcore.ops import CONSTANTS, LEAVES
+
+Signature = tuple  # (op, params, input shapes)
+
+
+class CostModelUnavailable(RuntimeError):
+    """The backend cannot run here (no GPU, a missing package); the message is one line."""
+
+
+class CostModel:
+    """Base class: subclasses implement `measure(op, params, in_shapes, out_shapes) -> ms`."""
+
+    name = "base"
+
+    def __init__(self):
+        self._memo: dict[Signature, float] = {}
+        self._graph_key = f"_cost_{self.name}_{id(self)}"
+
+    def measure(self, op: str, params: dict[str, Any], in_shapes: tuple, out_shapes: tuple
+                ) -> float:
+        raise NotImplementedError
+
+    @staticmethod
+    def signature(graph: Graph, node: Node) -> Signature:
+        nodes = graph.nodes
+        return (node.op, node.params, tuple(nodes[r.node].shapes[r.index] for r in node.inputs))
+
+    def node_cost(self, graph: Graph, node: Node) -> float:
+        """Cost of `node` as an operator, whether or not it folds in this graph."""
+        if node.op in LEAVES or node.op in CONSTANTS:
+            return 0.0
+        sig = self.signature(graph, node)
+        ms = self._memo.get(sig)
+        if ms is None:
+            ms = self._memo[sig] = float(self.measure(node.op, dict(node.params), sig[2],
+                                                      node.shapes))
+        return ms
+
+    def op_cost(self, graph: Graph, node_id: int) -> float:
+        if node_id in folded_nodes(graph):
+            return 0.0
+        return self.node_cost(graph, graph.nodes[node_id])
+
+    def graph_cost(self, graph: Graph) -> float:
+        cached = graph.__dict__.get(self._graph_key)
+        if cached is not None:
+            return cached
+        folded = folded_nodes(graph)
+        total = sum(self.node_cost(graph, n) for i, n in graph.nodes.items() if i not in folded)
+        graph.__dict__[self._graph_key] = total
+        return total
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+COST_MODELS = ("analytic", "torch", "cupy")
+
+
+def get_cost_model(name: str, **kw) -> CostModel:
+    """A cost model by name; raises CostModelUnavailable when its backend cannot run here and
+    ValueError for an unknown name."""
+    if name == "analytic":
+        from envcore.cost.analytic import AnalyticCostModel
+        return AnalyticCostModel(**kw)
+    if name == "torch":
+        from envcore.cost.torch_cost import TorchCostModel
+        return TorchCostModel(**kw)
+    if name == "cupy":
+        from envcore.cost.cupy_cost import CupyCostModel
+        return CupyCostModel(**kw)
+    raise ValueError(f"unknown cost model {name!r} (known: {', '.join(COST_MODELS)})")
+
+
+__all__ = ["CostModel", "CostModelUnavailable", "get_cost_model", "folded_nodes", "COST_MODELS"]

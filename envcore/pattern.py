@@ -1,0 +1,128 @@
+"""A rule's source graph compiled for matching: the Pattern noun.
+
+A pattern node mirrors a graph node (op, params, inputs) except that parameters listed in
+`envcore.ops.SHAPE_PARAMS` are left out (they are wildcards: their values follow from shapes) and
+each input is either a rule variable ("var", name) or another pattern node ("node", id, index).
+
+Matching grows a mapping from one anchor node outwards.  `Pattern.plan(anchor)` fixes, once per
+anchor, the order in which the other pattern nodes are matched and where each one's graph
+candidates come from, so that the matcher itself is a short backtracking loop.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from envcore.graph import Graph
+from envcore.ops import LEAVES, SHAPE_PARAMS, Shape
+
+VAR, NODE = "var", "node"
+
+
+@dataclass(frozen=True, slots=True)
+class PNode:
+    id: int
+    op: str
+    params: tuple                     # (name, value) pairs without shape params, sorted
+    inputs: tuple[tuple, ...]         # ("var", name) | ("node", pattern id, output index)
+    shapes: tuple[Shape, ...]         # the rule's (pool-sized) output shapes
+
+
+class Step(NamedTuple):
+    """Match pattern node `pid` next, taking graph candidates from `source`:
+    ("input", parent pid, k)  the node feeding input k of an already-matched node;
+    ("consumer", parent pid)  a consumer of an already-matched node;
+    ("var_consumer", name)    a consumer of the tensor a variable is bound to;
+    ("any",)                  every graph node with the right op (disconnected patterns only)."""
+    pid: int
+    source: tuple
+
+
+def non_shape_params(op: str, params: tuple) -> tuple:
+    wild = SHAPE_PARAMS.get(op, ())
+    return tuple(kv for kv in params if kv[0] not in wild) if wild else params
+
+
+class Pattern:
+    def __init__(self, src: Graph):
+        self.graph = src
+        self.var_shapes: dict[str, Shape] = {}
+        leaf_name: dict[int, str] = {}
+        for i, n in src.nodes.items():
+            if n.op in LEAVES:
+                leaf_name[i] = n.p["name"]
+                self.var_shapes[n.p["name"]] = n.shapes[0]
+        self.nodes: dict[int, PNode] = {}
+        for i in src.topo_order:
+            n = src.nodes[i]
+            if n.op in LEAVES:
+                continue
+            ins = tuple((VAR, leaf_name[r.node]) if r.node in leaf_name else (NODE, r.node, r.index)
+                        for r in n.inputs)
+            self.nodes[i] = PNode(i, n.op, non_shape_params(n.op, n.params), ins, n.shapes)
+        self.order = tuple(sorted(self.nodes))
+        # (pattern consumer id, input position, output index) for every pattern edge into a node
+        self.consumers: dict[int, list[tuple[int, int, int]]] = {i: [] for i in self.nodes}
+        for c in self.order:
+            for k, src_in in enumerate(self.nodes[c].inputs):
+                if src_in[0] == NODE:
+                    self.consumers[src_in[1]].append((c, k, src_in[2]))
+        # outputs that are plain variables cannot be "replaced" in a target graph
+        self.supported = all(o.node in self.nodes for o in src.outputs)
+        self.output_tensors = frozenset((o.node, o.index) for o in src.outputs)
+        self.anchor = self._default_anchor()
+        self.key = src.to_json()          # rules with equal keys have the same source
+        self._plans: dict[int, tuple[Step, ...]] = {}
+
+    def _default_anchor(self) -> int:
+        """The first output's producer: usually the most constrained place to start."""
+        for o in self.graph.outputs:
+            if o.node in self.nodes:
+                return o.node
+        return self.order[0]
+
+    def vars_of(self, pid: int) -> set[str]:
+        return {s[1] for s in self.nodes[pid].inputs if s[0] == VAR}
+
+    def plan(self, anchor: int) -> tuple[Step, ...]:
+        """The matching order from `anchor`: inputs of matched nodes first (one candidate each),
+        then consumers of matched nodes or bound variables, then anything."""
+        if anchor in self._plans:
+            return self._plans[anchor]
+        steps = [Step(anchor, ("anchor",))]
+        done, bound = {anchor}, self.vars_of(anchor)
+        while len(done) < len(self.nodes):
+            step = self._next_step(done, bound)
+            steps.append(step)
+            done.add(step.pid)
+            bound |= self.vars_of(step.pid)
+        self._plans[anchor] = tuple(steps)
+        return self._plans[anchor]
+
+    def _next_step(self, done: set[int], bound: set[str]) -> Step:
+        todo = [p for p in self.order if p not in done]
+        for parent in sorted(done):
+            for k, s in enumerate(self.nodes[parent].inputs):
+                if s[0] == NODE and s[1] not in done:
+                    return Step(s[1], ("input", parent, k))
+        for p in todo:
+            for s in self.nodes[p].inputs:
+                if s[0] == NODE and s[1] in done:
+                    return Step(p, ("consumer", s[1]))
+        for p in todo:
+            for s in self.nodes[p].inputs:
+                if s[0] == VAR and s[1] in bound:
+                    return Step(p, ("var_consumer", s[1]))
+        return Step(todo[0], ("any",))
+
+
+_PATTERNS: dict[int, tuple[Graph, Pattern]] = {}
+
+
+def pattern_of(src: Graph) -> Pattern:
+    """The compiled pattern of a rule's source graph, built once per graph object."""
+    hit = _PATTERNS.get(id(src))
+    if hit is None or hit[0] is not src:
+        hit = (src, Pattern(src))
+        _PATTERNS[id(src)] = hit
+    return hit[1]

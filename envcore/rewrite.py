@@ -1,0 +1,267 @@
+"""Apply a rule at a match: a new Graph, sharing every untouched node with the old one.
+
+Rules are generated on small pool shapes (say 4x4) and applied to real ones (1024x4096), so the
+target side's shape parameters (split sizes, constant and reshape shapes) are re-derived:
+a pool value v may stand for any real dimension found where v sits in the bound or matched
+tensors (same position, same pool value).  The combinations are tried in a fixed order and the
+first one under which the target infers shapes *and* gives every replaced tensor its exact shape
+wins; when none does the match is not applicable.  Resolutions are cached per shape signature.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from envcore.graph import Graph, Node, Ref, freeze
+from envcore.match import Match
+from envcore.ops import LEAVES, OPS, SHAPE_PARAMS, Shape, ShapeError
+from envcore.pattern import pattern_of
+from envcore.rule import Rule
+
+MAX_COMBOS = 512        # per shape parameter: enough for split/reshape of rank <= 4
+
+
+class RewriteError(ValueError):
+    """The rewrite cannot be applied here (it would create a cycle, or shapes do not fit)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# resolving the target's shape parameters
+
+class Resolution(dict):
+    """dst node id -> (full params as sorted pairs, output shapes), for dst operator nodes."""
+
+
+_DST: dict[int, tuple[Graph, tuple, dict]] = {}
+
+
+def _dst_info(dst: Graph) -> tuple[tuple[int, ...], dict]:
+    """(operator node ids in topological order, resolution cache) for a rule's target."""
+    hit = _DST.get(id(dst))
+    if hit is None or hit[0] is not dst:
+        order = tuple(i for i in dst.topo_order if dst.nodes[i].op not in LEAVES)
+        hit = (dst, order, {})
+        _DST[id(dst)] = hit
+    return hit[1], hit[2]
+
+
+def resolve(graph: Graph, rule: Rule, match: Match) -> Resolution | None:
+    """The target's params and shapes at this match's real shapes, or None if it does not fit."""
+    pat = pattern_of(rule.src)
+    var_real = {v: graph.shape(r) for v, r in match.bindings.items()}
+    node_real = {p: graph.nodes[g].shapes for p, g in match.mapping.items()}
+    sig = (tuple(sorted(var_real.items())), tuple(sorted(node_real.items())))
+    order, cache = _dst_info(rule.dst)
+    if sig in cache:
+        return cache[sig]
+    # pool value -> real values seen at the same positions, in a fixed order
+    dims: dict[int, list[int]] = {}
+    pairs = [(pat.var_shapes[v], var_real[v]) for v in sorted(var_real)]
+    pairs += [(ps, rs) for p in sorted(node_real)
+              for ps, rs in zip(pat.nodes[p].shapes, node_real[p])]
+    for pool, real in pairs:
+        for a, b in zip(pool, real):
+            seen = dims.setdefault(a, [])
+            if b not in seen:
+                seen.append(b)
+    targets = [(d, node_real[s.node][s.index] if s.node in node_real else var_real[
+        rule.src.nodes[s.node].p["name"]]) for s, d in zip(rule.src.outputs, rule.dst.outputs)]
+    result = _search_dst(rule.dst, order, var_real, dims, targets)
+    cache[sig] = result
+    return result
+
+
+def _search_dst(dst: Graph, order, var_real, dims, targets) -> Resolution | None:
+    shapes: dict[int, tuple[Shape, ...]] = {i: (var_real[n.p["name"]],)
+                                            for i, n in dst.nodes.items() if n.op in LEAVES}
+    chosen = Resolution()
+
+    def fits() -> bool:
+        return all(shapes[d.node][d.index] == want for d, want in targets)
+
+    def rec(k: int) -> bool:
+        if k == len(order):
+            return fits()
+        i = order[k]
+        n = dst.nodes[i]
+        opdef = OPS[n.op]
+        ins = [shapes[r.node][r.index] for r in n.inputs]
+        for params in _param_options(n, ins, dims):
+            try:
+                out = tuple(opdef.infer(ins, params))
+            except (ShapeError, ValueError, TypeError, IndexError, ZeroDivisionError):
+                continue
+            shapes[i] = out
+            chosen[i] = (tuple(sorted((kk, freeze(v)) for kk, v in params.items())), out)
+            if rec(k + 1):
+                return True
+        shapes.pop(i, None)
+        chosen.pop(i, None)
+        return False
+
+    return chosen if rec(0) else None
+
+
+def _param_options(n: Node, ins: list[Shape], dims: dict[int, list[int]]):
+    """The node's params with each shape param replaced by every plausible real value."""
+    base: dict[str, Any] = n.p
+    wild = SHAPE_PARAMS.get(n.op, ())
+    if not wild:
+        yield base
+        return
+    per_param = []
+    for name in wild:
+        pool = tuple(base[name])
+        opts = [dims.get(v, []) + ([v] if v not in dims.get(v, []) else []) for v in pool]
+        values = list(itertools.islice(itertools.product(*opts), MAX_COMBOS))
+        if n.op == "reshape" and ins:  # one dimension may also follow from the element count
+            total = 1
+            for d in ins[0]:
+                total *= d
+            for j in range(len(pool)):
+                for rest in itertools.islice(
+                        itertools.product(*(o for q, o in enumerate(opts) if q != j)), MAX_COMBOS):
+                    known = 1
+                    for d in rest:
+                        known *= d
+                    if known and total % known == 0:
+                        v = list(rest)
+                        v.insert(j, total // known)
+                        values.append(tuple(v))
+        per_param.append(list(dict.fromkeys(values)))
+    for combo in itertools.product(*per_param):
+        yield {**base, **dict(zip(wild, combo))}
+
+
+# ---------------------------------------------------------------------------------------------
+# cycles
+
+def topo_position(graph: Graph) -> dict[int, int]:
+    pos = graph.__dict__.get("_topo_pos")
+    if pos is None:
+        pos = graph.__dict__["_topo_pos"] = {i: k for k, i in enumerate(graph.topo_order)}
+    return pos
+
+
+def would_create_cycle(graph: Graph, rule: Rule, match: Match) -> bool:
+    """Conservative: True when some bound tensor depends on a replaced output.  Only rules with
+    several outputs can do this (a single-output pattern is upstream of its only output)."""
+    if len(rule.src.outputs) < 2:
+        return False
+    pos = topo_position(graph)
+    targets = {b.node for b in match.bindings.values()}
+    horizon = max(pos[t] for t in targets) if targets else -1
+    starts = {match.mapping[o.node] for o in rule.src.outputs}
+    stack, seen = [s for s in starts if pos[s] < horizon], set()
+    cons = graph.consumers
+    while stack:
+        i = stack.pop()
+        for c in cons[i]:
+            if c in targets:
+                return True
+            if c not in seen and pos[c] < horizon:
+                seen.add(c)
+                stack.append(c)
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# applying
+
+def apply(graph: Graph, rule: Rule, match: Match) -> tuple[Graph, frozenset[int]]:
+    """The rewritten graph and the ids of the nodes it created.  Raises RewriteError when the
+    target does not fit the shapes or the result would have a cycle."""
+    res = resolve(graph, rule, match)
+    if res is None:
+        raise RewriteError(f"rule {rule.name} does not fit the shapes at this match")
+    try:
+        return _build(graph, rule, match, res, hash_cons=True)
+    except RewriteError:
+        # reusing an existing node can close a cycle that fresh nodes would not
+        return _build(graph, rule, match, res, hash_cons=False)
+
+
+def _build(graph: Graph, rule: Rule, match: Match, res: Resolution,
+           hash_cons: bool) -> tuple[Graph, frozenset[int]]:
+    dst = rule.dst
+    nodes = dict(graph.nodes)
+    cons = graph.consumers
+    next_id = max(graph.nodes) + 1
+    matched = set(match.mapping.values())
+    ids: dict[int, int] = {}          # dst operator node -> graph node
+    created: list[int] = []
+
+    def tensor(r: Ref) -> Ref:
+        n = dst.nodes[r.node]
+        return match.bindings[n.p["name"]] if n.op in LEAVES else Ref(ids[r.node], r.index)
+
+    for i in _dst_info(dst)[0]:
+        n = dst.nodes[i]
+        params, shapes = res[i]
+        node = Node(n.op, tuple(tensor(r) for r in n.inputs), params, shapes)
+        same = _existing(graph, node, created, nodes) if hash_cons else None
+        if same is None:
+            same = next_id
+            next_id += 1
+            nodes[same] = node
+            created.append(same)
+        ids[i] = same
+
+    replace = {}
+    for s, d in zip(rule.src.outputs, dst.outputs):
+        old, new = Ref(match.mapping[s.node], s.index), tensor(d)
+        if old != new:
+            replace[old] = new
+    changed: set[int] = set()
+    for old in replace:
+        for c in cons[old.node]:
+            if c in matched or c not in nodes:
+                continue
+            n = nodes[c]
+            ins = tuple(replace.get(r, r) for r in n.inputs)
+            if ins != n.inputs:
+                nodes[c] = Node(n.op, ins, n.params, n.shapes)
+                changed.add(c)
+    outputs = tuple(replace.get(o, o) for o in graph.outputs)
+    _drop_dead(nodes, cons, matched | {b.node for b in match.bindings.values()},
+               set(created) | changed, {o.node for o in outputs})
+    new = Graph(nodes, outputs)
+    try:
+        new.topo_order
+    except ValueError:
+        raise RewriteError(f"rule {rule.name} would create a cycle here") from None
+    return new, frozenset(i for i in created if i in nodes)
+
+
+def _existing(graph: Graph, node: Node, created: list[int], nodes: dict) -> int | None:
+    """An existing node computing exactly `node` (hash-consing), or None."""
+    if node.inputs:
+        pool = itertools.chain(graph.consumers.get(node.inputs[0].node, ()), created)
+    else:
+        pool = itertools.chain((i for i, n in graph.nodes.items() if not n.inputs), created)
+    for c in pool:
+        n = nodes.get(c)
+        if n is not None and n.op == node.op and n.inputs == node.inputs and \
+                n.params == node.params:
+            return c
+    return None
+
+
+def _drop_dead(nodes: dict, old_cons: dict, start: set[int], touched: set[int],
+               keep: set[int]) -> None:
+    """Remove nodes in `start` (and then their inputs) that nothing reads any more.
+    Graph inputs stay: they are the model's interface."""
+    stack = sorted(start)
+    while stack:
+        d = stack.pop()
+        n = nodes.get(d)
+        if n is None or d in keep or n.op == "input":
+            continue
+        readers = itertools.chain(old_cons.get(d, ()), touched)
+        if any(c in nodes and any(r.node == d for r in nodes[c].inputs) for c in readers):
+            continue
+        del nodes[d]
+        stack.extend(r.node for r in n.inputs)
+
+
+__all__ = ["apply", "resolve", "would_create_cycle", "RewriteError", "Resolution"]

@@ -1,0 +1,180 @@
+"""From enumerated terms to candidate rules: bucket by fingerprint, pair, dedupe, refute.
+
+Everything here works on the enumerator's terms (cheap tuples of ids), and only the survivors
+become `Rule` objects.  A graph is a tuple of output term ids; its fingerprint is the multiset of
+its outputs' value hashes (`subgen.fingerprint.multiset_hash`), so output order never matters.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+
+import numpy as np
+
+from envcore.graph import Graph, Node, Ref
+from envcore.ops import OPS
+from envcore.rule import Rule
+from subgen.enumerate import POOL, Enumerator
+from subgen.fingerprint import multiset_hash
+
+ALL_PAIRS_MAX = 12   # buckets up to this size are paired all-with-all, larger ones with their rep
+
+
+def buckets(en: Enumerator) -> dict[int, list[tuple[int, ...]]]:
+    """Fingerprint -> graphs (tuples of output term ids), every graph of a bucket kept.
+
+    Single-output graphs are the terms (leaves included, as 0-operator graphs).  Two-output
+    graphs are the outputs of each split, and beside them the union of the two representatives
+    they match (e.g. {relu(x0), relu(x1)} beside split(relu(concat(x0, x1)))): unions of
+    unrelated graphs are never enumerated themselves, they are looked up."""
+    out: dict[int, list[tuple[int, ...]]] = {}
+    for fp, members in en.classes.items():
+        out[multiset_hash([fp])] = [(m,) for m in members]
+    if en.max_outputs < 2:
+        return out
+    for n in en.nodes:
+        if len(n.outputs) < 2:
+            continue
+        outs = tuple(n.outputs)
+        fps = [en.terms[o].fp for o in outs]
+        key = multiset_hash(fps)
+        bucket = out.setdefault(key, [])
+        if not bucket:
+            reps = tuple(en.classes[f][0] for f in fps)
+            if len(set(reps)) == len(reps) and en.op_count(reps) <= en.max_ops and \
+                    not _overlap(en, reps):
+                bucket.append(reps)
+        bucket.append(outs)
+    return out
+
+
+def _overlap(en: Enumerator, outs) -> bool:
+    ops = [en.terms[o].ops for o in outs]
+    return any(a & b for a, b in itertools.combinations(ops, 2))
+
+
+def pairs(en: Enumerator, bucket: list[tuple[int, ...]]):
+    """Candidate rules of one bucket.  The first graph is the representative, the smallest.  A
+    pair of two graphs both bigger than the representative follows from the two rules through
+    it, so it is only formed among graphs as small as the representative (such as the
+    variants of (a+b)+c), and all-with-all only in small buckets."""
+    rep = bucket[0]
+    yield from ((rep, other) for other in bucket[1:])
+    if len(bucket) > ALL_PAIRS_MAX:
+        return
+    least = en.op_count(rep)
+    same = [g for g in bucket[1:] if en.op_count(g) == least]
+    yield from itertools.combinations(same, 2)
+
+
+def orient(en: Enumerator, a, b):
+    """(src, dst) with outputs matched by value, the src holding every variable of the dst and
+    at least one operator; None when no direction is a well-formed rule."""
+    fa = [en.terms[o].fp for o in a]
+    if [en.terms[o].fp for o in b] != fa:
+        b = b[::-1]
+        if [en.terms[o].fp for o in b] != fa:
+            return None
+    va, vb = _variables(en, a), _variables(en, b)
+    na, nb = en.op_count(a), en.op_count(b)
+    for s, d, vs, vd, ns in ((a, b, va, vb, na), (b, a, vb, va, nb)):
+        if vd <= vs and ns > 0:
+            return s, d
+    return None
+
+
+def _variables(en: Enumerator, outs) -> set[str]:
+    seen, stack, names = set(), list(outs), set()
+    while stack:
+        t = en.terms[stack.pop()]
+        if t.id in seen:
+            continue
+        seen.add(t.id)
+        if t.node is None:
+            names.add(t.name)
+        else:
+            stack.extend(en.nodes[t.node].inputs)
+    return names
+
+
+def term_key(en: Enumerator, src, dst) -> str:
+    """Canonical form of the pair up to renaming, direction and output order (the same walk as
+    `subgen.prune.canonical_key`, on terms)."""
+    best = None
+    for a, b in ((src, dst), (dst, src)):
+        for perm in itertools.permutations(range(len(a))):
+            leaf_ix: dict[str, int] = {}
+
+            def visit(tid: int) -> str:
+                t = en.terms[tid]
+                if t.node is None:
+                    return f"v{leaf_ix.setdefault(t.name, len(leaf_ix))}:{t.shape}"
+                n = en.nodes[t.node]
+                return f"{n.op}{n.params}({','.join(visit(i) for i in n.inputs)}).{t.index}"
+
+            key = "|".join(visit(a[i]) for i in perm) + "=>" + "|".join(visit(b[i]) for i in perm)
+            if best is None or key < best:
+                best = key
+    return best
+
+
+class FloatValues:
+    """Float values of terms on a few random pool assignments, computed on demand, once."""
+
+    def __init__(self, en: Enumerator, trials: int = 2, seed: int = 7):
+        self.en = en
+        rng = np.random.default_rng(seed)
+        self.pools = [{k: rng.uniform(-1, 1, size=s) for k, s in POOL.items()}
+                      for _ in range(trials)]
+        self.memo: dict[int, list[list[np.ndarray]]] = {}   # node id -> per trial outputs
+
+    def of(self, tid: int) -> list[np.ndarray]:
+        t = self.en.terms[tid]
+        if t.node is None:
+            return [p[t.name] for p in self.pools]
+        if t.node not in self.memo:
+            n = self.en.nodes[t.node]
+            ins = [self.of(i) for i in n.inputs]
+            params = dict(n.params)
+            self.memo[t.node] = [OPS[n.op].ref([v[k] for v in ins], params)
+                                 for k in range(len(self.pools))]
+        return [outs[t.index] for outs in self.memo[t.node]]
+
+    def agree(self, a, b, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
+        for x, y in zip(a, b):
+            for vx, vy in zip(self.of(x), self.of(y)):
+                scale = float(np.max(np.abs(vx))) if vx.size else 0.0
+                if vx.shape != vy.shape or not np.all(np.abs(vx - vy) <= atol + rtol * scale):
+                    return False
+        return True
+
+
+def to_graph(en: Enumerator, outs) -> Graph:
+    """The graph computing these terms, leaves as `input` nodes named by pool variable."""
+    ids: dict[int, int] = {}       # enumerator node id (or -1 - term id for leaves) -> graph id
+    nodes: dict[int, Node] = {}
+
+    def visit_term(tid: int) -> Ref:
+        t = en.terms[tid]
+        if t.node is None:
+            k = -1 - tid
+            if k not in ids:
+                ids[k] = len(nodes)
+                nodes[ids[k]] = Node("input", (), (("name", t.name), ("shape", t.shape)),
+                                     (t.shape,))
+            return Ref(ids[k], 0)
+        if t.node not in ids:
+            n = en.nodes[t.node]
+            ins = tuple(visit_term(i) for i in n.inputs)
+            ids[t.node] = len(nodes)
+            nodes[ids[t.node]] = Node(n.op, ins, n.params,
+                                      tuple(en.terms[o].shape for o in n.outputs))
+        return Ref(ids[t.node], t.index)
+
+    refs = [visit_term(o) for o in outs]
+    return Graph(nodes, refs)
+
+
+def to_rule(en: Enumerator, src, dst, key: str) -> Rule:
+    name = "g-" + hashlib.blake2b(key.encode(), digest_size=5).hexdigest()
+    return Rule(name, to_graph(en, src), to_graph(en, dst))

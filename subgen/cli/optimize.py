@@ -1,0 +1,107 @@
+"""`subgen optimize MODEL`: rewrite a model with proved rules under a cost model."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from subgen.errors import BadInput
+
+
+@click.command()
+@click.argument("model")
+@click.option("--rules", "rules", type=click.Path(dir_okay=False), default=None,
+              help="Rule DB (.db: proved rules only), .json or .pb.  Default: data/rules.db.")
+@click.option("--agent", default="taso", show_default=True, help="A registered agent (`subgen agents`).")
+@click.option("--budget", default=1000, show_default=True, type=click.IntRange(min=0),
+              help="Expansions the search may spend.")
+@click.option("--cost", default="analytic", show_default=True,
+              type=click.Choice(["analytic", "torch", "cupy"]), help="Cost model.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Write the optimized graph to F.onnx or F.json.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--measure", is_flag=True,
+              help="Also time original and optimized end to end, interleaved, on the backend.")
+@click.option("--alpha", default=1.05, show_default=True, type=float,
+              help="taso: keep candidates costing below alpha x best.")
+@click.option("--checkpoint", type=click.Path(), default=None,
+              help="Checkpoint directory for a learned agent (ppo, worldmodel).")
+@click.option("--model-size", "size", default="full", show_default=True,
+              type=click.Choice(["full", "small", "tiny"]), help="Zoo model size.")
+@click.option("--seed", default=0, show_default=True, type=int)
+def optimize(model, rules, agent, budget, cost, out, as_json, measure, alpha, checkpoint, size, seed):
+    """Optimize MODEL (a zoo name or an .onnx file) and check the result numerically."""
+    from subgen import optimize as pipeline
+
+    if out is not None and Path(out).suffix not in (".onnx", ".json"):
+        raise BadInput(f"--out must end in .onnx or .json, got {Path(out).name}")
+    with _progress(not as_json, budget) as on_step:
+        res = pipeline.optimize(model, rules, agent=agent, budget=budget, cost=cost, alpha=alpha,
+                                checkpoint=checkpoint, size=size, do_measure=measure, seed=seed,
+                                on_step=on_step)
+    written = pipeline.write_result(res, out) if out is not None and res.equivalent else None
+    if as_json:
+        click.echo(json.dumps(res.to_json()))
+    else:
+        print_result(res, written)
+    if out is not None and not res.equivalent:
+        raise BadInput(f"not writing {out}: the optimized graph differs from the original "
+                       f"(max abs err {res.max_abs_err:.3g})")
+
+
+def print_result(res, written=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{res.model}: {res.agent} search, {res.cost_model} cost")
+    t.add_column("", style="bold")
+    t.add_column("value", justify="right")
+    t.add_row("cost before (ms)", f"{res.cost_before:.4f}")
+    t.add_row("cost after (ms)", f"{res.cost_after:.4f}")
+    t.add_row("predicted speedup", f"{res.speedup:.3f}x")
+    if res.measured:
+        t.add_row("measured speedup", f"{res.measured['measured_speedup']:.3f}x "
+                  f"({res.measured['ms_before']:.2f} -> {res.measured['ms_after']:.2f} ms)")
+    t.add_row("operators", f"{res.original.num_ops} -> {res.graph.num_ops}")
+    t.add_row("rewrites", str(len(res.rewrites)))
+    t.add_row("expansions", str(res.expansions))
+    t.add_row("search time (s)", f"{res.seconds:.2f}")
+    t.add_row("equivalent", ("yes" if res.equivalent else "[red]NO[/red]")
+              + f" (max abs err {res.max_abs_err:.2g})")
+    if written:
+        t.add_row("written", str(written))
+    console = Console()
+    console.print(t)
+    if res.rewrites:
+        r = Table(title="rules applied")
+        r.add_column("rule")
+        r.add_column("times", justify="right")
+        for name, n in res.rule_counts.items():
+            r.add_row(name, str(n))
+        console.print(r)
+
+
+class _progress:
+    """A rich progress bar over the expansion budget; a no-op callback when quiet."""
+
+    def __init__(self, show: bool, budget: int):
+        self.show, self.budget, self.bar = show, budget, None
+
+    def __enter__(self):
+        if not self.show:
+            return None
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+        self.bar = Progress(TextColumn("search"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                            TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("search", total=max(self.budget, 1), best="-")
+
+        def on_step(expansions: int, best: float) -> None:
+            self.bar.update(task, completed=expansions, best=f"{best:.4f} ms")
+        return on_step
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.stop()
+        return False

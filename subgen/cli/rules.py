@@ -1,0 +1,101 @@
+"""`subgen rules show | export | compare`."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+def _fmt(g) -> str:
+    """One line per side: op(args) with inputs by name."""
+    from envcore.ops import LEAVES
+
+    def v(ref):
+        n = g.nodes[ref.node]
+        if n.op in LEAVES:
+            return n.p["name"]
+        keep = {k: x for k, x in n.params
+                if k in ("axis", "activation", "perm") and x != "none"}
+        args = ", ".join(v(r) for r in n.inputs)
+        s = f"{n.op}{keep if keep else ''}({args})"
+        return s + (f".{ref.index}" if n.num_outputs > 1 else "")
+    return " | ".join(v(o) for o in g.outputs)
+
+
+@click.group()
+def rules():
+    """Inspect, export and compare rule sets."""
+
+
+@rules.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option("--status", type=click.Choice(["candidate", "proved", "refuted", "unknown"]),
+              default=None, help="only rules with this status")
+@click.option("--limit", type=int, default=50, show_default=True, help="rows to print (0: all)")
+@click.option("--json", "as_json", is_flag=True)
+def show(db, status, limit, as_json):
+    """A table of the rules in DB."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from subgen.ruledb import RuleDB
+    with RuleDB(db, create=False) as rdb:
+        stored = rdb.rules(status)
+        counts = rdb.counts()
+    if as_json:
+        click.echo(json.dumps({"counts": counts, "rules": [
+            {"id": s.id, "name": s.rule.name, "status": s.status, "axioms": list(s.axioms),
+             "src": _fmt(s.rule.src), "dst": _fmt(s.rule.dst)} for s in stored]}))
+        return
+    t = Table(title=f"{db}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    for c in ("id", "status", "source", "target"):
+        t.add_column(c)
+    for s in stored[: limit or None]:
+        t.add_row(str(s.id), s.status, _fmt(s.rule.src), _fmt(s.rule.dst))
+    Console().print(t)
+    if limit and len(stored) > limit:
+        click.echo(f"... {len(stored) - limit} more (--limit 0 shows all)")
+
+
+@rules.command()
+@click.argument("db", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["json", "taso-pb"]), required=True)
+@click.option("--out", type=click.Path(dir_okay=False), required=True)
+@click.option("--status", default="proved", show_default=True,
+              help="which rules to export ('all' for every status)")
+def export(db, fmt, out, status):
+    """Write DB's rules as JSON or as TASO's protobuf."""
+    from subgen.ruleio import load_rules, save_json
+    from subgen.ruledb import RuleDB
+    if db.lower().endswith(".db"):
+        with RuleDB(db, create=False) as rdb:
+            chosen = [s.rule for s in rdb.rules(None if status == "all" else status)]
+    else:
+        chosen = load_rules(db)
+    if fmt == "json":
+        save_json(chosen, out)
+        click.echo(f"wrote {len(chosen)} rules to {out}")
+        return
+    from subgen.taso_pb import write_rules
+    n, skipped = write_rules(chosen, out)
+    click.echo(f"wrote {n} rules to {out}"
+               + (f"; {len(skipped)} cannot be expressed in TASO's format" if skipped else ""))
+
+
+@rules.command()
+@click.argument("ours", type=click.Path(dir_okay=False))
+@click.argument("theirs", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--list-missing", is_flag=True, help="print every missing rule")
+def compare(ours, theirs, as_json, list_missing):
+    """How many of THEIRS rules OURS holds, up to input renaming and direction."""
+    from subgen.compare import compare as run
+    res = run(ours, theirs)
+    if as_json:
+        click.echo(json.dumps(res))
+        return
+    click.echo(f"theirs {res['theirs']}  covered {res['covered']}  missing {res['missing']}  "
+               f"(derivable in one step from ours: {res['derivable']})")
+    if list_missing:
+        for m in res["missing_rules"]:
+            click.echo(f"  {m['name']}: {m['src']}  ==>  {m['dst']}   [{m['why']}]")

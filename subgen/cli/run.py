@@ -1,0 +1,70 @@
+"""`subgen run`: the main job of the README, end to end.
+
+1. If the rule DB is missing or holds no proved rules, generate and verify the default rule set
+   (`subgen generate`, which resumes by itself if an earlier run was interrupted).
+2. Optimize a zoo model at full size with TASO's search and print the result table.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from subgen.errors import BadInput
+from subgen.paths import DEFAULT_RULES
+
+DEFAULT_MODEL = "squeezenet"
+
+
+@click.command()
+@click.option("--model", default=DEFAULT_MODEL, show_default=True, help="Zoo model to optimize.")
+@click.option("--rules", "rules", type=click.Path(dir_okay=False), default=str(DEFAULT_RULES),
+              show_default=True, help="Rule DB; generated and verified here if missing.")
+@click.option("--agent", default="taso", show_default=True)
+@click.option("--budget", default=1000, show_default=True, type=click.IntRange(min=0))
+@click.option("--cost", default="analytic", show_default=True,
+              type=click.Choice(["analytic", "torch", "cupy"]))
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Also write the optimized graph (.onnx or .json).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def run(model, rules, agent, budget, cost, out, as_json):
+    """Generate and verify the default rules if needed, then optimize a zoo model."""
+    from subgen.cli.optimize import optimize as optimize_cmd
+
+    db = Path(rules)
+    if _proved_count(db) == 0:
+        if not as_json:
+            click.echo(f"no proved rules in {db}: generating and verifying the default rule set")
+        generate(db, quiet=as_json)
+        if _proved_count(db) == 0:
+            raise BadInput(f"`subgen generate` produced no proved rules in {db}")
+    args = [model, "--rules", str(db), "--agent", agent, "--budget", str(budget), "--cost", cost]
+    if out:
+        args += ["--out", out]
+    if as_json:
+        args.append("--json")
+    optimize_cmd.main(args=args, standalone_mode=False)
+
+
+def _proved_count(db: Path) -> int:
+    if not db.is_file():
+        return 0
+    from subgen.ruledb import RuleDB
+    return len(RuleDB(db, create=False).proved_rules())
+
+
+def generate(db: Path, quiet: bool = False) -> None:
+    """Runs `subgen generate --out DB` in a child process (its own progress bar, its own memory);
+    an interrupted run keeps its committed work and resumes next time."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-c", "from subgen.cli import main; main()", "generate", "--out", str(db)]
+    if quiet:
+        cmd.append("--json")
+    done = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None)
+    if done.returncode == 130:
+        raise KeyboardInterrupt
+    if done.returncode != 0:
+        raise BadInput(f"`subgen generate` failed (exit {done.returncode}); rerun to resume")
+

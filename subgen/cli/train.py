@@ -1,0 +1,56 @@
+"""`subgen train --agent ppo|worldmodel --model M[,M2,...]`: train an RL agent on zoo models."""
+from __future__ import annotations
+
+import json
+
+import click
+
+
+@click.command()
+@click.option("--agent", required=True, type=click.Choice(["ppo", "worldmodel"]),
+              help="Which RL agent to train.")
+@click.option("--model", required=True, help="Zoo model(s), comma separated: episodes rotate over them.")
+@click.option("--rules", type=click.Path(dir_okay=False), default=None,
+              help="Rule DB (proved rules) or .json/.pb.  Default: data/rules.db.")
+@click.option("--steps", default=2000, show_default=True, type=click.IntRange(min=1),
+              help="Real environment steps to train for (whole iterations).")
+@click.option("--out", default="runs/train", show_default=True, type=click.Path(file_okay=False),
+              help="Run directory: checkpoints, metrics.csv, learning_curve.png.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--model-size", "size", default="tiny", show_default=True,
+              type=click.Choice(["full", "small", "tiny"]), help="Zoo model size.")
+@click.option("--cost", default="analytic", show_default=True,
+              type=click.Choice(["analytic", "torch", "cupy"]), help="Cost model.")
+@click.option("--max-steps", default=16, show_default=True, type=click.IntRange(min=1),
+              help="Rewrites per episode.")
+@click.option("--max-candidates", default=64, show_default=True, type=click.IntRange(min=1),
+              help="Candidate actions per observation.")
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line.")
+def train(agent, model, rules, steps, out, resume, size, cost, max_steps, max_candidates, seed,
+          as_json):
+    """Train an RL agent; writes checkpoints, metrics.csv and a PNG learning curve into --out."""
+    from pathlib import Path
+
+    from subgen import train as driver
+    from subgen.errors import BadInput
+
+    if rules is not None and not Path(rules).is_file():
+        raise BadInput(f"no such rule file: {rules}")
+    settings = dict(model=model, size=size, rules=rules, cost=cost, max_steps=max_steps,
+                    max_candidates=max_candidates, seed=seed)
+    if as_json:
+        summary = driver.train(agent, out, steps, resume=resume, **settings)
+    else:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+            task = bar.add_task(f"{agent} on {model} (real env steps)", total=steps)
+            summary = driver.train(agent, out, steps, resume=resume,
+                                   on_progress=lambda done, total: bar.update(task, completed=done),
+                                   **settings)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        click.echo(f"{agent}: {summary['real_steps']} real steps, best cost "
+                   f"{summary['best_cost']:.4f} ms, {summary['seconds']:.1f}s -> {summary['out']}")

@@ -1,0 +1,145 @@
+"""`subgen verify RULES`: prove or refute every rule of a DB, JSON or TASO protobuf file.
+
+For a .db the results go into the DB as each rule finishes, and rules that already hold a final
+status are skipped, so a killed run resumes.  `--axioms` validates the axioms instead.
+Exit codes: 0 all proved (or all axioms valid), 1 any refuted/unknown (or an axiom failed),
+2 unusable input.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from subgen.errors import BadInput
+
+FINAL = ("proved", "refuted", "unknown")
+
+
+def _progress(total: int, label: str, quiet: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
+        TimeElapsedColumn
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=Console(stderr=True), transient=True, disable=quiet)
+
+
+def _write_json(path: str, obj) -> None:
+    """Written whole, then renamed: a killed run never leaves half a report."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _load(path: str, retry_unknown: bool):
+    """(rules to verify, their DB ids or None, results already final, db or None)."""
+    from verifier import RuleResult
+    p = Path(path)
+    if not p.exists():
+        raise BadInput(f"no such file: {path}")
+    if p.suffix not in (".db", ".json", ".pb"):
+        raise BadInput(f"{path}: expected a .db, .json or .pb rule file")
+    if p.suffix == ".db":
+        from subgen.ruledb import RuleDB
+        db = RuleDB(p, create=False)
+        final = ("proved", "refuted") if retry_unknown else FINAL
+        todo, done = [], []
+        for sr in db.rules():
+            if sr.status in final:
+                done.append((sr.rule.name, RuleResult(sr.status, tuple(sr.axioms),
+                                                      sr.counterexample, sr.seconds or 0.0)))
+            else:
+                todo.append(sr)
+        return [s.rule for s in todo], [s.id for s in todo], done, db
+    from subgen.ruleio import load_rules
+    try:
+        return load_rules(p), None, [], None
+    except (ValueError, KeyError, TypeError, IndexError) as e:   # malformed content
+        raise BadInput(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
+            from None
+
+
+@click.command("verify")
+@click.argument("rules", required=False, metavar="RULES")
+@click.option("--timeout-ms", default=2000, show_default=True, type=click.IntRange(1),
+              help="Z3 time limit per rule")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
+              help="parallel worker processes")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="write each rule's status, axioms used and counterexample (JSON)")
+@click.option("--json", "as_json", is_flag=True, help="print a JSON summary as the last line")
+@click.option("--axioms", "check_axioms", is_flag=True,
+              help="validate the axioms against the operators' reference semantics instead")
+@click.option("--max-dim", default=4, show_default=True, type=click.IntRange(1, 4),
+              help="--axioms: largest tensor dimension")
+@click.option("--limit", default=None, type=click.IntRange(1),
+              help="--axioms: check a seeded sample of this many instances per axiom")
+@click.option("--retry-unknown", is_flag=True, help=".db: verify 'unknown' rules again")
+def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, limit,
+           retry_unknown):
+    """Prove each rule from the operator axioms (or refute it with a counterexample)."""
+    if check_axioms:
+        return _axioms(timeout_ms, report, as_json, max_dim, limit)
+    if rules is None:
+        raise BadInput("missing RULES (a .db, .json or .pb file)")
+    from verifier.batch import summary, verify_many
+    t0 = time.perf_counter()
+    todo, ids, done, db = _load(rules, retry_unknown)
+    results = [None] * len(todo)
+    with _progress(len(todo), "verifying", as_json) as bar:
+        task = bar.add_task("verify", total=len(todo))
+
+        def on_result(i, res):
+            results[i] = res
+            if db is not None:
+                db.set_result(ids[i], res.status, res.axioms, res.counterexample, res.seconds)
+            bar.advance(task)
+        verify_many(todo, timeout_ms, workers, on_result)
+    named = done + [(r.name, res) for r, res in zip(todo, results)]
+    out = summary([res for _, res in named], time.perf_counter() - t0)
+    out["skipped_final"] = len(done)
+    if report:
+        _write_json(report, {"summary": out, "rules": [
+            {"name": n, **res.to_dict()} for n, res in named]})
+    if as_json:
+        click.echo(json.dumps(out))
+    else:
+        click.echo(f"{out['rules']} rules: {out['proved']} proved, {out['refuted']} refuted, "
+                   f"{out['unknown']} unknown in {out['seconds']:.1f}s "
+                   f"(median {out['median_s'] * 1000:.0f} ms, p95 {out['p95_s'] * 1000:.0f} ms)")
+    if out["proved"] != out["rules"]:
+        sys.exit(1)
+
+
+def _axioms(timeout_ms, report, as_json, max_dim, limit):
+    from verifier.axioms import AXIOMS
+    from verifier.validate import validate_axioms
+    t0 = time.perf_counter()
+    with _progress(len(AXIOMS), "validating axioms", as_json) as bar:
+        task = bar.add_task("axioms", total=len(AXIOMS))
+        reps = validate_axioms(progress=lambda r: bar.advance(task), max_dim=max_dim,
+                               limit=limit, timeout_ms=timeout_ms)
+    bad = [r for r in reps if not r.ok]
+    out = {"axioms": len(reps), "valid": len(reps) - len(bad), "invalid": [r.name for r in bad],
+           "redundant": [r.name for r in reps if r.redundant],
+           "instances": sum(r.instances for r in reps),
+           "symbolic": sum(r.symbolic for r in reps),
+           "seconds": round(time.perf_counter() - t0, 3)}
+    if report:
+        _write_json(report, {"summary": out, "axioms": [r.to_dict() for r in reps]})
+    if not as_json:
+        for r in reps:
+            mark = "ok " if r.ok else "BAD"
+            extra = " (redundant)" if r.redundant else ""
+            click.echo(f"{mark} {r.name:28s} {r.instances:6d} numeric, {r.symbolic:2d} symbolic"
+                       f"{extra}  {r.statement}")
+            if not r.ok:
+                click.echo(f"    counterexample: {json.dumps(r.counterexample)[:300]}")
+    click.echo(json.dumps(out) if as_json else
+               f"{out['valid']}/{out['axioms']} axioms valid in {out['seconds']:.1f}s")
+    if bad:
+        sys.exit(1)

@@ -1,0 +1,294 @@
+"""Bottom-up enumeration of small graphs over a fixed input pool, evaluated exactly, op by op.
+
+Every tensor is a *term*: a leaf of the pool or an output of an operator node whose inputs are
+earlier terms.  Nodes are hash-consed (an identical op on identical inputs is the same node), so a
+term's size is the number of distinct operator nodes under it and shared subterms are counted
+once.  Each new node is evaluated once, from its inputs' stored values, with the catalogue's EXACT
+modular semantics (`OpDef.exact`): every graph extends its parent by one operator.
+
+Quartz's RepGen idea: terms are grouped into classes by their value's fingerprint, and only the
+first term of a class (its *representative*, the smallest because levels grow by size) is used as
+an input to bigger terms.  Any bigger term built on a non-representative is redundant: a rule
+between the two class members already rewrites that part.
+
+TASO's split has no sizes: it cuts at the boundary of the concat that produced the tensor.  Terms
+carry that boundary as metadata (`bounds`: axis -> sizes), propagated through the ops in between.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from envcore.ops import OPS, PRIME, ShapeError
+from subgen.fingerprint import value_hash
+
+Shape = tuple[int, ...]
+
+# The input pool (variable name -> shape): TASO's roles at sizes within 4x4x4x4.
+POOL: dict[str, Shape] = {
+    "x0": (2, 4), "x1": (2, 4), "x2": (2, 4),                      # 2-D activations
+    "m0": (4, 4), "m1": (4, 4), "m2": (4, 4),                      # matrices
+    "a0": (2, 4, 4, 4), "a1": (2, 4, 4, 4),                        # NCHW activations
+    "k0": (4, 4, 3, 3), "k1": (4, 4, 3, 3),                        # 3x3 conv kernels
+    "u0": (4, 4, 1, 1),                                            # 1x1 conv kernel
+    "v0": (4, 4, 1, 3),                                            # 1x3 conv kernel
+    "s": (),                                                       # scalar
+}
+# constants are 0-input operators at fixed shapes
+CONSTANT_SHAPES: dict[str, tuple[Shape, ...]] = {
+    "eye": ((4, 4),), "eye_conv": ((4, 4, 3, 3),), "ones": ((4, 4, 3, 3),),
+    "pool_kernel": ((4, 1, 3, 3),),
+}
+
+
+def pool_values(seed: int = 1, exact: bool = True) -> dict[str, np.ndarray]:
+    """Fixed random values for the pool: residues mod PRIME (exact) or floats in [-1, 1)."""
+    rng = np.random.default_rng(seed)
+    return {k: (rng.integers(0, PRIME, size=s, dtype=np.int64) if exact
+                else rng.uniform(-1, 1, size=s)) for k, s in POOL.items()}
+
+
+@dataclass
+class Term:
+    """One tensor: a pool leaf (node is None) or output `index` of operator node `node`."""
+    id: int
+    node: int | None
+    index: int
+    shape: Shape
+    value: np.ndarray
+    fp: int                       # fingerprint of the value
+    ops: frozenset                # ids of the operator nodes under this term (itself included)
+    bounds: dict = field(default_factory=dict)   # axis -> (sizes,) of a tracked concat boundary
+    name: str | None = None       # leaf name
+
+    @property
+    def size(self) -> int:
+        return len(self.ops)
+
+
+@dataclass
+class OpNode:
+    id: int
+    op: str
+    params: tuple                 # sorted (name, value) pairs, full (defaults filled)
+    inputs: tuple[int, ...]       # term ids
+    outputs: tuple[int, ...] = ()  # term ids
+
+
+# ----------------------------------------------------------------------------------------------
+# which operator instances to try: op name -> function(terms by shape, new-term filter) -> list of
+# (params, input terms).  Param choices follow TASO's generator (see DESIGN.md).
+
+def _propagate_bounds(op: str, p: dict, ins: list[Term], out_shapes) -> list[dict]:
+    """TASO's split boundary, carried through the operators in between."""
+    if op == "concat":
+        ax = p["axis"]
+        return [{ax: tuple(t.shape[ax] for t in ins)}]
+    if op in ("ewadd", "ewmul"):
+        b = dict(ins[1].bounds)
+        b.update(ins[0].bounds)
+        return [b]
+    if op in ("relu", "scalar_mul", "pool_avg", "pool_max", "sigmoid", "tanh"):
+        return [dict(ins[0].bounds)]
+    if op == "conv2d":  # batch boundary from the input; kernel out-channels -> output channels
+        b = {}
+        if 0 in ins[0].bounds:
+            b[0] = ins[0].bounds[0]
+        if 0 in ins[1].bounds:
+            b[1] = ins[1].bounds[0]
+        return [b]
+    if op == "matmul":
+        b = {}
+        if 0 in ins[0].bounds:
+            b[0] = ins[0].bounds[0]
+        if 1 in ins[1].bounds:
+            b[1] = ins[1].bounds[1]
+        return [b]
+    if op == "transpose":
+        return [{1 - a: s for a, s in ins[0].bounds.items() if a in (0, 1)}]
+    return [{} for _ in out_shapes]
+
+
+# the operators `_instances` knows how to instantiate (the rest of the catalogue is IR-only)
+ENUMERABLE = frozenset({"relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split",
+                        "ewadd", "ewmul", "scalar_mul", "matmul", "conv2d", "concat", "enlarge",
+                        *CONSTANT_SHAPES})
+
+
+def _is_activation(shape: Shape) -> bool:
+    """NCHW activations have 4x4 images; kernels are 3x3, 1x1 or 1x3.  TASO's generator also fed
+    kernels to conv as images; those rules are all redundant (see README), and skipping them
+    keeps depth 4 affordable."""
+    return len(shape) == 4 and shape[2:] == (4, 4)
+
+
+class Enumerator:
+    """Enumerates terms of up to `max_ops` operators over `ops` (names from the catalogue)."""
+
+    def __init__(self, ops: tuple[str, ...], max_ops: int, seed: int = 1,
+                 max_outputs: int = 2):
+        self.op_names = tuple(ops)
+        self.max_ops = max_ops
+        self.max_outputs = max_outputs
+        self.terms: list[Term] = []
+        self.nodes: list[OpNode] = []
+        self._node_key: dict[tuple, int] = {}
+        self.classes: dict[int, list[int]] = {}       # fingerprint -> term ids (first = rep)
+        self.reps_by_size: dict[int, list[int]] = {}  # size -> representative term ids
+        self.pool = pool_values(seed)
+        self._first_leaf = {}
+        for name in sorted(POOL):
+            self._first_leaf.setdefault(POOL[name], name)
+        for name in sorted(POOL):
+            v = self.pool[name]
+            self._add_term(None, 0, v.shape, v, frozenset(), {}, name)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+    def _add_term(self, node, index, shape, value, ops, bounds, name=None) -> Term:
+        fp = value_hash(value)
+        t = Term(len(self.terms), node, index, tuple(shape), value, fp, ops, bounds, name)
+        self.terms.append(t)
+        members = self.classes.setdefault(fp, [])
+        members.append(t.id)
+        if len(members) == 1:
+            self.reps_by_size.setdefault(t.size, []).append(t.id)
+        return t
+
+    def is_rep(self, t: Term) -> bool:
+        return self.classes[t.fp][0] == t.id
+
+    def _make(self, op: str, params: dict, ins: list[Term]) -> OpNode | None:
+        opdef = OPS[op]
+        full = opdef.full_params(params)
+        pkey = tuple(sorted(full.items()))
+        key = (op, pkey, tuple(t.id for t in ins))
+        if key in self._node_key:
+            return None
+        self._node_key[key] = -1
+        try:
+            shapes = opdef.infer([t.shape for t in ins], full)
+            values = opdef.exact([t.value for t in ins], full)
+        except ShapeError:
+            return None
+        node = OpNode(len(self.nodes), op, pkey, tuple(t.id for t in ins))
+        self.nodes.append(node)
+        self._node_key[key] = node.id
+        ops = frozenset().union(*(t.ops for t in ins)) | {node.id}
+        bounds = _propagate_bounds(op, full, ins, shapes)
+        node.outputs = tuple(self._add_term(node.id, k, s, np.asarray(v), ops, b).id
+                             for k, (s, v, b) in enumerate(zip(shapes, values, bounds)))
+        return node
+
+    # -- candidate inputs ------------------------------------------------------------------
+    def _input_tuples(self, arity: int, level: int):
+        """Tuples of representative terms whose operator sets together hold level-1 nodes."""
+        want = level - 1
+        reps = self.reps_by_size
+        if arity == 1:
+            for t in reps.get(want, ()):
+                yield (self.terms[t],)
+            return
+        # disjoint pairs whose sizes add up, plus pairs where one term lies inside the other
+        for s1 in range(want + 1):
+            for a in reps.get(s1, ()):
+                ta = self.terms[a]
+                for b in reps.get(want - s1, ()):
+                    tb = self.terms[b]
+                    if not (ta.ops & tb.ops):
+                        yield (ta, tb)
+        for b in reps.get(want, ()):
+            tb = self.terms[b]
+            inner = {tb.id} | {o for n in tb.ops for o in self.nodes[n].inputs}
+            inner |= {o for n in tb.ops for o in self.nodes[n].outputs}
+            for a in sorted(inner):
+                ta = self.terms[a]
+                if ta.node is None or not self.is_rep(ta):
+                    continue  # leaves are covered by the disjoint case
+                if ta.ops | tb.ops != tb.ops:
+                    continue
+                yield (ta, tb)
+                if ta.id != tb.id:
+                    yield (tb, ta)
+
+    def _instances(self, op: str, level: int):
+        """(params, inputs) choices for one operator at one level."""
+        if op in CONSTANT_SHAPES:
+            if level == 1:
+                for s in CONSTANT_SHAPES[op]:
+                    yield {"shape": s}, []
+            return
+        if op in ("relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split"):
+            for (t,) in self._input_tuples(1, level):
+                if op in ("relu", "sigmoid", "tanh"):
+                    yield {}, [t]
+                elif op == "transpose" and len(t.shape) == 2:
+                    yield {"perm": (1, 0)}, [t]
+                elif op in ("pool_avg", "pool_max") and _is_activation(t.shape):
+                    yield {"kernel": (3, 3), "stride": (1, 1), "padding": "same"}, [t]
+                elif op == "split":
+                    for ax, sizes in sorted(t.bounds.items()):
+                        if ax in (0, 1):
+                            yield {"axis": ax, "sizes": sizes}, [t]
+            return
+        for ta, tb in self._input_tuples(2, level):
+            if op in ("ewadd", "ewmul"):
+                if ta.shape == tb.shape and ta.shape != ():
+                    yield {}, [ta, tb]
+            elif op == "scalar_mul":
+                if tb.shape == () and ta.shape != ():
+                    yield {}, [ta, tb]
+            elif op == "matmul":
+                if len(ta.shape) == 2 and len(tb.shape) == 2 and ta.shape[1] == tb.shape[0]:
+                    yield {"activation": "none"}, [ta, tb]
+            elif op == "conv2d":
+                x, w = ta.shape, tb.shape
+                if _is_activation(x) and len(w) == 4 and not _is_activation(w) and x[1] % w[1] == 0:
+                    g = x[1] // w[1]
+                    if w[0] % g == 0 and w[2] <= x[2] and w[3] <= x[3]:
+                        for act in ("none", "relu"):
+                            yield {"stride": (1, 1), "padding": "same", "activation": act,
+                                   "groups": g}, [ta, tb]
+            elif op == "concat":
+                if len(ta.shape) in (2, 4) and len(ta.shape) == len(tb.shape):
+                    for ax in (0, 1):
+                        if ta.shape[:ax] + ta.shape[ax + 1:] == tb.shape[:ax] + tb.shape[ax + 1:]:
+                            yield {"axis": ax}, [ta, tb]
+            elif op == "enlarge":
+                # the reference kernel only lends its shape: one leaf per shape is enough
+                if (len(ta.shape) == 4 and tb.node is None and tb.name == self._first_leaf[tb.shape]
+                        and ta.shape != tb.shape and not _is_activation(tb.shape)):
+                    yield {}, [ta, tb]
+
+    # -- the levels -------------------------------------------------------------------------
+    def level(self, level: int, progress=None) -> int:
+        """Adds every term with `level` operators; returns how many nodes were made."""
+        made = 0
+        for op in self.op_names:
+            for params, ins in list(self._instances(op, level)):
+                if self._make(op, params, ins) is not None:
+                    made += 1
+                    if progress:
+                        progress(1)
+        return made
+
+    def run(self, progress=None) -> "Enumerator":
+        for lv in range(1, self.max_ops + 1):
+            self.level(lv, progress)
+        return self
+
+    # -- views ------------------------------------------------------------------------------
+    def graphs(self):
+        """Every enumerated graph as a tuple of output term ids: single terms, and the pairs of
+        outputs of multi-output nodes (TASO's outputs are the tensors nothing consumes)."""
+        for t in self.terms:
+            if t.node is not None:
+                yield (t.id,)
+        if self.max_outputs >= 2:
+            for n in self.nodes:
+                if len(n.outputs) >= 2:
+                    yield tuple(n.outputs)
+
+    def op_count(self, outs: tuple[int, ...]) -> int:
+        return len(frozenset().union(*(self.terms[o].ops for o in outs)))

@@ -1,0 +1,180 @@
+"""Where parallel work runs: a local process pool or a Ray cluster, behind one small interface.
+
+    with make_executor("ray", workers=8) as ex:
+        for i, result in ex.map_unordered(fn, items):   # (index into items, fn(item)), as done
+            ...
+
+`fn` must be a module-level function (it travels by name) and items must pickle.  Items are
+grouped into tasks of `chunksize`; a task's results come back together, so a caller that commits
+each result loses at most the tasks in flight when it is killed.
+
+Ray: a task whose worker process dies (OOM, a killed node, os._exit) is resubmitted up to
+`max_retries` times; an exception raised by `fn` is a bug, not a failure of the machine, and
+propagates.  At most `workers` tasks are in flight, so `workers` means the same thing on both
+executors.  Locally, `workers == 1` runs inline (no processes, no start-up cost) and more use a
+`spawn` process pool (Z3 and torch do not survive a fork), where a dead worker raises
+BrokenProcessPool instead of hanging.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from subgen.errors import BadInput
+
+KINDS = ("local", "ray")
+RAY_MISSING = "ray is not installed: pip install 'subgen[ray]'"
+SOCKET_PATH_LIMIT = 107   # AF_UNIX sun_path; Ray puts its sockets under the temp dir
+RAY_SOCKET_SUFFIX = len("/session_2026-01-01_00-00-00_000000_1234567/sockets/plasma_store")
+
+
+def _chunks(items: list, size: int) -> list[tuple[int, list]]:
+    return [(start, items[start:start + size]) for start in range(0, len(items), size)]
+
+
+def _run_chunk(fn: Callable, start: int, chunk: list) -> list[tuple[int, Any]]:
+    return [(start + k, fn(item)) for k, item in enumerate(chunk)]
+
+
+class LocalExecutor:
+    kind = "local"
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
+        self._pool = None
+
+    def map_unordered(self, fn: Callable, items: Iterable, chunksize: int = 1
+                      ) -> Iterator[tuple[int, Any]]:
+        items = list(items)
+        if self.workers == 1 or len(items) <= 1:
+            for i, item in enumerate(items):
+                yield i, fn(item)
+            return
+        from concurrent.futures import FIRST_COMPLETED, wait
+        pool = self._get_pool()
+        pending = {pool.submit(_run_chunk, fn, s, c) for s, c in _chunks(items, chunksize)}
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield from fut.result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def _get_pool(self):
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def import_ray():
+    """`ray`, with usage reporting off (it must be set before the import), or BadInput."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    try:
+        import ray
+    except ImportError:
+        raise BadInput(RAY_MISSING) from None
+    return ray
+
+
+def ray_temp_dir(run_dir: str | Path = "runs") -> Path:
+    """`RUN_DIR/ray`, unless that path is too long for the Unix sockets Ray keeps under it."""
+    path = (Path(run_dir) / "ray").resolve()
+    if len(str(path)) + RAY_SOCKET_SUFFIX > SOCKET_PATH_LIMIT:
+        path = Path(f"/tmp/subgen-ray-{os.getuid()}")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def connect_ray(address: str | None = None, run_dir: str | Path = "runs",
+                num_cpus: int | None = None):
+    """Connects to the cluster at `address` (or $RAY_ADDRESS), or starts a local Ray with this
+    machine's cores: no dashboard, no usage stats, worker logs kept out of our output, temp files
+    under the run folder.  A Ray already initialised in this process is reused."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+                     log_to_driver=False, configure_logging=False,
+                     _temp_dir=str(ray_temp_dir(run_dir)))
+    except ConnectionError as e:
+        raise BadInput(f"cannot reach the Ray cluster at {address}: {e}") from None
+    return ray
+
+
+class RayExecutor:
+    kind = "ray"
+
+    def __init__(self, workers: int | None = None, address: str | None = None,
+                 run_dir: str | Path = "runs", max_retries: int = 3):
+        self.ray = connect_ray(address, run_dir)
+        cpus = int(self.ray.cluster_resources().get("CPU", 1))
+        self.workers = max(1, int(workers or cpus))
+        self._task = self.ray.remote(num_cpus=1, max_retries=max_retries,
+                                     retry_exceptions=False)(_run_chunk)
+
+    def map_unordered(self, fn: Callable, items: Iterable, chunksize: int = 1
+                      ) -> Iterator[tuple[int, Any]]:
+        ray = self.ray
+        todo = _chunks(list(items), chunksize)[::-1]
+        fn_ref = ray.put(fn)
+        in_flight: list = []
+        try:
+            while todo or in_flight:
+                while todo and len(in_flight) < self.workers:
+                    start, chunk = todo.pop()
+                    in_flight.append(self._task.remote(fn_ref, start, chunk))
+                done, in_flight = ray.wait(in_flight, num_returns=1)
+                yield from ray.get(done[0])
+        finally:
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
+
+    def close(self) -> None:
+        """Leaves Ray running: starting it again costs seconds, and a cluster is not ours."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_executor(kind: str = "local", workers: int | None = 1, address: str | None = None,
+                  run_dir: str | Path = "runs", max_retries: int = 3):
+    """A LocalExecutor or a RayExecutor (see the module doc); BadInput for an unknown kind or a
+    missing ray."""
+    if kind == "local":
+        if address:
+            raise BadInput("--ray-address needs --executor ray")
+        return LocalExecutor(workers or os.cpu_count() or 1)
+    if kind == "ray":
+        return RayExecutor(workers, address, run_dir, max_retries)
+    raise BadInput(f"unknown executor {kind!r} (one of {', '.join(KINDS)})")
+
+
+def shutdown_ray() -> None:
+    """Stops a local Ray started by this process (or disconnects from a cluster)."""
+    import sys
+    if "ray" in sys.modules and sys.modules["ray"].is_initialized():
+        sys.modules["ray"].shutdown()

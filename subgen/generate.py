@@ -1,0 +1,274 @@
+"""`subgen generate`, top to bottom: enumerate -> pair -> prune -> refute -> verify -> rule DB.
+
+Stages and what each one drops (the counts go in the summary's `stages`):
+  enumerate          every graph of up to max_ops operators (RepGen: only representatives grow)
+  pair               graphs with the same fingerprint become candidate rules
+  prune-renaming     one rule per class up to variable renaming, direction and output order
+  refute             float evaluation on random inputs drops false pairs (fingerprint collisions,
+                     stand-ins such as relu's polynomial)
+  prune-smaller      rules that are instances of smaller ones (TASO's common subgraph and more)
+  prune-supergraph   rules that are a smaller rule in context (TASO's common supergraph)
+  verify             the verifier proves, refutes or gives up on each survivor
+
+Resuming: the survivors of the cheap, deterministic stages are stored as 'candidate' rules
+together with the run's settings in one transaction; every verifier result is its own
+transaction.  A rerun with the same settings skips to the candidates that still lack a result.
+A DB holding unfinished work of *different* settings is refused (BadInput) unless `fresh`
+wipes it: mixing two half-done runs would make neither resumable.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from envcore.ops import OPS, TASO_GENERATOR_OPS
+from subgen.errors import BadInput
+
+MAX_OPS_LIMIT = 5   # depth 5 would need days in Python; refuse it rather than appear to hang
+SETTINGS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Settings:
+    max_ops: int = 3
+    ops: tuple[str, ...] = TASO_GENERATOR_OPS
+    verify: bool = True
+    timeout_ms: int = 10000
+    seed: int = 1
+
+    def key(self) -> str:
+        from subgen.enumerate import CONSTANT_SHAPES, POOL
+        d = asdict(self)
+        d["ops"] = sorted(self.ops)
+        d["pool"] = sorted((k, list(v)) for k, v in POOL.items())
+        d["constants"] = sorted((k, [list(s) for s in v]) for k, v in CONSTANT_SHAPES.items())
+        d["version"] = SETTINGS_VERSION
+        return json.dumps(d, sort_keys=True)
+
+
+def check_settings(max_ops: int, ops) -> tuple[str, ...]:
+    from subgen.enumerate import ENUMERABLE
+    if not 1 <= max_ops <= MAX_OPS_LIMIT:
+        raise BadInput(f"impossible --max-ops {max_ops}: choose 1 to {MAX_OPS_LIMIT}")
+    ops = tuple(ops)
+    if not ops:
+        raise BadInput("--ops names no operator")
+    for name in ops:
+        if name not in OPS:
+            raise BadInput(f"unknown operator {name!r} in --ops")
+        if name not in ENUMERABLE:
+            raise BadInput(f"operator {name!r} cannot be enumerated "
+                           f"(enumerable: {', '.join(sorted(ENUMERABLE))})")
+    return tuple(dict.fromkeys(ops))
+
+
+class NoProgress:
+    def start(self, name: str, total: int | None = None) -> None: ...
+    def advance(self, n: int = 1) -> None: ...
+
+
+@dataclass
+class Summary:
+    enumerated: int = 0
+    candidates: int = 0
+    after_pruning: int = 0
+    proved: int = 0
+    refuted: int = 0
+    unknown: int = 0
+    unverified: int = 0
+    rules: int = 0
+    seconds: float = 0.0
+    stages: list = field(default_factory=list)
+    resumed: bool = False
+    out: str = ""
+
+    def stage(self, name, n_in, n_out):
+        self.stages.append({"name": name, "in": int(n_in), "out": int(n_out)})
+
+
+# ----------------------------------------------------------------------------------------------
+# the cheap, deterministic stages
+
+
+def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None = None):
+    """Enumerate, pair, prune and refute: the surviving rules (and the stage counts)."""
+    from subgen import candidates as C
+    from subgen.enumerate import Enumerator
+    from subgen.prune import canonical_key, common_supergraph, generalizes, instance_keys
+
+    summary = summary or Summary()
+    en = Enumerator(s.ops, s.max_ops, seed=s.seed)
+    for lv in range(1, s.max_ops + 1):
+        progress.start(f"enumerate: {lv} op{'s' if lv > 1 else ''}")
+        en.level(lv, progress.advance)
+    bks = C.buckets(en)
+    graphs = sum(1 for b in bks.values() for g in b if en.op_count(g) > 0)
+    summary.enumerated = graphs
+    summary.stage("enumerate", len(en.terms) - len([t for t in en.terms if t.node is None]),
+                  graphs)
+
+    progress.start("pair", len(bks))
+    raw, keys = [], {}
+    for b in bks.values():
+        progress.advance()
+        for a, c in C.pairs(en, b):
+            raw.append((a, c))
+    summary.candidates = len(raw)
+    summary.stage("pair", graphs, len(raw))
+
+    progress.start("prune: renaming", len(raw))
+    for a, c in raw:
+        progress.advance()
+        o = C.orient(en, a, c)
+        if o is not None:
+            keys.setdefault(C.term_key(en, *o), o)
+    summary.stage("prune-renaming", len(raw), len(keys))
+
+    progress.start("refute (float)", len(keys))
+    fv = C.FloatValues(en)
+    true_pairs = []
+    for k, (a, c) in keys.items():
+        progress.advance()
+        if fv.agree(a, c):
+            true_pairs.append((k, a, c))
+    numeric_refuted = len(keys) - len(true_pairs)
+    summary.refuted += numeric_refuted
+    summary.stage("refute", len(keys), len(true_pairs))
+
+    progress.start("prune: instances", len(true_pairs))
+    rules = [C.to_rule(en, a, c, k) for k, a, c in true_pairs]
+    instances: set[str] = set()
+    for r in rules:
+        progress.advance()
+        instances |= instance_keys(r)
+    rules = [r for r in rules if canonical_key(r) not in instances]
+    summary.stage("prune-instances", len(true_pairs), len(rules))
+
+    progress.start("prune: smaller rules", len(rules))
+    general = []
+    for r in rules:
+        progress.advance()
+        if not generalizes(r):
+            general.append(r)
+    summary.stage("prune-smaller", len(rules), len(general))
+    rules = general
+
+    progress.start("prune: common supergraph", len(rules))
+    kept = []
+    for r in rules:
+        progress.advance()
+        if not common_supergraph(r):
+            kept.append(r)
+    summary.stage("prune-supergraph", len(rules), len(kept))
+    summary.after_pruning = len(kept)
+    return kept, summary
+
+
+# ----------------------------------------------------------------------------------------------
+# verification (the slow stage), resumable
+
+
+def _verify_one(job):
+    rule_id, rule_dict, timeout_ms = job
+    from envcore.rule import Rule
+    from verifier import verify_rule
+    res = verify_rule(Rule.from_dict(rule_dict), timeout_ms=timeout_ms)
+    return rule_id, res.status, tuple(res.axioms), res.counterexample, float(res.seconds)
+
+
+def _verifier_available() -> bool:
+    try:
+        from verifier import verify_rule  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+def verify_pending(db, ids: list[int], timeout_ms: int, workers: int = 1, executor="local",
+                   progress=NoProgress()) -> None:
+    pending = [sr for sr in db.rules("candidate") if sr.id in set(ids)]
+    progress.start("verify", len(pending))
+    jobs = [(sr.id, sr.rule.to_dict(), timeout_ms) for sr in pending]
+    if executor == "ray":
+        try:
+            from subgen.ray_executor import map_unordered
+        except ImportError:
+            raise BadInput("ray executor not available") from None
+        results = map_unordered(_verify_one, jobs, workers=workers)
+    elif workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        pool = mp.get_context("spawn").Pool(workers)
+        results = pool.imap_unordered(_verify_one, jobs, chunksize=4)
+    else:
+        pool = None
+        results = map(_verify_one, jobs)
+    try:
+        for rule_id, status, axioms, cex, sec in results:
+            db.set_result(rule_id, status, axioms, cex, sec)
+            progress.advance()
+    finally:
+        if executor != "ray" and workers > 1 and len(jobs) > 1:
+            pool.terminate()
+
+
+def generate(settings: Settings, out: str | Path, workers: int = 1, executor: str = "local",
+             progress=NoProgress(), fresh: bool = False) -> Summary:
+    from subgen.ruledb import RuleDB
+
+    t0 = time.perf_counter()
+    check_settings(settings.max_ops, settings.ops)
+    if executor not in ("local", "ray"):
+        raise BadInput(f"unknown executor {executor!r} (local or ray)")
+    if executor == "ray":
+        try:
+            import subgen.ray_executor  # noqa: F401
+        except ImportError:
+            raise BadInput("ray executor not available") from None
+    if workers < 1:
+        raise BadInput(f"--workers must be at least 1, got {workers}")
+    if settings.verify and not _verifier_available():
+        raise BadInput("the verifier is not available; rerun with --no-verify")
+
+    skey = settings.key()
+    with RuleDB(out) as db:
+        if fresh:
+            db.clear()
+        others = [k for k in db.unfinished_runs() if k != skey]
+        if others:
+            raise BadInput(f"{out} holds unfinished work of other settings; rerun those "
+                           f"settings to finish it, pass --fresh to discard it, or use --out")
+        stage, stored = db.run_stage(skey)
+        if stage is None:
+            rules, summary = find_candidates(settings, progress)
+            summary.out = str(out)
+            progress.start("store", 1)
+            ids = db.store_candidates(skey, rules, asdict(summary))
+            stored = {**asdict(summary), "ids": ids}
+        else:
+            summary = Summary(**{k: v for k, v in stored.items() if k in Summary.__annotations__})
+            summary.resumed = stage != "done"
+        ids = stored["ids"]
+        if settings.verify and stage != "done":
+            verify_pending(db, ids, settings.timeout_ms, workers, executor, progress)
+        by_status = {}
+        idset = set(ids)
+        for sr in db.rules():
+            if sr.id in idset:
+                by_status[sr.status] = by_status.get(sr.status, 0) + 1
+        numeric_refuted = next((st["in"] - st["out"] for st in summary.stages
+                                if st["name"] == "refute"), 0)
+        summary.proved = by_status.get("proved", 0)
+        summary.refuted = numeric_refuted + by_status.get("refuted", 0)
+        summary.unknown = by_status.get("unknown", 0)
+        summary.unverified = by_status.get("candidate", 0)
+        summary.rules = summary.proved
+        summary.stages = [st for st in summary.stages if st["name"] != "verify"]
+        if settings.verify:
+            summary.stage("verify", len(ids), summary.proved)
+        final = {**asdict(summary), "ids": ids}
+        final.pop("seconds")
+        db.finish_run(skey, final)
+    summary.seconds = round(time.perf_counter() - t0, 3)
+    return summary

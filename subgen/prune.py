@@ -1,0 +1,203 @@
+"""Pruning: which candidate rules say nothing new.
+
+* `canonical_key`: a rule's identity up to renaming of its variables, its direction and the order
+  of its outputs.  Variables are numbered in the order a structure-only walk first meets them
+  (outputs in order, inputs by position), so no permutation search is needed; the key is the
+  smallest over the two directions and the output orders.  With `shapes=False` concrete
+  dimensions are left out, which is how rules over differently shaped pools are compared.
+* `generalizes`: the rule is an instance of a smaller one.  Some operator that is not an output
+  can be replaced by a fresh variable (on both sides where it occurs) and the two sides still
+  agree on exact random values.  This covers TASO's "common subgraph" (a shared operator that is
+  not the result) and operands whose value the result ignores, e.g. split(concat(x, T)).0 = x.
+* `common_supergraph`: both sides end in the same operator whose inputs agree pairwise, so the
+  rule is the smaller rule on those inputs, put in context.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from envcore.graph import Graph
+from envcore.ops import LEAVES, OPS, PRIME, SHAPE_PARAMS
+from envcore.rule import Rule
+
+# -- canonical forms ------------------------------------------------------------------------
+
+
+def _serialise(sides, shapes: bool) -> str:
+    leaf_ix: dict[str, int] = {}
+    parts = []
+    for g, outs in sides:
+        memo: dict[int, str] = {}
+
+        def visit(nid: int) -> str:
+            if nid in memo:
+                return memo[nid]
+            n = g.nodes[nid]
+            if n.op in LEAVES:
+                k = leaf_ix.setdefault(n.p["name"], len(leaf_ix))
+                s = f"v{k}" + (f":{n.shapes[0]}" if shapes else "")
+            else:
+                skip = () if shapes else SHAPE_PARAMS.get(n.op, ())
+                params = tuple((k, v) for k, v in n.params if k not in skip)
+                args = ",".join(f"{visit(r.node)}.{r.index}" for r in n.inputs)
+                s = f"{n.op}{params}({args})"
+            memo[nid] = s
+            return s
+
+        parts.append("|".join(f"{visit(o.node)}.{o.index}" for o in outs))
+    return " => ".join(parts)
+
+
+def canonical_key(rule: Rule, shapes: bool = True) -> str:
+    """Equal for rules equal up to variable renaming, direction and output order."""
+    return _key_of(rule.src, rule.dst, shapes)
+
+
+def _renamed(g: Graph, old: str, new: str) -> Graph:
+    nodes = {i: (n if n.op not in LEAVES or n.p["name"] != old else
+                 type(n)(n.op, n.inputs, tuple((k, new if k == "name" else v)
+                                               for k, v in n.params), n.shapes))
+             for i, n in g.nodes.items()}
+    return Graph(nodes, g.outputs)
+
+
+def instance_keys(rule: Rule, shapes: bool = True) -> set[str]:
+    """Canonical keys of every rule obtained by merging variables of the same shape (its
+    instances).  A rule whose key is here for some other true rule says nothing new."""
+    out: set[str] = set()
+    frontier = [(rule.src, rule.dst)]
+    while frontier:
+        src, dst = frontier.pop()
+        leaves = {}
+        for n in src.nodes.values():
+            if n.op in LEAVES:
+                leaves[n.p["name"]] = n.shapes[0]
+        for a, b in itertools.combinations(sorted(leaves), 2):
+            if leaves[a] != leaves[b]:
+                continue
+            s2, d2 = _renamed(src, b, a), _renamed(dst, b, a)
+            key = _key_of(s2, d2, shapes)
+            if key not in out:
+                out.add(key)
+                frontier.append((s2, d2))
+    return out
+
+
+def _key_of(src: Graph, dst: Graph, shapes: bool) -> str:
+    best = None
+    n = len(src.outputs)
+    for a, b in ((src, dst), (dst, src)):
+        for perm in itertools.permutations(range(n)):
+            key = _serialise([(a, [a.outputs[i] for i in perm]),
+                              (b, [b.outputs[i] for i in perm])], shapes)
+            if best is None or key < best:
+                best = key
+    return best
+
+
+def dedupe(rules, shapes: bool = True):
+    """Keeps the first rule of every canonical class."""
+    seen, out = set(), []
+    for r in rules:
+        k = canonical_key(r, shapes)
+        if k not in seen:
+            seen.add(k)
+            out.append(r)
+    return out
+
+
+# -- exact evaluation with some operators replaced by fresh values --------------------------
+
+
+def _eval_exact(g: Graph, leaves: dict, override: dict, edges: dict | None = None
+                ) -> list[np.ndarray]:
+    """Exact values of g's outputs; `override` replaces nodes (by Merkle hash), `edges` replaces
+    what one operator reads at one input position ((node id, position) -> value)."""
+    env = {}
+    hashes = g.node_hashes
+    edges = edges or {}
+    for i in g.topo_order:
+        n = g.nodes[i]
+        if hashes[i] in override:
+            env[i] = override[hashes[i]]
+        elif n.op in LEAVES:
+            env[i] = [leaves[n.p["name"]]]
+        else:
+            args = [edges.get((i, k), None) for k in range(len(n.inputs))]
+            args = [env[r.node][r.index] if a is None else a for a, r in zip(args, n.inputs)]
+            env[i] = OPS[n.op].exact(args, n.p)
+    return [env[o.node][o.index] for o in g.outputs]
+
+
+def _leaf_values(rule: Rule, rng) -> dict:
+    vals = {}
+    for g in (rule.src, rule.dst):
+        for name, ref in g.inputs.items():
+            if name not in vals:
+                vals[name] = rng.integers(0, PRIME, size=g.shape(ref), dtype=np.int64)
+    return vals
+
+
+def _same(a, b) -> bool:
+    return len(a) == len(b) and all(x.shape == y.shape and np.array_equal(x, y)
+                                    for x, y in zip(a, b))
+
+
+def generalizes(rule: Rule, seed: int = 0) -> bool:
+    """True when the rule is an instance of a rule with fewer operators (see module doc)."""
+    rng = np.random.default_rng(seed)
+    leaves = _leaf_values(rule, rng)
+    inner: dict[bytes, tuple] = {}
+    for g in (rule.src, rule.dst):
+        roots = {o.node for o in g.outputs}
+        for i, n in g.nodes.items():
+            if n.op not in LEAVES and i not in roots:
+                inner.setdefault(g.node_hashes[i], n.shapes)
+    for h, shapes in inner.items():
+        fresh = {h: [rng.integers(0, PRIME, size=s, dtype=np.int64) for s in shapes]}
+        if _same(_eval_exact(rule.src, leaves, fresh), _eval_exact(rule.dst, leaves, fresh)):
+            return True
+    return False
+
+
+def splits_variable(rule: Rule, seed: int = 0, max_uses: int = 6) -> bool:
+    """True when a variable used several times can be two variables and the rule still holds
+    (e.g. x*(x*s) = (x*x)*s is an instance of x*(y*s) = (x*y)*s)."""
+    rng = np.random.default_rng(seed + 1)
+    leaves = _leaf_values(rule, rng)
+    for name in rule.src.inputs:
+        uses = [(side, i, k) for side, g in enumerate((rule.src, rule.dst))
+                for i, n in g.nodes.items() for k, r in enumerate(n.inputs)
+                if g.nodes[r.node].op in LEAVES and g.nodes[r.node].p["name"] == name]
+        if len(uses) < 2 or len(uses) > max_uses:
+            continue
+        fresh = rng.integers(0, PRIME, size=leaves[name].shape, dtype=np.int64)
+        src_uses = [u for u in uses if u[0] == 0]
+        for mask in range(1, 2 ** len(uses) - 1):
+            chosen = [u for b, u in enumerate(uses) if mask >> b & 1]
+            # both variables must be bound by the source, or the smaller rule is not a rule
+            n_src = sum(1 for u in chosen if u[0] == 0)
+            if not 0 < n_src < len(src_uses):
+                continue
+            e = [{(i, k): fresh for side, i, k in chosen if side == s} for s in (0, 1)]
+            if _same(_eval_exact(rule.src, leaves, {}, e[0]),
+                     _eval_exact(rule.dst, leaves, {}, e[1])):
+                return True
+    return False
+
+
+def common_supergraph(rule: Rule, seed: int = 0) -> bool:
+    """True when every output of both sides comes from the same operator (same params) applied
+    to inputs that agree pairwise: the rule is a smaller rule in context."""
+    leaves = _leaf_values(rule, np.random.default_rng(seed))
+    for a, b in zip(rule.src.outputs, rule.dst.outputs):
+        na, nb = rule.src.nodes[a.node], rule.dst.nodes[b.node]
+        if na.op in LEAVES or (na.op, na.params, a.index) != (nb.op, nb.params, b.index):
+            return False
+        va = _eval_exact(Graph(rule.src.nodes, na.inputs), leaves, {})
+        vb = _eval_exact(Graph(rule.dst.nodes, nb.inputs), leaves, {})
+        if not _same(va, vb):
+            return False
+    return True

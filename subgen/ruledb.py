@@ -1,0 +1,201 @@
+"""The rule DB: SQLite, one transaction per write, so a killed run keeps what it committed.
+
+Tables
+  meta(key, value)        'format' = 'subgen-rules' marks the file as ours, 'version' = 1
+  rules(id, key, name, rule, status, axioms, counterexample, seconds, settings)
+      rule: JSON of Rule.to_dict(); key: the canonical form up to renaming (unique);
+      status: candidate | proved | refuted | unknown; axioms, counterexample: JSON
+  runs(settings, stage, summary)
+      one row per generator settings (JSON): stage 'verifying' until every candidate has a
+      result, then 'done'; summary holds the stage counts of the run (JSON)
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from envcore.rule import MalformedRule, Rule
+from subgen.errors import BadInput
+
+FORMAT = "subgen-rules"
+VERSION = 1
+STATUSES = ("candidate", "proved", "refuted", "unknown")
+
+_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE rules (
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, name TEXT NOT NULL, rule TEXT NOT NULL,
+    status TEXT NOT NULL, axioms TEXT NOT NULL DEFAULT '[]', counterexample TEXT,
+    seconds REAL NOT NULL DEFAULT 0, settings TEXT);
+CREATE INDEX rules_status ON rules(status);
+CREATE TABLE runs (settings TEXT PRIMARY KEY, stage TEXT NOT NULL, summary TEXT);
+"""
+
+
+@dataclass(frozen=True)
+class StoredRule:
+    id: int
+    rule: Rule
+    status: str
+    axioms: tuple[str, ...]
+    counterexample: dict | None
+    seconds: float
+
+
+class RuleDB:
+    """Rules and their verification status in one SQLite file (see module doc)."""
+
+    def __init__(self, path, create: bool = True):
+        self.path = Path(path)
+        if not self.path.exists() and not create:
+            raise BadInput(f"no rule DB at {self.path}")
+        if self.path.exists() and self.path.is_dir():
+            raise BadInput(f"{self.path} is a directory, not a rule DB")
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path, "rb") as f:
+                if f.read(16) != b"SQLite format 3\x00":
+                    raise BadInput(f"{self.path} is not an SQLite rule DB")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(str(self.path), timeout=30)
+            self.conn.execute("PRAGMA synchronous=FULL")
+            tables = {r[0] for r in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            if not tables:
+                if not create:
+                    raise BadInput(f"{self.path} holds no rules")
+                with self.conn:
+                    self.conn.executescript(_SCHEMA)
+                    self.conn.executemany("INSERT INTO meta VALUES (?, ?)",
+                                          [("format", FORMAT), ("version", str(VERSION))])
+            elif not {"meta", "rules", "runs"} <= tables:
+                raise BadInput(f"{self.path} is an SQLite file but not a subgen rule DB")
+            meta = dict(self.conn.execute("SELECT key, value FROM meta"))
+            if meta.get("format") != FORMAT:
+                raise BadInput(f"{self.path} is an SQLite file but not a subgen rule DB")
+            if meta.get("version") != str(VERSION):
+                raise BadInput(f"{self.path} has rule DB version {meta.get('version')}, "
+                               f"this subgen reads {VERSION}")
+        except sqlite3.DatabaseError as e:
+            raise BadInput(f"{self.path} is corrupt or not a rule DB ({e})") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- rules --------------------------------------------------------------------------------
+    def add_rules(self, rules: Iterable[Rule], status: str = "candidate",
+                  settings: str | None = None) -> list[int]:
+        """Adds rules (a rule already present up to renaming keeps its row); returns their ids."""
+        from subgen.prune import canonical_key
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        ids = []
+        with self.conn:
+            for r in rules:
+                key = canonical_key(r)
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO rules (key, name, rule, status, settings) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (key, r.name, json.dumps(r.to_dict(), separators=(",", ":")), status,
+                     settings))
+                ids.append(self.conn.execute("SELECT id FROM rules WHERE key = ?",
+                                             (key,)).fetchone()[0])
+        return ids
+
+    def set_result(self, rule_id: int, status: str, axioms=(), counterexample=None,
+                   seconds: float = 0.0) -> None:
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self.conn:
+            self.conn.execute(
+                "UPDATE rules SET status=?, axioms=?, counterexample=?, seconds=? WHERE id=?",
+                (status, json.dumps(list(axioms)),
+                 None if counterexample is None else json.dumps(counterexample, default=_plain),
+                 float(seconds), int(rule_id)))
+
+    def rules(self, status: str | None = None) -> list[StoredRule]:
+        q = "SELECT id, rule, status, axioms, counterexample, seconds FROM rules"
+        args: tuple = ()
+        if status is not None:
+            q += " WHERE status = ?"
+            args = (status,)
+        out = []
+        try:
+            for i, rule, st, ax, cx, sec in self.conn.execute(q + " ORDER BY id", args):
+                out.append(StoredRule(i, Rule.from_dict(json.loads(rule)), st,
+                                      tuple(json.loads(ax)),
+                                      None if cx is None else json.loads(cx), sec))
+        except (sqlite3.DatabaseError, json.JSONDecodeError, MalformedRule) as e:
+            raise BadInput(f"{self.path}: unreadable rule ({str(e).splitlines()[0]})") from None
+        return out
+
+    def proved_rules(self) -> list[Rule]:
+        return [s.rule for s in self.rules("proved")]
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        out.update(dict(self.conn.execute("SELECT status, COUNT(*) FROM rules GROUP BY status")))
+        return out
+
+    # -- generator runs -------------------------------------------------------------------------
+    def run_stage(self, settings: str) -> tuple[str | None, dict]:
+        row = self.conn.execute("SELECT stage, summary FROM runs WHERE settings=?",
+                                (settings,)).fetchone()
+        return (None, {}) if row is None else (row[0], json.loads(row[1] or "{}"))
+
+    def unfinished_runs(self) -> list[str]:
+        return [r[0] for r in self.conn.execute("SELECT settings FROM runs WHERE stage!='done'")]
+
+    def store_candidates(self, settings: str, rules: list[Rule], summary: dict) -> list[int]:
+        """Candidates and the run record in ONE transaction: a kill leaves both or neither.
+        Returns the rules' ids (a rule already stored up to renaming keeps its row)."""
+        from subgen.prune import canonical_key
+        ids = []
+        with self.conn:
+            for r in rules:
+                key = canonical_key(r)
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO rules (key, name, rule, status, settings) "
+                    "VALUES (?, ?, ?, 'candidate', ?)",
+                    (key, r.name, json.dumps(r.to_dict(), separators=(",", ":")), settings))
+                ids.append(self.conn.execute("SELECT id FROM rules WHERE key = ?",
+                                             (key,)).fetchone()[0])
+            self.conn.execute("INSERT OR REPLACE INTO runs VALUES (?, 'verifying', ?)",
+                              (settings, json.dumps({**summary, "ids": ids})))
+        return ids
+
+    def finish_run(self, settings: str, summary: dict) -> None:
+        with self.conn:
+            self.conn.execute("INSERT OR REPLACE INTO runs VALUES (?, 'done', ?)",
+                              (settings, json.dumps(summary)))
+
+    def pending(self, settings: str) -> list[StoredRule]:
+        """Candidates of this run that have no result yet."""
+        ids = {r[0] for r in self.conn.execute(
+            "SELECT id FROM rules WHERE status='candidate' AND settings=?", (settings,))}
+        return [s for s in self.rules("candidate") if s.id in ids]
+
+    def clear(self) -> None:
+        with self.conn:
+            self.conn.execute("DELETE FROM rules")
+            self.conn.execute("DELETE FROM runs")
+
+    def integrity_ok(self) -> bool:
+        return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def _plain(v):
+    """JSON fallback for numpy values in counterexamples."""
+    try:
+        return v.tolist()
+    except AttributeError:
+        return str(v)

@@ -1,0 +1,40 @@
+"""Shared settings for the RL tests: a small zoo model whose hand-made rules change its analytic
+cost (squeezenet tiny: conv+relu fusion), tiny nets and one torch thread."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("torch_geometric")
+pytest.importorskip("gymnasium")
+
+from rules_fixture import hand_rules  # noqa: E402
+
+torch.set_num_threads(1)
+MODEL = "squeezenet"
+RULES = hand_rules()
+
+
+def envs(module, args, models=(MODEL,)):
+    return [module.make_env(m, args, seed=i, rules=RULES) for i, m in enumerate(models)]
+
+
+def greedy_episode(agent, env):
+    """(final cost, initial cost, final graph, original graph) of one greedy episode."""
+    obs, info = env.reset(seed=0)
+    original = info["graph"]
+    if hasattr(agent, "reset"):
+        agent.reset()
+    while True:
+        obs, _, terminated, truncated, info = env.step(agent.act(obs, env.unwrapped.action_masks()))
+        if terminated or truncated:
+            return info["cost"], info["initial_cost"], info["graph"], original
+
+
+def write_rule_db(path):
+    """The hand rules as a proved rule DB (what `--rules` takes)."""
+    from subgen.ruledb import RuleDB
+    with RuleDB(path) as db:
+        for rid in db.add_rules(RULES):
+            db.set_result(rid, "proved")
+    return path

@@ -1,0 +1,162 @@
+"""Cost models: one interface, folding, memoisation, the roofline's incentives, the SQLite cache."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from envcore.cost import CostModelUnavailable, folded_nodes, get_cost_model
+from envcore.cost.cache import CostCache
+from envcore.graph import GraphBuilder
+from envcore.ops import LEAVES
+from envcore.zoo import ZOO, build
+
+
+def conv_graph(fused: bool, merged: bool):
+    """Two 3x3 convs (+relu) over one input: separate or merged, relu fused or not."""
+    b = GraphBuilder()
+    x = b.input("x", (1, 64, 56, 56))
+    act = "relu" if fused else "none"
+    if merged:
+        y = b.add("conv2d", x, b.weight("w", (128, 64, 3, 3)), activation=act)
+        if not fused:
+            y = b.add("relu", y)
+        outs = list(b.add("split", y, axis=1, sizes=(64, 64)))
+    else:
+        outs = []
+        for k in range(2):
+            y = b.add("conv2d", x, b.weight(f"w{k}", (64, 64, 3, 3)), activation=act)
+            outs.append(y if fused else b.add("relu", y))
+    return b.build(outs)
+
+
+def test_analytic_graph_cost_is_the_sum_of_op_costs_and_deterministic():
+    cm = get_cost_model("analytic")
+    for name in ZOO:
+        g = build(name, "small")
+        total = sum(cm.op_cost(g, i) for i in g.nodes)
+        assert cm.graph_cost(g) == pytest.approx(total, rel=1e-12)
+        assert cm.graph_cost(g) > 0
+        assert get_cost_model("analytic").graph_cost(build(name, "small")) == cm.graph_cost(g)
+        assert all(cm.op_cost(g, i) == 0 for i, n in g.nodes.items() if n.op in LEAVES)
+
+
+def test_nodes_computable_from_weights_alone_cost_nothing():
+    b = GraphBuilder()
+    x = b.input("x", (8, 16))
+    w = b.add("matmul", b.weight("a", (16, 16)), b.weight("b", (16, 16)))   # folds
+    w = b.add("ewadd", w, b.add("eye", shape=(16, 16)))                        # folds
+    y = b.add("matmul", x, w)
+    g = b.build([y])
+    assert folded_nodes(g) == {i for i, n in g.nodes.items() if n.op != "input"} - {y.node}
+    cm = get_cost_model("analytic")
+    assert cm.graph_cost(g) == cm.op_cost(g, y.node) > 0
+
+
+def test_analytic_rewards_fusion_and_merging_like_hardware():
+    cm = get_cost_model("analytic")
+    cost = {(f, m): cm.graph_cost(conv_graph(f, m)) for f in (False, True) for m in (False, True)}
+    assert cost[(True, False)] < cost[(False, False)]      # conv+relu fused: fewer launches
+    assert cost[(False, True)] < cost[(False, False)]      # merged convs share the input read
+    assert cost[(True, True)] == min(cost.values())
+
+
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(1, 512), k=st.integers(1, 512), n=st.integers(1, 512),
+       grow=st.integers(1, 512))
+def test_analytic_matmul_cost_grows_with_work(m, k, n, grow):
+    cm = get_cost_model("analytic")
+
+    def cost(kk):
+        b = GraphBuilder()
+        y = b.add("matmul", b.input("a", (m, kk)), b.input("b", (kk, n)))
+        return cm.graph_cost(b.build([y]))
+    assert 0 < cost(k) <= cost(k + grow)
+
+
+def test_graph_cost_is_memoised_on_the_graph():
+    cm = get_cost_model("analytic")
+    g = build("bert")
+    first = cm.graph_cost(g)
+    calls = []
+    cm.measure = lambda *a: calls.append(a) or 1.0
+    assert cm.graph_cost(g) == first and not calls           # cached on the graph
+    g2 = build("bert")                                        # a new graph, same signatures
+    assert cm.graph_cost(g2) == first and not calls          # memoised per op signature
+
+
+def test_unknown_cost_model_name():
+    with pytest.raises(ValueError):
+        get_cost_model("abacus")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="cupy is installed")
+def test_cupy_without_a_gpu_fails_in_one_line_at_creation_not_import():
+    import envcore.cost.cupy_cost  # noqa: F401  (importing is always fine)
+    with pytest.raises(CostModelUnavailable) as e:
+        get_cost_model("cupy")
+    assert str(e.value) and "\n" not in str(e.value)
+
+
+def test_cost_cache_keys_by_backend_and_device(tmp_path):
+    db = tmp_path / "c.db"
+    a = CostCache(db, "torch-v1", "cpu:A")
+    b = CostCache(db, "torch-v1", "cpu:B")
+    assert a.put("sig", 1.5) == 1.5
+    assert a.put("sig", 9.0) == 1.5           # the first measurement wins
+    assert b.get("sig") is None and len(b) == 0
+    assert CostCache(db, "cupy-v1", "cpu:A").get("sig") is None
+    assert CostCache(db, "torch-v1", "cpu:A").load_all() == {"sig": 1.5}
+
+
+_WRITER = """
+import json, sys
+from envcore.cost.cache import CostCache
+c = CostCache(sys.argv[1], "torch-v1", "dev")
+for k in range(200):
+    c.put(f"sig{k % 50}", float(sys.argv[2]))
+print(json.dumps(c.load_all()))
+"""
+
+
+def test_cost_cache_is_safe_under_concurrent_processes(tmp_path):
+    db = str(tmp_path / "shared.db")
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, db, str(w)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for w in range(4)]
+    views = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        views.append(json.loads(out))
+    final = CostCache(db, "torch-v1", "dev").load_all()
+    assert len(final) == 50
+    assert all(v == final for v in views)     # every process sees one value per signature
+
+
+torch = pytest.importorskip("torch")
+
+
+def test_torch_cost_model_measures_once_and_reuses_the_shared_cache(tmp_path):
+    db = tmp_path / "costs.db"
+    g = build("toy", "small")
+    cm = get_cost_model("torch", cache_path=db, repeats=3, warmup=1)
+    total = cm.graph_cost(g)
+    ops = [i for i in g.nodes if i not in folded_nodes(g)]
+    assert total > 0 and all(cm.op_cost(g, i) >= 0 for i in ops)
+    assert cm.measured > 0
+    again = get_cost_model("torch", cache_path=db, repeats=3, warmup=1)
+    assert again.graph_cost(build("toy", "small")) == pytest.approx(total)
+    assert again.measured == 0                 # every signature came from the SQLite cache
+
+
+def test_torch_cost_model_orders_tiny_and_large_work(tmp_path):
+    cm = get_cost_model("torch", cache_path=tmp_path / "c.db", repeats=5)
+
+    def mm(n):
+        b = GraphBuilder()
+        return b.build([b.add("matmul", b.input("a", (n, n)), b.weight("b", (n, n)))])
+    assert cm.graph_cost(mm(8)) < cm.graph_cost(mm(384))

@@ -1,0 +1,139 @@
+"""The generator: fingerprints, renaming pruning, a small end-to-end run, and the CLI's errors."""
+import itertools
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from envcore.execute import equivalent
+from envcore.graph import GraphBuilder
+from envcore.rule import Rule
+from subgen.fingerprint import graph_fingerprint
+from subgen.prune import canonical_key, dedupe, generalizes, instance_keys
+
+SUBGEN = [sys.executable, "-c", "from subgen.cli import main; main()"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31), n=st.integers(2, 4))
+def test_fingerprint_ignores_output_order(seed, n):
+    rng = np.random.default_rng(seed)
+    outs = [rng.integers(0, 1000, size=(2, 3)) for _ in range(n)]
+    perm = rng.permutation(n)
+    assert graph_fingerprint(outs) == graph_fingerprint([outs[i] for i in perm])
+    changed = [o.copy() for o in outs]
+    changed[0][0, 0] += 1
+    assert graph_fingerprint(changed) != graph_fingerprint(outs)
+
+
+def test_enumerated_split_graph_fingerprint_ignores_output_order():
+    from subgen.candidates import buckets
+    from subgen.enumerate import Enumerator
+    en = Enumerator(("concat", "split"), 2)
+    en.run()
+    split = next(n for n in en.nodes if n.op == "split" and
+                 len(set(en.nodes[en.terms[n.inputs[0]].node].inputs)) == 2)
+    vals = [en.terms[o].value for o in split.outputs]
+    assert graph_fingerprint(vals) == graph_fingerprint(vals[::-1])
+    # the split's two outputs share a bucket with the two leaves it gives back
+    bks = buckets(en)
+    bucket = next(b for b in bks.values() if tuple(split.outputs) in b)
+    assert any(all(en.terms[o].node is None for o in g) for g in bucket)
+
+
+def _assoc(names):
+    a, b, c = names
+    s, d = GraphBuilder(), GraphBuilder()
+    xs = {k: s.input(k, (2, 4)) for k in names}
+    ys = {k: d.input(k, (2, 4)) for k in names}
+    src = s.build([s.add("ewadd", s.add("ewadd", xs[a], xs[b]), xs[c])])
+    dst = d.build([d.add("ewadd", ys[a], d.add("ewadd", ys[b], ys[c]))])
+    return Rule(f"assoc-{a}{b}{c}", src, dst)
+
+
+@pytest.mark.parametrize("perm", list(itertools.permutations(["p", "q", "r"])))
+def test_renamed_duplicates_are_pruned(perm):
+    base = _assoc(("p", "q", "r"))
+    renamed = _assoc(perm)
+    assert canonical_key(renamed) == canonical_key(base)
+    assert canonical_key(renamed.reversed()) == canonical_key(base)
+    assert len(dedupe([base, renamed, renamed.reversed()])) == 1
+    # a different rule survives beside it
+    s, d = GraphBuilder(), GraphBuilder()
+    x, y = s.input("p", (2, 4)), s.input("q", (2, 4))
+    u, v = d.input("p", (2, 4)), d.input("q", (2, 4))
+    comm = Rule("comm", s.build([s.add("ewadd", x, y)]), d.build([d.add("ewadd", v, u)]))
+    assert len(dedupe([base, renamed, comm])) == 2
+
+
+def test_instances_and_smaller_rules_are_recognised():
+    # x*(x*s) = (x*x)*s is an instance of x*(y*s) = (x*y)*s
+    def rule(second):
+        s, d = GraphBuilder(), GraphBuilder()
+        xs = {k: s.input(k, (2, 4)) for k in {"x", second}}
+        xd = {k: d.input(k, (2, 4)) for k in {"x", second}}
+        ss, sd = s.input("s", ()), d.input("s", ())
+        src = s.build([s.add("ewmul", xs["x"], s.add("scalar_mul", xs[second], ss))])
+        dst = d.build([d.add("scalar_mul", d.add("ewmul", xd["x"], xd[second]), sd)])
+        return Rule(second, src, dst)
+    assert canonical_key(rule("x")) in instance_keys(rule("y"))
+    assert canonical_key(rule("y")) not in instance_keys(rule("x"))
+    # relu(relu(x)) = relu(x) is not an instance of relu(y) = y: it must stay
+    s, d = GraphBuilder(), GraphBuilder()
+    src = s.build([s.add("relu", s.add("relu", s.input("x", (2, 4))))])
+    dst = d.build([d.add("relu", d.input("x", (2, 4)))])
+    assert not generalizes(Rule("idem", src, dst))
+
+
+def test_small_run_finds_true_rules(tmp_path):
+    from subgen.generate import Settings, generate
+    from subgen.ruledb import RuleDB
+    out = tmp_path / "r.db"
+    s = generate(Settings(max_ops=2, ops=("ewadd", "ewmul", "relu", "matmul"), verify=False),
+                 out)
+    assert s.enumerated > 0 and s.candidates >= s.after_pruning > 0
+    assert [st["name"] for st in s.stages][:2] == ["enumerate", "pair"]
+    for a, b in zip(s.stages, s.stages[1:]):
+        assert b["in"] == a["out"] or a["name"] == "enumerate"
+    with RuleDB(out) as db:
+        rules = [sr.rule for sr in db.rules()]
+    assert len(rules) == s.after_pruning == s.unverified
+    keys = {canonical_key(r) for r in rules}
+    assert len(keys) == len(rules)
+    for r in rules:
+        assert equivalent(r.src, r.dst)[0], r.name
+    # distributivity and commutativity are among them
+    ops = [tuple(sorted(n.op for n in r.src.nodes.values() if n.op != "input")) for r in rules]
+    assert ("ewadd",) in ops and ("ewadd", "ewmul") in ops or ("ewmul", "ewmul") in ops
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run(SUBGEN + list(args), capture_output=True, text=True, timeout=120,
+                          cwd=cwd)
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--ops", "ewadd,frobnicate"], "frobnicate"),
+    (["--max-ops", "0"], "max-ops"),
+    (["--max-ops", "99"], "max-ops"),
+])
+def test_bad_settings_give_one_line_and_exit_2(tmp_path, args, words):
+    r = _cli("generate", "--no-verify", "--out", str(tmp_path / "x.db"), *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and words in lines[0] and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_json_summary_is_last_line(tmp_path):
+    r = _cli("generate", "--max-ops", "1", "--no-verify", "--json", "--out",
+             str(tmp_path / "x.db"))
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout.strip().splitlines()[-1])
+    for k in ("enumerated", "candidates", "after_pruning", "proved", "refuted", "unknown",
+              "rules", "seconds", "stages"):
+        assert k in d
+    assert all({"name", "in", "out"} <= set(st) for st in d["stages"])

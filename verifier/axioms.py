@@ -1,0 +1,557 @@
+"""The operator axioms, as data.
+
+An `Axiom` is a name, a one-line statement, two patterns (`lhs == rhs`, see verifier.pattern), shape
+conditions (`where`) and a `domain`: the concrete instances (a shape per tensor variable, a value
+per parameter, every tensor dimension in 1..max_dim) on which it is validated against the
+catalogue's reference semantics.  The same definition gives the Z3 formula (`builder()`):
+
+    ForAll(vars, Implies(conditions, lhs == rhs), patterns=[the sides that bind every variable])
+
+Shape facts go through `dim(t, k)`: a `Dim(x, k)` inside a trigger side becomes a bound integer
+`d` with the condition `d == dim(x, k)`, so a split's sizes or a constant's shape must equal the
+tensors' actual sizes for the axiom to fire.  Each side is a trigger (E-matching pattern) when it
+binds every variable; none of the axioms makes a matching loop (each instance builds terms from
+sub-terms of the match), so E-matching saturates on a rule's finite term set.
+
+The list covers TASO's verifier (its 44 axioms and lemmas, translated to this catalogue: split
+takes explicit sizes, conv2d takes a stride tuple, padding and activation names, groups) plus the
+few facts this catalogue needs on top (fused matmul activation, concat associativity, concat of a
+split).  TASO's `pool_avg(identity conv kernel) == pool kernel` has no counterpart: here the
+identity kernel is (C, C, kh, kw) and the pool kernel is depthwise (C, 1, kh, kw).
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from itertools import product
+from typing import Callable, Iterator
+
+import z3
+
+from verifier import z3ops
+from verifier.pattern import Dim, Param, Pat, Term, Var, dims, op, show, to_z3, variables, \
+    z3_env, value, to_graph
+
+
+@dataclass(frozen=True)
+class Axiom:
+    name: str
+    statement: str
+    lhs: Term
+    rhs: Pat
+    domain: Callable[[int], Iterator[dict]]   # max_dim -> candidate instances
+    where: tuple = ()                          # ((a, b), ...): a == b; a tuple operand is a sum
+
+    def builder(self) -> z3.BoolRef:
+        """The axiom as a closed Z3 formula with E-matching patterns."""
+        names = variables((self.lhs, self.rhs, self.where))
+        env = z3_env(names)
+        bound = [env[n] for n in names]
+        conds = []
+        for i, d in enumerate(dims((self.lhs, self.rhs))):
+            env[d] = z3.Int(f"{self.name}.d{i}")
+            bound.append(env[d])
+            conds.append(env[d] == z3ops.DIM(env[d.var], to_z3(d.axis, env)))
+        for a, b in self.where:
+            conds.append(_z3_sum(a, env) == _z3_sum(b, env))
+        body = to_z3(self.lhs, env) == to_z3(self.rhs, env)
+        if conds:
+            body = z3.Implies(z3.And(conds), body)
+        patterns = [to_z3(side, env) for side in (self.lhs, self.rhs)
+                    if isinstance(side, Term) and _binds_all(side, names, self.lhs, self.rhs)]
+        return z3.ForAll(bound, body, patterns=patterns)
+
+    def holds_where(self, inst: dict) -> bool:
+        return all(_sum(a, inst) == _sum(b, inst) for a, b in self.where)
+
+    def graphs(self, inst: dict):
+        """(lhs graph, rhs graph) for one instance; raises ShapeError if it does not fit."""
+        return to_graph(self.lhs, inst), to_graph(self.rhs, inst)
+
+    def instances(self, max_dim: int = 4, limit: int | None = None, seed: int = 0):
+        """The domain's instances that meet `where` (a seeded uniform sample of `limit`)."""
+        insts = (i for i in self.domain(max_dim) if self.holds_where(i))
+        return list(insts) if limit is None else _sample(insts, limit, seed)
+
+    def __str__(self) -> str:
+        s = f"{show(self.lhs)} == {show(self.rhs)}"
+        if self.where:
+            s += " if " + ", ".join(f"{show(a)} == {show(b)}" for a, b in self.where)
+        return s
+
+
+def _binds_all(side, names, lhs, rhs) -> bool:
+    have = set(variables(side)) | set(dims(side))
+    return set(names) <= have and set(dims((lhs, rhs))) <= have
+
+
+def _sum(a, inst):
+    return sum(value(v, inst) for v in a) if isinstance(a, tuple) else value(a, inst)
+
+
+def _z3_sum(a, env):
+    return z3.Sum([_as_int(to_z3(v, env)) for v in a]) if isinstance(a, tuple) \
+        else _as_int(to_z3(a, env))
+
+
+def _as_int(v):
+    return z3.IntVal(v) if isinstance(v, int) else v
+
+
+def _sample(it, k: int, seed: int) -> list:
+    """Reservoir sample (Algorithm R): uniform, one pass, seeded."""
+    rng = random.Random(seed)
+    out = []
+    for n, x in enumerate(it):
+        if n < k:
+            out.append(x)
+        else:
+            j = rng.randrange(n + 1)
+            if j < k:
+                out[j] = x
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# variables and domains
+
+x, y, z, w, v, r = (Var(n) for n in "xyzwvr")
+s, t = Var("s"), Var("t")                     # scalars, shape ()
+AX, KH, KW, SH, SW = (Param(n) for n in ("ax", "kh", "kw", "sh", "sw"))
+PAD, ACT, N, S0, S1 = Param("pad"), Param("act"), Param("n"), Param("s0"), Param("s1")
+G = Param("g")
+
+RANKS = (1, 2, 3, 4)
+STRIDES = ((1, 1), (1, 2), (2, 1), (2, 2))
+PADS = ("same", "valid")
+
+
+def _shapes(rank, m):
+    return product(range(1, m + 1), repeat=rank)
+
+
+def _with(shape, axis, k):
+    return shape[:axis] + (k,) + shape[axis + 1:]
+
+
+def ew(*names, ranks=RANKS, scalars=()):
+    """Tensors of one shape (any rank), plus scalar tensors."""
+    def dom(m):
+        for rank in ranks:
+            for sh in _shapes(rank, m):
+                yield {**{n: sh for n in names}, **{c: () for c in scalars}}
+    return dom
+
+
+def cat(pairs, ranks=RANKS, axes=None, scalars=()):
+    """Pairs of tensors that concatenate along `ax`: pairs=(("x","y"),("z","w")) gives x,z one
+    shape and y,w the same shape but for the axis."""
+    def dom(m):
+        for rank in ranks:
+            for ax in range(rank) if axes is None else [a for a in axes if a < rank]:
+                for sh in _shapes(rank, m):
+                    for k in range(1, m + 1):
+                        inst = {"ax": ax, **{c: () for c in scalars}}
+                        for a, b in pairs:
+                            inst[a], inst[b] = sh, _with(sh, ax, k)
+                        yield inst
+    return dom
+
+
+def mm(chain, ranks=(2, 3, 4), extra=None, scalars=()):
+    """Batched matmul operands: chain=("x","y","z") gives x (b..,n0,n1), y (b..,n1,n2), ..."""
+    def dom(m):
+        for rank in ranks:
+            for batch in _shapes(rank - 2, m):
+                for ns in _shapes(len(chain) + 1, m):
+                    inst = {c: () for c in scalars}
+                    for i, name in enumerate(chain):
+                        inst[name] = batch + (ns[i], ns[i + 1])
+                    if extra:
+                        extra(inst, batch, ns)
+                    yield inst
+    return dom
+
+
+def conv(acts=("none",), kernels=None, pads=PADS, strides=STRIDES, more=None):
+    """x (n,c,h,w), w (co,c,kh,kw) and the conv parameters; `more(inst, m)` yields variants."""
+    def dom(m):
+        ks = kernels or range(1, m + 1)
+        for n, c, h, wd, co in _shapes(5, m):
+            for kh, kw in product(ks, repeat=2):
+                for (sh, sw), pad, act in product(strides, pads, acts):
+                    inst = {"x": (n, c, h, wd), "w": (co, c, kh, kw), "sh": sh, "sw": sw,
+                            "pad": pad, "act": act, "kh": kh, "kw": kw}
+                    if more:
+                        yield from more(inst, m)
+                    else:
+                        yield inst
+    return dom
+
+
+def _conv(a, b, act=ACT, pad=PAD, **kw):
+    return op("conv2d", a, b, stride=(SH, SW), padding=pad, activation=act, **kw)
+
+
+def _pool(kind, a):
+    return op(f"pool_{kind}", a, kernel=(KH, KW), stride=(SH, SW), padding=PAD)
+
+
+def pooled(axis):
+    def dom(m):
+        for inst in cat((("x", "y"),), ranks=(4,), axes=(axis,))(m):
+            for kh, kw in product(range(1, m + 1), repeat=2):
+                for (sh, sw), pad in product(STRIDES, PADS):
+                    yield {**inst, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pad": pad}
+    return dom
+
+
+def smul(a, b):
+    return op("scalar_mul", a, b)
+
+
+def add(a, b):
+    return op("ewadd", a, b)
+
+
+def mul(a, b):
+    return op("ewmul", a, b)
+
+
+def concat(*xs, axis=AX):
+    return op("concat", *xs, axis=axis)
+
+
+def mat(a, b, act="none"):
+    return op("matmul", a, b, activation=act)
+
+
+def tr(a):
+    return op("transpose", a, perm=(1, 0))
+
+
+def relu(a):
+    return op("relu", a)
+
+
+# ---------------------------------------------------------------------------------------------
+# the axioms
+
+def _grouped(inst, m):      # plain (groups 1) and depthwise (groups = channels) convs
+    yield {**inst, "g": 1}
+    n, c, h, wd = inst["x"]
+    if c > 1 and inst["w"][0] % c == 0:
+        yield {**inst, "g": c, "w": (inst["w"][0], 1) + inst["w"][2:]}
+
+
+def _kernel_pair(inst, m):   # w, v: kernels of one shape
+    yield {**inst, "v": inst["w"]}
+
+
+def _input_pair(inst, m):    # x, y: inputs of one shape
+    yield {**inst, "y": inst["x"]}
+
+
+def _channel_split(inst, m):   # x,y inputs and w,v kernels that split the input channels
+    n, c, h, wd = inst["x"]
+    co, _, kh, kw = inst["w"]
+    for c2 in range(1, m + 1):
+        yield {**inst, "y": (n, c2, h, wd), "v": (co, c2, kh, kw)}
+
+
+def _batch_split(inst, m):
+    for n2 in range(1, m + 1):
+        yield {**inst, "y": _with(inst["x"], 0, n2)}
+
+
+def _out_split(inst, m):
+    for co2 in range(1, m + 1):
+        yield {**inst, "v": _with(inst["w"], 0, co2)}
+
+
+def _enlarged(inst, m):
+    _, _, kh, kw = inst["w"]
+    for r0, r1, rh, rw in _shapes(4, m):
+        if rh >= kh and rw >= kw and (rh - kh) % 2 == 0 and (rw - kw) % 2 == 0:
+            yield {**inst, "r": (r0, r1, rh, rw)}
+
+
+def _enlarge_cat(m):
+    for inst in cat((("w", "v"),), ranks=(4,), axes=(0, 1))(m):
+        for rh, rw in _shapes(2, m):
+            kh, kw = inst["w"][2:]
+            if rh >= kh and rw >= kw and (rh - kh) % 2 == 0 and (rw - kw) % 2 == 0:
+                yield {**inst, "r": (1, 1, rh, rw)}
+
+
+def _geometry(m):
+    for rank in (2, 3, 4):
+        for sh in _shapes(rank, m):
+            for b, c in _shapes(2, m):
+                yield {"x": sh, "y": _with(sh, 1, b), "z": _with(sh, 0, c),
+                       "w": _with(_with(sh, 0, c), 1, b)}
+
+
+def _cat3(m):
+    for inst in cat((("x", "y"),))(m):
+        for k in range(1, m + 1):
+            yield {**inst, "z": _with(inst["x"], inst["ax"], k)}
+
+
+def _splits(m):
+    for rank in RANKS:
+        for ax in range(rank):
+            for sh in _shapes(rank, m):
+                for s0 in range(1, sh[ax]):
+                    yield {"x": sh, "ax": ax, "s0": s0, "s1": sh[ax] - s0}
+
+
+def _square(m):
+    for n in range(1, m + 1):
+        yield {"n": n}
+
+
+def _mat(m):
+    for sh in _shapes(2, m):
+        yield {"x": sh}
+
+
+def _ones(rank):
+    def ax(r):
+        return Axiom(f"ones_ewmul_r{r}", f"x * ones = x (rank {r})",
+                     mul(x, op("ones", shape=tuple(Dim("x", k) for k in range(r)))), x,
+                     ew("x", ranks=(r,)))
+    return ax(rank)
+
+
+def _split(i):
+    return op("split", concat(x, y), axis=AX, sizes=(Dim("x", AX), Dim("y", AX)), out=i)
+
+
+AXIOMS: list[Axiom] = [
+    # ewadd and ewmul: associative, commutative, distributive
+    Axiom("ewadd_assoc", "ewadd is associative",
+          add(x, add(y, z)), add(add(x, y), z), ew("x", "y", "z")),
+    Axiom("ewadd_comm", "ewadd is commutative", add(x, y), add(y, x), ew("x", "y")),
+    Axiom("ewmul_assoc", "ewmul is associative",
+          mul(x, mul(y, z)), mul(mul(x, y), z), ew("x", "y", "z")),
+    Axiom("ewmul_comm", "ewmul is commutative", mul(x, y), mul(y, x), ew("x", "y")),
+    Axiom("ewmul_ewadd_distrib", "ewmul distributes over ewadd",
+          mul(add(x, y), z), add(mul(x, z), mul(y, z)), ew("x", "y", "z")),
+    # scalar mul
+    Axiom("smul_assoc", "scalar mul is associative",
+          smul(smul(x, s), t), smul(x, smul(s, t)), ew("x", scalars="st")),
+    Axiom("smul_ewadd", "scalar mul distributes over ewadd",
+          smul(add(x, y), s), add(smul(x, s), smul(y, s)), ew("x", "y", scalars="s")),
+    Axiom("smul_ewmul", "scalar mul commutes with ewmul",
+          smul(mul(x, y), s), mul(x, smul(y, s)), ew("x", "y", scalars="s")),
+    Axiom("smul_transpose", "scalar mul commutes with transpose",
+          smul(tr(x), s), tr(smul(x, s)), ew("x", ranks=(2,), scalars="s")),
+    Axiom("smul_matmul", "scalar mul commutes with matmul",
+          smul(mat(x, y), s), mat(x, smul(y, s)), mm("xy", scalars="s")),
+    Axiom("smul_matmul_left", "scalar mul moves into a matmul's first argument",
+          smul(mat(x, y), s), mat(smul(x, s), y), mm("xy", scalars="s")),
+    Axiom("smul_concat", "scalar mul distributes over concat",
+          smul(concat(x, y), s), concat(smul(x, s), smul(y, s)),
+          cat((("x", "y"),), scalars="s")),
+    Axiom("smul_conv_kernel", "a scalar moves from a conv's input to its kernel",
+          _conv(smul(x, s), w), _conv(x, smul(w, s)),
+          conv(acts=("none", "relu"), more=lambda i, m: [{**i, "s": ()}])),
+    Axiom("smul_conv_out", "a scalar moves from a conv's output to its input",
+          smul(_conv(x, w, act="none"), s), _conv(smul(x, s), w, act="none"),
+          conv(more=lambda i, m: [{**i, "s": ()}])),
+    # relu
+    Axiom("relu_conv_fuse", "relu after a (grouped) conv is the conv's fused relu",
+          relu(_conv(x, w, act="none", groups=G)), _conv(x, w, act="relu", groups=G),
+          conv(more=_grouped)),
+    Axiom("relu_matmul_fuse", "relu after a matmul is the matmul's fused relu",
+          relu(mat(x, y)), mat(x, y, act="relu"), mm("xy")),
+    Axiom("relu_concat", "relu distributes over concat",
+          relu(concat(x, y)), concat(relu(x), relu(y)), cat((("x", "y"),))),
+    Axiom("relu_transpose", "relu commutes with transpose",
+          relu(tr(x)), tr(relu(x)), ew("x", ranks=(2,))),
+    # conv
+    Axiom("conv_ewadd_kernel", "conv is linear in its kernel",
+          _conv(x, add(w, v), act="none"), add(_conv(x, w, act="none"), _conv(x, v, act="none")),
+          conv(more=_kernel_pair)),
+    Axiom("conv_ewadd_input", "conv is linear in its input",
+          _conv(add(x, y), w, act="none"), add(_conv(x, w, act="none"), _conv(y, w, act="none")),
+          conv(more=_input_pair)),
+    Axiom("conv_concat_sum", "a sum of convs is one conv over concatenated channels",
+          add(_conv(x, w, act="none"), _conv(y, v, act="none")),
+          _conv(concat(x, y, axis=1), concat(w, v, axis=1), act="none"),
+          conv(more=_channel_split)),
+    Axiom("conv_concat_batch", "convs of two inputs with one kernel concat along the batch",
+          concat(_conv(x, w), _conv(y, w), axis=0), _conv(concat(x, y, axis=0), w),
+          conv(acts=("none", "relu"), more=_batch_split)),
+    Axiom("conv_concat_kernels", "convs of one input with two kernels concat along channels",
+          concat(_conv(x, w), _conv(x, v), axis=1), _conv(x, concat(w, v, axis=0)),
+          conv(acts=("none", "relu"), more=_out_split)),
+    # matmul
+    Axiom("matmul_assoc", "matmul is associative",
+          mat(x, mat(y, z)), mat(mat(x, y), z), mm("xyz")),
+    Axiom("matmul_ewadd", "matmul is linear in its second argument",
+          mat(x, add(y, z)), add(mat(x, y), mat(x, z)),
+          mm("xy", extra=lambda i, b, n: i.update(z=i["y"]))),
+    Axiom("matmul_concat_sum", "a sum of matmuls is one matmul over concatenated operands",
+          add(mat(x, y), mat(z, w)), mat(concat(x, z, axis=1), concat(y, w, axis=0)),
+          mm("xy", ranks=(2,), extra=lambda i, b, n: [
+              i.update(z=(n[0], k), w=(k, n[2])) for k in [max(1, n[1] - 1)]])),
+    Axiom("matmul_concat_cols", "matmul distributes over a concat of columns",
+          mat(x, concat(y, z, axis=1)), concat(mat(x, y), mat(x, z), axis=1),
+          mm("xy", ranks=(2,), extra=lambda i, b, n: i.update(z=(n[1], n[0])))),
+    Axiom("matmul_ewadd_left", "matmul is linear in its first argument",
+          mat(add(x, y), z), add(mat(x, z), mat(y, z)),
+          mm("xz", extra=lambda i, b, n: i.update(y=i["x"]))),
+    Axiom("matmul_concat_rows", "matmul distributes over a concat of rows",
+          mat(concat(x, y, axis=0), z), concat(mat(x, z), mat(y, z), axis=0),
+          mm("xz", ranks=(2,), extra=lambda i, b, n: i.update(y=(n[2], n[1])))),
+    # concat with elementwise ops
+    Axiom("concat_ewadd", "concat of sums is the sum of concats",
+          concat(add(x, y), add(z, w)), add(concat(x, z), concat(y, w)),
+          cat((("x", "z"), ("y", "w")))),
+    Axiom("concat_ewmul", "concat of products is the product of concats",
+          concat(mul(x, y), mul(z, w)), mul(concat(x, z), concat(y, w)),
+          cat((("x", "z"), ("y", "w")))),
+    Axiom("concat_assoc", "concat is associative",
+          concat(concat(x, y), z), concat(x, concat(y, z)),
+          _cat3),
+    Axiom("concat3_nest", "a three-way concat is two nested concats",
+          concat(x, y, z), concat(concat(x, y), z),
+          _cat3),
+    # split
+    Axiom("split_concat_0", "splitting a concat at its seam gives its first input",
+          _split(0), x, cat((("x", "y"),))),
+    Axiom("split_concat_1", "splitting a concat at its seam gives its second input",
+          _split(1), y, cat((("x", "y"),))),
+    Axiom("concat_split", "concatenating a split's pieces gives the split tensor",
+          concat(op("split", x, axis=AX, sizes=(S0, S1), out=0),
+                 op("split", x, axis=AX, sizes=(S0, S1), out=1)), x, _splits,
+          where=(((S0, S1), Dim("x", AX)),)),
+    # transpose
+    Axiom("transpose_involution", "transposing twice is the identity",
+          tr(tr(x)), x, ew("x", ranks=(2,))),
+    Axiom("transpose_matmul", "the transpose of a product is the product of transposes",
+          tr(mat(x, y)), mat(tr(y), tr(x)), mm("xy", ranks=(2,))),
+    Axiom("transpose_concat", "the transpose of a row concat is a column concat",
+          tr(concat(x, y, axis=0)), concat(tr(x), tr(y), axis=1),
+          cat((("x", "y"),), ranks=(2,), axes=(0,))),
+    Axiom("transpose_ewadd", "transpose distributes over ewadd",
+          tr(add(x, y)), add(tr(x), tr(y)), ew("x", "y", ranks=(2,))),
+    Axiom("transpose_ewmul", "transpose distributes over ewmul",
+          tr(mul(x, y)), mul(tr(x), tr(y)), ew("x", "y", ranks=(2,))),
+    # concat geometry
+    Axiom("concat_geometry", "a 2x2 block tensor concats rows-then-columns or columns-then-rows",
+          concat(concat(x, y, axis=1), concat(z, w, axis=1), axis=0),
+          concat(concat(x, z, axis=0), concat(y, w, axis=0), axis=1), _geometry,
+          where=((Dim("x", 1), Dim("z", 1)),)),
+    # pooling with concat
+    Axiom("pool_avg_concat_channels", "avg pooling distributes over a channel concat",
+          concat(_pool("avg", x), _pool("avg", y), axis=1), _pool("avg", concat(x, y, axis=1)),
+          pooled(1)),
+    Axiom("pool_avg_concat_batch", "avg pooling distributes over a batch concat",
+          concat(_pool("avg", x), _pool("avg", y), axis=0), _pool("avg", concat(x, y, axis=0)),
+          pooled(0)),
+    Axiom("pool_max_concat_channels", "max pooling distributes over a channel concat",
+          concat(_pool("max", x), _pool("max", y), axis=1), _pool("max", concat(x, y, axis=1)),
+          pooled(1)),
+    Axiom("pool_max_concat_batch", "max pooling distributes over a batch concat",
+          concat(_pool("max", x), _pool("max", y), axis=0), _pool("max", concat(x, y, axis=0)),
+          pooled(0)),
+    # constants
+    Axiom("pool_kernel_conv", "a depthwise conv with the pool kernel is avg pooling",
+          op("conv2d", x, op("pool_kernel", shape=(Dim("x", 1), 1, KH, KW)), stride=(SH, SW),
+             padding=PAD, activation="none", groups=Dim("x", 1)),
+          _pool("avg", x), conv()),
+    Axiom("eye_conv_identity", "a conv with the identity kernel is the identity",
+          op("conv2d", x, op("eye_conv", shape=(Dim("x", 1), Dim("x", 1), KH, KW)),
+             stride=(1, 1), padding="same", activation="none"), x,
+          conv(kernels=(1, 3), strides=((1, 1),), pads=("same",))),
+    Axiom("eye_matmul_right", "x @ I = x",
+          mat(x, op("eye", shape=(Dim("x", 1), Dim("x", 1)))), x, _mat),
+    Axiom("eye_matmul_left", "I @ x = x",
+          mat(op("eye", shape=(Dim("x", 0), Dim("x", 0))), x), x, _mat),
+    Axiom("transpose_eye", "the identity matrix is symmetric",
+          tr(op("eye", shape=(N, N))), op("eye", shape=(N, N)), _square),
+    *[_ones(k) for k in RANKS],
+    # enlarge (TASO's commented-out enlarge axioms, for this catalogue's enlarge(w, like))
+    Axiom("enlarge_ewadd", "enlarge distributes over ewadd",
+          op("enlarge", add(w, v), r), add(op("enlarge", w, r), op("enlarge", v, r)),
+          conv(pads=("same",), strides=((1, 1),), more=lambda i, m: (
+              {**j, "v": j["w"]} for j in _enlarged(i, m)))),
+    Axiom("enlarge_ewmul", "enlarge distributes over ewmul",
+          op("enlarge", mul(w, v), r), mul(op("enlarge", w, r), op("enlarge", v, r)),
+          conv(pads=("same",), strides=((1, 1),), more=lambda i, m: (
+              {**j, "v": j["w"]} for j in _enlarged(i, m)))),
+    Axiom("enlarge_smul", "enlarge commutes with scalar mul",
+          op("enlarge", smul(w, s), r), smul(op("enlarge", w, r), s),
+          conv(pads=("same",), strides=((1, 1),), more=lambda i, m: (
+              {**j, "s": ()} for j in _enlarged(i, m)))),
+    Axiom("enlarge_concat", "enlarge distributes over a concat of kernels (axis 0 or 1)",
+          op("enlarge", concat(w, v), r), concat(op("enlarge", w, r), op("enlarge", v, r)),
+          _enlarge_cat),
+    # enlarge
+    Axiom("enlarge_conv", "zero-padding a kernel (centred) does not change a same-padded conv",
+          _conv(x, w, pad="same"), _conv(x, op("enlarge", w, r), pad="same"),
+          conv(acts=("none", "relu"), pads=("same",), more=_enlarged)),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# shape facts for terms an axiom creates (a rule's own tensors get `dim` asserted directly):
+# they let a guard such as a split's seam see through ops applied after a concat.  They restate
+# the catalogue's shape rules for the few ops where a guard needs them (E-matched on `dim(op(..),
+# k)`, so they fire only when a guard asks).
+
+def _dim_rule(name, statement, lhs, rhs_of):
+    """ForAll vars, k: dim(lhs, k) == rhs_of(env, k)."""
+    def build():
+        names = variables(lhs)
+        env = z3_env(names)
+        k = z3.Int("k")
+        d = z3ops.DIM(to_z3(lhs, env), k)
+        return z3.ForAll([env[n] for n in names] + [k], d == rhs_of(env, k), patterns=[d])
+    return name, statement, build
+
+
+def _D(env, n, k):
+    return z3ops.DIM(env[n], k)
+
+
+SHAPE_AXIOMS = [
+    *[_dim_rule(f"dim_{o}", f"{o} keeps its first input's shape", op(o, x, y),
+                lambda e, k: _D(e, "x", k)) for o in ("ewadd", "ewmul", "scalar_mul")],
+    _dim_rule("dim_relu", "relu keeps its input's shape", relu(x), lambda e, k: _D(e, "x", k)),
+    _dim_rule("dim_concat", "concat adds sizes along its axis", concat(x, y),
+              lambda e, k: z3.If(k == e["ax"], _D(e, "x", k) + _D(e, "y", k), _D(e, "x", k))),
+    _dim_rule("dim_transpose", "a 2-D transpose swaps the sizes", tr(x),
+              lambda e, k: z3.If(k == 0, _D(e, "x", 1), _D(e, "x", 0))),
+    _dim_rule("dim_matmul", "a 2-D matmul is rows of x by columns of y", mat(x, y, act=ACT),
+              lambda e, k: z3.If(k == 0, _D(e, "x", 0), _D(e, "y", 1))),
+    _dim_rule("dim_enlarge", "enlarge keeps the kernel's channels and takes r's window",
+              op("enlarge", w, r), lambda e, k: z3.If(k < 2, _D(e, "w", k), _D(e, "r", k))),
+    _dim_rule("dim_conv_nc", "a conv's output is (batch of x, out channels of w, ...)",
+              op("conv2d", x, w, stride=(SH, SW), padding=PAD, activation=ACT, groups=N),
+              lambda e, k: z3.If(k == 0, _D(e, "x", 0),
+                                 z3.If(k == 1, _D(e, "w", 0), z3ops.DIM(
+                                     z3ops.apply("conv2d", {"stride": (e["sh"], e["sw"]),
+                                                            "padding": e["pad"],
+                                                            "activation": e["act"],
+                                                            "groups": e["n"]},
+                                                 [e["x"], e["w"]]), k)))),
+]
+
+BY_NAME = {a.name: a for a in AXIOMS}
+assert len(BY_NAME) == len(AXIOMS), "axiom names must be unique"
+
+
+def compiled() -> list[tuple[str, z3.BoolRef]]:
+    """(name, formula) of every axiom, built once per process (Z3 terms are not picklable)."""
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = [(a.name, a.builder()) for a in AXIOMS] + \
+            [(name, build()) for name, _, build in SHAPE_AXIOMS]
+    return _COMPILED
+
+
+_COMPILED = None

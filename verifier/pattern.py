@@ -1,0 +1,175 @@
+"""Axiom patterns: small terms over tensor variables, parameter variables and shape facts.
+
+One pattern serves two readings, so that an axiom is written once:
+
+- `to_z3`: a Z3 term over the uninterpreted operator symbols of `verifier.z3ops`
+  (tensor variables are constants of sort T, parameters are Z3 ints, `Dim(x, k)` is `dim(x, k)`);
+- `to_graph`: a concrete envcore Graph, for an *instance* that gives every tensor variable a shape
+  and every parameter a value; it runs on the catalogue's reference semantics.
+
+    x, y = Var("x"), Var("y"); AX = Param("ax")
+    op("split", op("concat", x, y, axis=AX), axis=AX, sizes=(Dim(x, AX), Dim(y, AX)), out=0)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+import z3
+
+from envcore.graph import Graph, GraphBuilder, Ref
+from verifier import z3ops
+
+
+@dataclass(frozen=True)
+class Var:
+    """A tensor variable."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Param:
+    """An operator-parameter variable (an int, a string choice such as padding)."""
+    name: str
+
+
+@dataclass(frozen=True)
+class Dim:
+    """The size of tensor variable `var` along `axis` (an int or a Param)."""
+    var: str
+    axis: Union[int, Param]
+
+
+@dataclass(frozen=True)
+class Term:
+    op: str
+    args: tuple
+    params: tuple          # sorted (name, value) pairs; values may hold Param/Dim
+    out: int = 0
+
+
+Pat = Union[Var, Term]
+
+
+def op(name: str, *args: Pat, out: int = 0, **params: Any) -> Term:
+    return Term(name, tuple(args), tuple(sorted(params.items())), out)
+
+
+# ---------------------------------------------------------------------------------------------
+# structure
+
+def variables(p, acc: dict | None = None) -> dict:
+    """name -> Var/Param of every variable in a pattern (or a param value), in order."""
+    acc = {} if acc is None else acc
+    if isinstance(p, (Var, Param)):
+        acc.setdefault(p.name, p)
+    elif isinstance(p, Dim):
+        acc.setdefault(p.var, Var(p.var))
+        variables(p.axis, acc)
+    elif isinstance(p, Term):
+        for a in p.args:
+            variables(a, acc)
+        for _, v in p.params:
+            variables(v, acc)
+    elif isinstance(p, (tuple, list)):
+        for v in p:
+            variables(v, acc)
+    return acc
+
+
+def dims(p, acc: list | None = None) -> list:
+    """Every distinct Dim in a pattern, in order."""
+    acc = [] if acc is None else acc
+    if isinstance(p, Dim):
+        if p not in acc:
+            acc.append(p)
+    elif isinstance(p, Term):
+        for a in p.args:
+            dims(a, acc)
+        for _, v in p.params:
+            dims(v, acc)
+    elif isinstance(p, (tuple, list)):
+        for v in p:
+            dims(v, acc)
+    return acc
+
+
+def show(p) -> str:
+    if isinstance(p, (Var, Param)):
+        return p.name
+    if isinstance(p, Dim):
+        return f"|{p.var}|{show(p.axis)}"
+    if isinstance(p, (tuple, list)):
+        return "(" + ",".join(show(v) for v in p) + ")"
+    if isinstance(p, Term):
+        ps = [f"{k}={show(v)}" for k, v in p.params]
+        s = f"{p.op}(" + ", ".join([show(a) for a in p.args] + ps) + ")"
+        return s + (f"[{p.out}]" if p.op == "split" else "")
+    return repr(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# the concrete reading
+
+def _value(v, inst: dict):
+    if isinstance(v, Param):
+        return inst[v.name]
+    if isinstance(v, Dim):
+        return inst[v.var][_value(v.axis, inst)]
+    if isinstance(v, (tuple, list)):
+        return tuple(_value(x, inst) for x in v)
+    return v
+
+
+def value(v, inst: dict):
+    """A parameter value (or condition operand) under an instance."""
+    return _value(v, inst)
+
+
+def _build(b: GraphBuilder, p: Pat, inst: dict, leaves: dict) -> Ref:
+    if isinstance(p, Var):
+        if p.name not in leaves:
+            leaves[p.name] = b.input(p.name, tuple(inst[p.name]))
+        return leaves[p.name]
+    args = [_build(b, a, inst, leaves) for a in p.args]
+    res = b.add(p.op, *args, **{k: _value(v, inst) for k, v in p.params})
+    return res if isinstance(res, Ref) else res[p.out]
+
+
+def to_graph(p: Pat, inst: dict) -> Graph:
+    """The pattern as a graph of `input` leaves named by its variables (raises ShapeError when
+    the instance's shapes do not fit)."""
+    b = GraphBuilder()
+    out = _build(b, p, inst, {})
+    return b.build([out])
+
+
+# ---------------------------------------------------------------------------------------------
+# the symbolic reading
+
+def to_z3(p, env: dict):
+    """env: variable name -> Z3 constant (sort T for Var, Int for Param); Dims in `env` (keyed
+    by the Dim itself) are used as they are, others become dim(x, k)."""
+    if isinstance(p, (Var, Param)):
+        return env[p.name]
+    if isinstance(p, Dim):
+        if p in env:
+            return env[p]
+        return z3ops.DIM(env[p.var], to_z3(p.axis, env))
+    if isinstance(p, (tuple, list)):
+        return tuple(to_z3(v, env) for v in p)
+    if isinstance(p, int) and not isinstance(p, bool):
+        return p
+    if isinstance(p, str):
+        return p
+    if isinstance(p, Term):
+        args = [to_z3(a, env) for a in p.args]
+        params = {k: to_z3(v, env) for k, v in p.params}
+        return z3ops.apply(p.op, params, args, p.out)
+    raise TypeError(f"not a pattern: {p!r}")
+
+
+def z3_env(names: dict) -> dict:
+    """Fresh Z3 constants for the variables `names` (from `variables`)."""
+    return {n: (z3.Const(n, z3ops.T) if isinstance(v, Var) else z3.Int(n))
+            for n, v in names.items()}
