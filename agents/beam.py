@@ -23,17 +23,21 @@ class BeamAgent(SearchAgent):
         trace = [(0, best.cost)]
         expansions = 0
         while beam and expansions < budget and not problem.out_of_time():
-            level = {}
-            for state in beam:
-                if expansions >= budget:
-                    break
+            level = []
+            for state in beam[: budget - expansions]:
                 expansions += 1
-                for nxt in problem.successors(state):
-                    if nxt.key not in visited and nxt.key not in level:
-                        level[nxt.key] = nxt
+                level.extend(problem.moves(state))
                 problem.step(expansions, best.cost)
-            beam = sorted(level.values(), key=lambda s: s.cost)[: self.width]
-            visited.update(s.key for s in beam)
+            level.sort(key=lambda m: m.cost)   # stable: ties keep candidate order
+            beam = []
+            for move in level:   # build only as many as the beam keeps
+                if len(beam) == self.width:
+                    break
+                nxt = problem.build(move)
+                if nxt is not None and nxt.key not in visited:
+                    visited.add(nxt.key)
+                    beam.append(nxt)
+            beam.sort(key=lambda s: s.cost)
             if not beam or beam[0].cost >= best.cost:
                 break
             best = beam[0]

@@ -17,14 +17,14 @@ class GreedyAgent(SearchAgent):
         trace = [(0, state.cost)]
         expansions = 0
         while expansions < budget and not problem.out_of_time():
-            best_next = None
-            for nxt in problem.successors(state):
-                if nxt.cost < (best_next.cost if best_next else state.cost):
-                    best_next = nxt
+            moves = problem.moves(state)
             expansions += 1
-            if best_next is None:   # a local minimum: no single step improves
+            better = sorted((m for m in moves if m.cost < state.cost), key=lambda m: m.cost)
+            nxt = next((s for s in map(problem.build, better)
+                        if s is not None and s.cost < state.cost), None)
+            if nxt is None:   # a local minimum: no single step improves
                 break
-            state = best_next
+            state = nxt
             trace.append((expansions, state.cost))
             problem.step(expansions, state.cost)
         return result(state, start, trace, expansions)

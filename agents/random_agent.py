@@ -26,14 +26,10 @@ class RandomAgent(SearchAgent):
         trace = [(0, best.cost)]
         steps = 0
         while steps < budget and not problem.out_of_time():
-            matches = problem.candidates(state).matches
-            if not matches:
-                break
-            # try matches in a random order until one applies
-            order = self.rng.permutation(len(matches))
+            moves = problem.moves(state)
             nxt = None
-            for i in order:
-                nxt = _apply_one(problem, state, matches[int(i)])
+            for i in self.rng.permutation(len(moves)):   # the first random move that applies
+                nxt = problem.build(moves[int(i)])
                 if nxt is not None:
                     break
             if nxt is None:
@@ -45,16 +41,3 @@ class RandomAgent(SearchAgent):
             trace.append((steps, best.cost))
             problem.step(steps, best.cost)
         return result(best, start, trace, steps)
-
-
-def _apply_one(problem: SearchProblem, state, match):
-    from envcore.ops import ShapeError
-    from envcore.rewrite import RewriteError, apply
-    from agents.search import State
-    rule = problem.rules[match.rule_index]
-    try:
-        g, changed = apply(state.graph, rule, match)
-    except (RewriteError, ShapeError):
-        return None
-    return State(g, problem.cost(g), state.rewrites + (rule.name,),
-                 problem.candidates(state), changed)

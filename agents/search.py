@@ -43,12 +43,24 @@ class State:
         return self.graph.canonical_hash
 
 
+class Move:
+    """One rewrite of `parent` (rule + match) before it is applied: `cost` is the predicted cost
+    of the result (exact unless `state` is already built; see agents/delta.py)."""
+
+    __slots__ = ("parent", "match", "cost", "exact", "state")
+
+    def __init__(self, parent: State, match, cost: float, exact: bool = False):
+        self.parent, self.match, self.cost, self.exact, self.state = parent, match, cost, exact, None
+
+
 @dataclass
 class SearchProblem:
     """Start graph, rules and cost model, plus the successor function built on them.
 
-    `on_step(expansions, best_cost)` is called by agents after every expansion (progress bars);
-    `time_limit` (seconds) lets a caller bound a search besides its expansion budget."""
+    `moves(state)` prices every rewrite of a state without building it (agents/delta.py);
+    `build(move)` applies one; `successors(state)` does both for every move.  `on_step(expansions, best_cost)` is called
+    by agents after every expansion (progress bars); `time_limit` (seconds) bounds a search
+    besides its expansion budget."""
 
     graph: Graph
     rules: Sequence[Rule]
@@ -56,6 +68,7 @@ class SearchProblem:
     on_step: Callable[[int, float], None] | None = None
     time_limit: float | None = None
     _started: float = field(default_factory=time.perf_counter, repr=False)
+    _pricer: object = field(default=None, repr=False)
 
     def cost(self, graph: Graph) -> float:
         return float(self.cost_model.graph_cost(graph))
@@ -75,19 +88,49 @@ class SearchProblem:
             state._parent_candidates = None   # free the parent's matches
         return state._candidates
 
-    def successors(self, state: State) -> Iterator[State]:
-        """Every graph one rewrite away, with its cost.  Rewrites that do not fit (a cycle, shapes)
-        are skipped: the matcher proposes, the rewriter decides."""
+    def moves(self, state: State) -> list[Move]:
+        """Every rewrite of `state` with the cost of its result.  Rewrites whose cost cannot be
+        predicted exactly are built here; rewrites that do not fit are left out."""
+        if self._pricer is None:
+            from agents.delta import Pricer
+            self._pricer = Pricer(self.cost_model)
+        out = []
+        for m in self.candidates(state).matches:
+            p = self._pricer.predict(state.graph, state.cost, self.rules[m.rule_index], m)
+            if p is None:
+                continue
+            move = Move(state, m, p[0], p[1])
+            if not move.exact:
+                move.state = self.build(move)
+                if move.state is None:
+                    continue
+                move.cost = move.state.cost
+            out.append(move)
+        return out
+
+    def build(self, move: Move) -> State | None:
+        """The state a move leads to (its exact cost), or None when the rewrite does not fit
+        after all (a cycle, shapes): the matcher proposes, the rewriter decides."""
+        if move.state is not None:
+            return move.state
         from envcore.ops import ShapeError
         from envcore.rewrite import RewriteError, apply
-        cands = self.candidates(state)
-        for m in cands.matches:
-            rule = self.rules[m.rule_index]
-            try:
-                g, changed = apply(state.graph, rule, m)
-            except (RewriteError, ShapeError):
-                continue
-            yield State(g, self.cost(g), state.rewrites + (rule.name,), cands, changed)
+        parent, rule = move.parent, self.rules[move.match.rule_index]
+        try:
+            g, changed = apply(parent.graph, rule, move.match)
+        except (RewriteError, ShapeError):
+            return None
+        # a predicted cost is exact (agents/delta.py); otherwise cost the whole graph
+        cost = move.cost if move.exact else self.cost(g)
+        move.state = State(g, cost, parent.rewrites + (rule.name,), self.candidates(parent), changed)
+        return move.state
+
+    def successors(self, state: State) -> Iterator[State]:
+        """Every graph one rewrite away, built, with its exact cost."""
+        for move in self.moves(state):
+            nxt = self.build(move)
+            if nxt is not None:
+                yield nxt
 
     def step(self, expansions: int, best_cost: float) -> None:
         if self.on_step is not None:

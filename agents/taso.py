@@ -2,11 +2,15 @@
 
     queue <- {G0};  best <- G0
     while queue not empty and expansions < budget:
-        G <- pop the cheapest graph
+        G <- pop the cheapest graph; skip it if seen before (canonical hash)
         if cost(G) >= alpha * cost(best) and G is not best: drop it (it fell out of the window)
-        for every rewrite G' of G (rule x match), G' not seen before:
+        for every rewrite G' of G (rule x match):
             if cost(G') < cost(best): best <- G'
             if cost(G') < alpha * cost(best): push G'
+
+A rewrite is pushed as a priced move (agents/delta.py) and built only when popped: most pushed
+graphs are never expanded, and building one costs far more than pricing it.  So the visited set
+is checked when a graph is popped rather than when it is pushed.
 
 alpha > 1 admits graphs slightly worse than the best, which lets the search go uphill for a step
 or two to reach a cheaper graph beyond.  With alpha = 1 only strict improvements are admitted and
@@ -18,7 +22,7 @@ import heapq
 import itertools
 
 from agents.base import SearchAgent
-from agents.search import SearchProblem, SearchResult, result
+from agents.search import SearchProblem, SearchResult, State, result
 
 
 class TasoAgent(SearchAgent):
@@ -30,23 +34,29 @@ class TasoAgent(SearchAgent):
     def search(self, problem: SearchProblem, budget: int = 1000) -> SearchResult:
         start = best = problem.start()
         tie = itertools.count()   # equal costs pop in the order they were found
-        queue = [(start.cost, next(tie), start)]
-        visited = {start.key}
+        queue = [(start.cost, next(tie), start)]   # States, or Moves not built yet
+        visited: set[str] = set()
         trace = [(0, best.cost)]
         expansions = 0
         while queue and expansions < budget and not problem.out_of_time():
-            cost, _, state = heapq.heappop(queue)
-            if state is not best and cost >= self.alpha * best.cost:
+            cost, _, item = heapq.heappop(queue)
+            state = item if isinstance(item, State) else problem.build(item)
+            if state is None:
                 continue
+            if state is not best and cost >= self.alpha * best.cost:
+                continue   # fell out of the window since it was queued
+            if state.key in visited:
+                continue   # reached before by another order of the same rewrites
+            visited.add(state.key)
             expansions += 1
-            for nxt in problem.successors(state):
-                if nxt.key in visited:
-                    continue
-                visited.add(nxt.key)
-                if nxt.cost < best.cost:
+            for move in problem.moves(state):
+                if move.cost < best.cost:
+                    nxt = problem.build(move)   # a new best is built at once, so best is real
+                    if nxt is None:
+                        continue
                     best = nxt
                     trace.append((expansions, best.cost))
-                if nxt.cost < self.alpha * best.cost:
-                    heapq.heappush(queue, (nxt.cost, next(tie), nxt))
+                if move.cost < self.alpha * best.cost:
+                    heapq.heappush(queue, (move.cost, next(tie), move))
             problem.step(expansions, best.cost)
         return result(best, start, trace, expansions)

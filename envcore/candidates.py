@@ -13,6 +13,7 @@ rules sharing a source graph are matched once.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Iterable, Sequence
 
 from envcore.graph import Graph, Node
@@ -29,7 +30,11 @@ def node_key(n: Node) -> NodeKey:
 
 
 class RuleIndex:
-    """Rules grouped by source graph, and each group's pattern nodes by NodeKey."""
+    """Rules grouped by source graph (a source with several targets is matched once), and each
+    source's anchor indexed by what a graph node must look like to be its image: op, non-shape
+    params, arity and the ops feeding it (None where the pattern has a variable)."""
+
+    WIDE = 4        # nodes with more inputs than this are looked up without their input ops
 
     def __init__(self, rules: Sequence[Rule]):
         self.rules = list(rules)
@@ -39,19 +44,51 @@ class RuleIndex:
                 by_src.setdefault(pattern_of(rule.src).key, []).append(k)
         self.groups = [(ks[0], ks) for ks in by_src.values()]
         self.rep = {k: rep for rep, members in self.groups for k in members}
-        # every pattern node (for re-matching around a change) and each pattern's own anchor
-        # (enough for a full enumeration, which must not find a match twice)
-        self.any_node: dict[NodeKey, list[tuple]] = {}
-        self.anchor: dict[NodeKey, list[tuple]] = {}
+        self.anchors: dict[tuple, list[tuple]] = {}   # exact key -> entries
+        self.wide: dict[NodeKey, list[tuple]] = {}    # node key -> entries, arity > WIDE
+        self.loose: dict[NodeKey, list[tuple]] = {}   # every node of disconnected patterns
+        self.max_radius = 0
         for rep, members in self.groups:
             pat = pattern_of(self.rules[rep].src)
             for pid, pn in pat.nodes.items():
-                entry = (rep, pid, members,
-                         tuple(pat.nodes[s[1]].op if s[0] == NODE else None for s in pn.inputs))
+                ins = tuple(pat.nodes[s[1]].op if s[0] == NODE else None for s in pn.inputs)
+                entry = (rep, pid, members, ins, pat.radius)
                 key = (pn.op, pn.params, len(pn.inputs))
-                self.any_node.setdefault(key, []).append(entry)
-                if pid == pat.anchor:
-                    self.anchor.setdefault(key, []).append(entry)
+                if pat.radius is None:
+                    self.loose.setdefault(key, []).append(entry)
+                if pid != pat.anchor:
+                    continue
+                if len(ins) > self.WIDE:
+                    self.wide.setdefault(key, []).append(entry)
+                else:
+                    self.anchors.setdefault(key + (ins,), []).append(entry)
+                self.max_radius = max(self.max_radius, pat.radius or 0)
+
+    def anchored_at(self, nodes, g: int) -> list[tuple]:
+        """Entries whose anchor could be graph node g."""
+        n = nodes[g]
+        key = node_key(n)
+        ops = [nodes[r.node].op for r in n.inputs]
+        if len(ops) > self.WIDE:
+            return [e for e in self.wide.get(key, ()) if _ops_fit(e[3], ops)]
+        out = []
+        for mask in _MASKS[len(ops)]:
+            hit = self.anchors.get(key + (tuple(o if m else None for o, m in zip(ops, mask)),))
+            if hit:
+                out.extend(hit)
+        return out
+
+    def loose_at(self, nodes, g: int) -> list[tuple]:
+        n = nodes[g]
+        ops = [nodes[r.node].op for r in n.inputs]
+        return [e for e in self.loose.get(node_key(n), ()) if _ops_fit(e[3], ops)]
+
+
+def _ops_fit(want, ops) -> bool:
+    return all(w is None or w == o for w, o in zip(want, ops))
+
+
+_MASKS = [list(itertools.product((False, True), repeat=k)) for k in range(RuleIndex.WIDE + 1)]
 
 
 _INDEXES: dict[tuple[int, ...], tuple[list[Rule], RuleIndex]] = {}
@@ -76,8 +113,10 @@ class CandidateSet:
         self.graph = graph
         if _matches is None:
             _matches = {}
-            for m in self._match_around(graph, graph.nodes, self.index.anchor):
-                _matches[m.key] = m
+            nodes = graph.nodes
+            for g in nodes:
+                for m in self._match_entries(graph, g, self.index.anchored_at(nodes, g)):
+                    _matches[m.key] = m
         self._by_key: dict[tuple, Match] = _matches
         self._sorted: list[Match] | None = None
         self._applicable: list[Match] | None = None
@@ -131,25 +170,42 @@ class CandidateSet:
         # in the old sorted order, so that re-sorting after the additions is nearly linear
         kept = {m.key: m for m in self.matches
                 if gone.isdisjoint(m.nodes) and removed.isdisjoint(m.bound_nodes)}
-        for m in self._match_around(new, sorted(touched), self.index.any_node):
+        for m in self._rematch(new, touched):
             kept.setdefault(m.key, m)
         return CandidateSet(self.index, new, kept)
 
-    def _match_around(self, graph: Graph, roots: Iterable[int], index: dict) -> list[Match]:
-        """Matches mapping some indexed pattern node onto one of `roots`."""
+    def _rematch(self, graph: Graph, touched: set[int]) -> list[Match]:
+        """Matches with a node in `touched`: their anchors lie within the pattern's radius."""
+        index, nodes, cons = self.index, graph.nodes, graph.consumers
+        dist = {t: 0 for t in touched}
+        frontier = sorted(touched)
+        for d in range(1, index.max_radius + 1):
+            nxt = []
+            for v in frontier:
+                for w in itertools.chain((r.node for r in nodes[v].inputs), cons[v]):
+                    if w not in dist:
+                        dist[w] = d
+                        nxt.append(w)
+            frontier = nxt
+        out = []
+        for g in sorted(dist):
+            d = dist[g]
+            entries = [e for e in index.anchored_at(nodes, g) if e[4] is not None and e[4] >= d]
+            if d == 0:
+                entries += index.loose_at(nodes, g)
+            out += self._match_entries(graph, g, entries)
+        return out
+
+    def _match_entries(self, graph: Graph, g: int, entries) -> list[Match]:
+        """Matches of the indexed pattern nodes `entries` with node g as their image."""
         from envcore.rewrite import resolve
-        nodes, out = graph.nodes, []
-        for g in roots:
-            n = nodes[g]
-            for rep, pid, members, input_ops in index.get(node_key(n), ()):
-                if any(op is not None and nodes[r.node].op != op
-                       for op, r in zip(input_ops, n.inputs)):
-                    continue
-                for m in match_at(graph, pattern_of(self.rules[rep].src), pid, g, rep):
-                    for k in members:    # the same structural match, for each rule sharing it
-                        mk = m if k == rep else Match(k, m.mapping, m.bindings)
-                        if resolve(graph, self.rules[k], mk) is not None:
-                            out.append(mk)
+        out = []
+        for rep, pid, members, _ops, _radius in entries:
+            for m in match_at(graph, pattern_of(self.rules[rep].src), pid, g, rep):
+                for k in members:    # the same structural match, for each rule sharing it
+                    mk = m if k == rep else Match(k, m.mapping, m.bindings)
+                    if resolve(graph, self.rules[k], mk) is not None:
+                        out.append(mk)
         return out
 
 

@@ -30,7 +30,7 @@ import numpy as np
 from envcore.candidates import CandidateSet
 from envcore.graph import Graph, Node
 from envcore.match import Match
-from envcore.observation import build_observation, observation_space
+from envcore.observation import ObservationBuilder, observation_space
 from envcore.ops import LEAVES
 from envcore.pattern import pattern_of
 from envcore.rewrite import RewriteError, apply, resolve
@@ -95,8 +95,12 @@ class GraphRewriteEnv(gym.Env):
                                                    self.num_rules)
         self.initial_cost = float(self.cost_model.graph_cost(self.graph0))
         self._cands0 = CandidateSet(self.rules, self.graph0)
+        self._build_obs = ObservationBuilder(max_nodes=self.max_nodes, max_edges=self.max_edges,
+                                             max_candidates=self.max_candidates,
+                                             max_members=self.max_members)
         self._node_cost: dict[int, tuple[Node, float]] = {}
         self._delta_cache: dict[tuple, float] = {}
+        self._delta_by_match: dict[int, tuple[Match, float]] = {}
         self._set_state(self.graph0, self._cands0, self.initial_cost)
         self.steps = 0
 
@@ -157,10 +161,9 @@ class GraphRewriteEnv(gym.Env):
                 "steps": self.steps}
 
     def _observe(self) -> tuple[dict, bool]:
-        return build_observation(self.graph, self.candidates, self._op_cost, self._cand_delta,
-                                 max_nodes=self.max_nodes, max_edges=self.max_edges,
-                                 max_candidates=self.max_candidates,
-                                 max_members=self.max_members)
+        if len(self._node_cost) > 2 * len(self.graph.nodes) + 1024:   # forget nodes long gone
+            self._node_cost = {i: c for i, c in self._node_cost.items() if i in self.graph.nodes}
+        return self._build_obs(self.graph, self.candidates, self._op_cost, self._cand_delta)
 
     def _op_cost(self, node_id: int) -> float:
         """One node's cost as a percentage of the initial graph's, cached while the node lives."""
@@ -175,6 +178,9 @@ class GraphRewriteEnv(gym.Env):
     def _cand_delta(self, _k: int, m: Match) -> float:
         """Estimated reward of a candidate: the cost of the replaced nodes minus that of the
         target side, each costed alone (variables as weight or input leaves as in the graph)."""
+        by_match = self._delta_by_match.get(id(m))
+        if by_match is not None and by_match[0] is m:   # a kept match keeps its estimate
+            return by_match[1]
         rule = self.rules[m.rule_index]
         folded = _folded(self.graph)
         kinds = tuple(sorted((v, "weight" if r.node in folded else "input", self.graph.shape(r))
@@ -192,6 +198,9 @@ class GraphRewriteEnv(gym.Env):
             if len(self._delta_cache) > 100_000:
                 self._delta_cache.clear()
             self._delta_cache[key] = hit
+        if len(self._delta_by_match) > 4 * self.max_candidates + 1024:
+            self._delta_by_match.clear()
+        self._delta_by_match[id(m)] = (m, hit)
         return hit
 
 

@@ -16,6 +16,7 @@ Rows of x follow increasing node id, so the same graph gives the same observatio
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -55,57 +56,98 @@ def observation_space(max_nodes: int, max_edges: int, max_candidates: int, max_m
     })
 
 
-def build_observation(graph: Graph, candidates, node_cost, cand_delta, *, max_nodes: int,
-                      max_edges: int, max_candidates: int, max_members: int) -> tuple[dict, bool]:
-    """The padded observation, and whether the graph had to be cut to fit (overflow).
-    `candidates` are Matches; `node_cost(id)` and `cand_delta(k, match)` give the cost features."""
-    ids = sorted(graph.nodes)[:max_nodes]
-    row = {i: k for k, i in enumerate(ids)}
-    overflow = len(ids) < len(graph.nodes)
-    x = np.zeros((max_nodes, NODE_DIM), np.float32)
-    src, dst, eattr = [], [], []
-    for k, i in enumerate(ids):
+class _NodeRows(NamedTuple):
+    node: object              # the Node these rows describe (identity marks them stale)
+    x: np.ndarray             # (NODE_DIM,) without the cost column
+    producers: np.ndarray     # (k,) ids of the nodes feeding its k inputs
+    edge_attr: np.ndarray     # (k, EDGE_DIM)
+
+
+class ObservationBuilder:
+    """Builds observations, reusing each node's rows while the node object lives: a rewrite
+    changes a few nodes, so a step costs little more than stacking cached rows."""
+
+    def __init__(self, *, max_nodes: int, max_edges: int, max_candidates: int, max_members: int):
+        self.max_nodes, self.max_edges = max_nodes, max_edges
+        self.max_candidates, self.max_members = max_candidates, max_members
+        self._rows: dict[int, _NodeRows] = {}
+
+    def _node_rows(self, graph: Graph, i: int) -> _NodeRows:
         n = graph.nodes[i]
-        x[k, OP_INDEX[n.op]] = 1.0
+        hit = self._rows.get(i)
+        if hit is not None and hit.node is n:
+            return hit
+        x = np.zeros(NODE_DIM, np.float32)
+        x[OP_INDEX[n.op]] = 1.0
         s = n.shapes[0] if n.shapes else ()
         ld = _log_dims(s)
-        x[k, len(OPS):len(OPS) + len(ld)] = ld
-        x[k, -3:] = (len(s), len(n.shapes), node_cost(i))
-        for r in n.inputs:
-            if r.node in row:
-                src.append(row[r.node])
-                dst.append(k)
-                t = graph.nodes[r.node].shapes[r.index]
-                eattr.append((t, r.index))
-    if len(src) > max_edges:
-        overflow = True
-        src, dst, eattr = src[:max_edges], dst[:max_edges], eattr[:max_edges]
-    e = len(src)
-    edge_index = np.zeros((2, max_edges), np.int64)
-    edge_index[0, :e], edge_index[1, :e] = src, dst
-    edge_attr = np.zeros((max_edges, EDGE_DIM), np.float32)
-    for j, (t, idx) in enumerate(eattr):
-        ld = _log_dims(t)
-        edge_attr[j, :len(ld)] = ld
-        edge_attr[j, -2:] = (idx, len(t))
+        x[len(OPS):len(OPS) + len(ld)] = ld
+        x[-3:-1] = (len(s), len(n.shapes))
+        ea = np.zeros((len(n.inputs), EDGE_DIM), np.float32)
+        for j, r in enumerate(n.inputs):
+            t = graph.nodes[r.node].shapes[r.index]
+            ld = _log_dims(t)
+            ea[j, :len(ld)] = ld
+            ea[j, -2:] = (r.index, len(t))
+        hit = _NodeRows(n, x, np.array([r.node for r in n.inputs], np.int64), ea)
+        self._rows[i] = hit
+        return hit
 
-    c = min(len(candidates), max_candidates)
-    cand_rule = np.full(max_candidates, -1, np.int64)
-    cand_nodes = np.full((max_candidates, max_members), -1, np.int64)
-    delta = np.zeros(max_candidates, np.float32)
-    for k, m in enumerate(candidates[:c]):
-        cand_rule[k] = m.rule_index
-        members = sorted(row[g] for g in m.mapping.values() if g in row)[:max_members]
-        cand_nodes[k, :len(members)] = members
-        delta[k] = cand_delta(k, m)
-    mask = np.zeros(max_candidates + 1, np.int8)
-    mask[:c] = 1
-    mask[-1] = 1
-    obs = {"x": x, "edge_index": edge_index, "edge_attr": edge_attr,
-           "num_nodes": np.array([len(ids)], np.int64), "num_edges": np.array([e], np.int64),
-           "num_candidates": np.array([c], np.int64), "cand_rule": cand_rule,
-           "cand_nodes": cand_nodes, "cand_delta": delta, "action_mask": mask}
-    return obs, overflow
+    def __call__(self, graph: Graph, candidates, node_cost, cand_delta) -> tuple[dict, bool]:
+        """The padded observation, and whether the graph had to be cut to fit (overflow).
+        `candidates` are Matches; `node_cost(id)` and `cand_delta(k, match)` give the cost
+        features."""
+        if len(self._rows) > 2 * len(graph.nodes) + 1024:      # forget nodes long gone
+            self._rows = {i: r for i, r in self._rows.items() if i in graph.nodes}
+        all_ids = sorted(graph.nodes)
+        ids = np.array(all_ids[:self.max_nodes], np.int64)
+        n = len(ids)
+        overflow = n < len(all_ids)
+        rows = [self._node_rows(graph, int(i)) for i in ids]
+        x = np.zeros((self.max_nodes, NODE_DIM), np.float32)
+        if n:
+            x[:n] = np.stack([r.x for r in rows])
+            x[:n, -1] = [node_cost(int(i)) for i in ids]
+        producers = np.concatenate([r.producers for r in rows] or [np.zeros(0, np.int64)])
+        consumers = np.repeat(np.arange(n), [len(r.producers) for r in rows])
+        eattr = np.concatenate([r.edge_attr for r in rows] or [np.zeros((0, EDGE_DIM))])
+        pos = np.searchsorted(ids, producers)
+        inside = (pos < n) & (ids[np.minimum(pos, max(n - 1, 0))] == producers) if n else \
+            np.zeros(0, bool)
+        src, dst, eattr = pos[inside], consumers[inside], eattr[inside]
+        if len(src) > self.max_edges:
+            overflow = True
+            src, dst, eattr = src[:self.max_edges], dst[:self.max_edges], eattr[:self.max_edges]
+        e = len(src)
+        edge_index = np.zeros((2, self.max_edges), np.int64)
+        edge_index[0, :e], edge_index[1, :e] = src, dst
+        edge_attr = np.zeros((self.max_edges, EDGE_DIM), np.float32)
+        edge_attr[:e] = eattr
+
+        cmax, kmax = self.max_candidates, self.max_members
+        c = min(len(candidates), cmax)
+        cand_rule = np.full(cmax, -1, np.int64)
+        cand_nodes = np.full((cmax, kmax), -1, np.int64)
+        delta = np.zeros(cmax, np.float32)
+        row = dict(zip(all_ids[:n], range(n)))
+        for k, m in enumerate(candidates[:c]):
+            cand_rule[k] = m.rule_index
+            members = sorted(row[g] for g in m.mapping.values() if g in row)[:kmax]
+            cand_nodes[k, :len(members)] = members
+            delta[k] = cand_delta(k, m)
+        mask = np.zeros(cmax + 1, np.int8)
+        mask[:c] = 1
+        mask[-1] = 1
+        obs = {"x": x, "edge_index": edge_index, "edge_attr": edge_attr,
+               "num_nodes": np.array([n], np.int64), "num_edges": np.array([e], np.int64),
+               "num_candidates": np.array([c], np.int64), "cand_rule": cand_rule,
+               "cand_nodes": cand_nodes, "cand_delta": delta, "action_mask": mask}
+        return obs, overflow
+
+
+def build_observation(graph: Graph, candidates, node_cost, cand_delta, **sizes) -> tuple[dict, bool]:
+    """One observation without a row cache (see ObservationBuilder)."""
+    return ObservationBuilder(**sizes)(graph, candidates, node_cost, cand_delta)
 
 
 def to_pyg_data(obs: dict):

@@ -586,10 +586,6 @@ def _convert_reshape_like(im, node, a):
 
 
 # ============================================================================== opaque execution
-def _slots(params) -> tuple:
-    return dict(params["attrs"]).get("@slots", ())
-
-
 def opaque_node_proto(params, in_names: list[str], out_names: list[str], const_prefix: str
                       ) -> tuple[Any, list]:
     """The ONNX NodeProto for an opaque node, plus TensorProtos of its constant inputs."""
@@ -638,7 +634,6 @@ def run_opaque(params, inputs: list[np.ndarray]) -> list[np.ndarray]:
 
 @functools.lru_cache(maxsize=256)
 def _opaque_session(params_items: tuple, sig: tuple):
-    import onnx
     from onnx import helper
     params = dict(params_items)
     attrs = dict(params["attrs"])
@@ -671,15 +666,13 @@ def _opaque_session(params_items: tuple, sig: tuple):
         from onnx.reference import ReferenceEvaluator
         ref = ReferenceEvaluator(model)
         return lambda xs: ref.run(None, dict(zip(in_names, xs)))
-    del onnx
 
 
 # ============================================================================== export
 def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray] | None = None, seed: int = 0,
             name: str = "subgen"):
     """Graph -> onnx.ModelProto (float32).  Weights missing from `weights` get seeded random
-    values; constants (eye, ones, ...) are written as initializers."""
-    import onnx
+    values; constants (eye, ones, ...) are written as Constant nodes."""
     from onnx import helper, numpy_helper
     weights = dict(weights or {})
     missing = [n for n in graph.leaves("weight") if n not in weights]
@@ -745,7 +738,6 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray] | None = None, seed:
                                                 for d, v in opsets.items()],
                               producer_name="subgen")
     model.ir_version = min(model.ir_version, 9)
-    del onnx
     return model
 
 

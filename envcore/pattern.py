@@ -73,6 +73,31 @@ class Pattern:
         self.anchor = self._default_anchor()
         self.key = src.to_json()          # rules with equal keys have the same source
         self._plans: dict[int, tuple[Step, ...]] = {}
+        self.radius = self._radius()
+
+    def _radius(self) -> int | None:
+        """Hops from the anchor to the farthest operator node, walking pattern edges both ways
+        (a variable counts as one node: it stands for the producer of the tensor it binds).
+        A match's nodes lie within this many hops of its anchor in the target graph too.
+        None when some operator node is unreachable (a disconnected pattern)."""
+        adj: dict[tuple, set[tuple]] = {}
+        for pid, pn in self.nodes.items():
+            for s in pn.inputs:
+                other = (VAR, s[1]) if s[0] == VAR else (NODE, s[1])
+                adj.setdefault((NODE, pid), set()).add(other)
+                adj.setdefault(other, set()).add((NODE, pid))
+        dist = {(NODE, self.anchor): 0}
+        frontier = [(NODE, self.anchor)]
+        while frontier:
+            nxt = []
+            for v in frontier:
+                for w in adj.get(v, ()):
+                    if w not in dist:
+                        dist[w] = dist[v] + 1
+                        nxt.append(w)
+            frontier = nxt
+        ops = [dist.get((NODE, pid)) for pid in self.nodes]
+        return None if any(d is None for d in ops) else max(ops)
 
     def _default_anchor(self) -> int:
         """The first output's producer: usually the most constrained place to start."""

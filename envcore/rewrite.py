@@ -136,11 +136,18 @@ def _param_options(n: Node, ins: list[Shape], dims: dict[int, list[int]]):
 # ---------------------------------------------------------------------------------------------
 # cycles
 
-def topo_position(graph: Graph) -> dict[int, int]:
-    pos = graph.__dict__.get("_topo_pos")
-    if pos is None:
-        pos = graph.__dict__["_topo_pos"] = {i: k for k, i in enumerate(graph.topo_order)}
-    return pos
+def depth(graph: Graph) -> dict[int, int]:
+    """Longest path from a leaf to each node (cached on the graph): a node can only reach nodes
+    deeper than itself, which bounds the search below."""
+    dep = graph.__dict__.get("_depth")
+    if dep is None:
+        dep = {}
+        nodes = graph.nodes
+        for i in graph.topo_order:
+            ins = nodes[i].inputs
+            dep[i] = 1 + max(dep[r.node] for r in ins) if ins else 0
+        graph.__dict__["_depth"] = dep
+    return dep
 
 
 def would_create_cycle(graph: Graph, rule: Rule, match: Match) -> bool:
@@ -148,18 +155,20 @@ def would_create_cycle(graph: Graph, rule: Rule, match: Match) -> bool:
     several outputs can do this (a single-output pattern is upstream of its only output)."""
     if len(rule.src.outputs) < 2:
         return False
-    pos = topo_position(graph)
-    targets = {b.node for b in match.bindings.values()}
-    horizon = max(pos[t] for t in targets) if targets else -1
-    starts = {match.mapping[o.node] for o in rule.src.outputs}
-    stack, seen = [s for s in starts if pos[s] < horizon], set()
+    dep, nodes = depth(graph), graph.nodes
+    targets = {b.node for b in match.bindings.values() if nodes[b.node].inputs}
+    if not targets:
+        return False
+    horizon = max(dep[t] for t in targets)
+    stack = [s for s in {match.mapping[o.node] for o in rule.src.outputs} if dep[s] < horizon]
+    seen = set(stack)
     cons = graph.consumers
     while stack:
         i = stack.pop()
         for c in cons[i]:
             if c in targets:
                 return True
-            if c not in seen and pos[c] < horizon:
+            if c not in seen and dep[c] < horizon:
                 seen.add(c)
                 stack.append(c)
     return False

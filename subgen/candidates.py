@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import re
 
 import numpy as np
 
 from envcore.graph import Graph, Node, Ref
-from envcore.ops import OPS
+from envcore.ops import OPS, SHAPE_PARAMS
 from envcore.rule import Rule
 from subgen.enumerate import POOL, Enumerator
 from subgen.fingerprint import multiset_hash
@@ -97,22 +98,45 @@ def _variables(en: Enumerator, outs) -> set[str]:
     return names
 
 
+class TermText:
+    """Memoized structural text of terms, leaves marked as \x01name\x02 and tagged with their
+    rank only: rules are matched rank-generically (`envcore.match`) and proved for any
+    dimensions, so two rules that differ only in the pool's concrete sizes are one rule."""
+
+    def __init__(self, en: Enumerator):
+        self.en = en
+        self.memo: dict[int, str] = {}
+
+    def of(self, tid: int) -> str:
+        s = self.memo.get(tid)
+        if s is None:
+            t = self.en.terms[tid]
+            if t.node is None:
+                s = f"\x01{t.name}\x02:{len(t.shape)}"
+            else:
+                n = self.en.nodes[t.node]
+                skip = SHAPE_PARAMS.get(n.op, ())
+                params = tuple(kv for kv in n.params if kv[0] not in skip)
+                s = f"{n.op}{params}({','.join(self.of(i) for i in n.inputs)}).{t.index}"
+            self.memo[tid] = s
+        return s
+
+
+_LEAF = re.compile("\x01([^\x02]*)\x02")
+
+
 def term_key(en: Enumerator, src, dst) -> str:
-    """Canonical form of the pair up to renaming, direction and output order (the same walk as
-    `subgen.prune.canonical_key`, on terms)."""
+    """Canonical form of the pair up to renaming, direction, output order and concrete
+    dimensions (ranks kept): variables are numbered in order of first appearance."""
+    text = getattr(en, "_term_text", None)
+    if text is None:
+        text = en._term_text = TermText(en)
     best = None
     for a, b in ((src, dst), (dst, src)):
         for perm in itertools.permutations(range(len(a))):
-            leaf_ix: dict[str, int] = {}
-
-            def visit(tid: int) -> str:
-                t = en.terms[tid]
-                if t.node is None:
-                    return f"v{leaf_ix.setdefault(t.name, len(leaf_ix))}:{t.shape}"
-                n = en.nodes[t.node]
-                return f"{n.op}{n.params}({','.join(visit(i) for i in n.inputs)}).{t.index}"
-
-            key = "|".join(visit(a[i]) for i in perm) + "=>" + "|".join(visit(b[i]) for i in perm)
+            s = "|".join(text.of(a[i]) for i in perm) + "=>" + "|".join(text.of(b[i]) for i in perm)
+            ix: dict[str, int] = {}
+            key = _LEAF.sub(lambda m: f"v{ix.setdefault(m.group(1), len(ix))}", s)
             if best is None or key < best:
                 best = key
     return best

@@ -16,7 +16,6 @@ carry that boundary as metadata (`bounds`: axis -> sizes), propagated through th
 """
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -27,7 +27,7 @@ from envcore.ops import OPS, TASO_GENERATOR_OPS
 from subgen.errors import BadInput
 
 MAX_OPS_LIMIT = 5   # depth 5 would need days in Python; refuse it rather than appear to hang
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -92,17 +92,24 @@ class Summary:
 # the cheap, deterministic stages
 
 
-def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None = None):
-    """Enumerate, pair, prune and refute: the surviving rules (and the stage counts)."""
+def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None = None,
+                    executor=None):
+    """Enumerate, pair, prune and refute: the surviving rules (and the stage counts).
+    With an `executor` (subgen.executors) the enumeration's last level is sharded across its
+    workers (subgen.shard); the result is identical."""
     from subgen import candidates as C
     from subgen.enumerate import Enumerator
     from subgen.prune import canonical_key, common_supergraph, generalizes, instance_keys
 
     summary = summary or Summary()
-    en = Enumerator(s.ops, s.max_ops, seed=s.seed)
-    for lv in range(1, s.max_ops + 1):
-        progress.start(f"enumerate: {lv} op{'s' if lv > 1 else ''}")
-        en.level(lv, progress.advance)
+    if executor is not None:
+        from subgen.shard import enumerate_sharded
+        en = enumerate_sharded(s.ops, s.max_ops, s.seed, executor, progress)
+    else:
+        en = Enumerator(s.ops, s.max_ops, seed=s.seed)
+        for lv in range(1, s.max_ops + 1):
+            progress.start(f"enumerate: {lv} op{'s' if lv > 1 else ''}")
+            en.level(lv, progress.advance)
     bks = C.buckets(en)
     graphs = sum(1 for b in bks.values() for g in b if en.op_count(g) > 0)
     summary.enumerated = graphs
@@ -142,8 +149,8 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     instances: set[str] = set()
     for r in rules:
         progress.advance()
-        instances |= instance_keys(r)
-    rules = [r for r in rules if canonical_key(r) not in instances]
+        instances |= instance_keys(r, shapes="rank")
+    rules = [r for r in rules if canonical_key(r, shapes="rank") not in instances]
     summary.stage("prune-instances", len(true_pairs), len(rules))
 
     progress.start("prune: smaller rules", len(rules))
@@ -164,6 +171,40 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     summary.stage("prune-supergraph", len(rules), len(kept))
     summary.after_pruning = len(kept)
     return kept, summary
+
+
+def normal_form_stage(rules, summary: Summary, progress=NoProgress()) -> list:
+    """Which rules follow from others by the normal form (`subgen.normal_form`): they are kept
+    but not sent to the verifier; after it, they take their status from what they follow from.
+    Returns [[index, leader index or None], ...] (None: from the base rules alone)."""
+    from subgen.normal_form import derivations
+    progress.start("normal forms", 1)
+    d = derivations(rules)
+    summary.stage("normal-form", len(rules), len(rules) - len(d))
+    return sorted([i, lead] for i, lead in d.items())
+
+
+def inherit_results(db, derived: dict) -> None:
+    """Gives each derived rule its status: proved when its two sides share a normal form (the
+    base rules, proved themselves, rewrite one into the other), else its leader's status."""
+    if not derived:
+        return
+    by_id = {sr.id: sr for sr in db.rules()}
+    results = []
+    for rid, lead in derived.items():
+        if by_id[rid].status != "candidate":
+            continue   # inherited before a kill
+        if lead is None:
+            results.append((rid, "proved", ("normal-form",), None, 0.0))
+            continue
+        leader = by_id.get(lead)
+        if leader is None or leader.status == "candidate":
+            continue
+        results.append((rid, leader.status,
+                        ("normal-form", leader.rule.name) if leader.status == "proved" else (),
+                        {"same normal form as": leader.rule.name}
+                        if leader.status == "refuted" else None, 0.0))
+    db.set_results(results)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -188,51 +229,42 @@ def _verifier_available() -> bool:
 
 def verify_pending(db, ids: list[int], timeout_ms: int, workers: int = 1, executor="local",
                    progress=NoProgress()) -> None:
-    pending = [sr for sr in db.rules("candidate") if sr.id in set(ids)]
+    """Verifies the candidates among `ids`, committing each result as it arrives.  `executor`
+    is "local", "ray" or an executor from subgen.executors."""
+    from subgen.executors import make_executor
+    wanted = set(ids)
+    pending = [sr for sr in db.rules("candidate") if sr.id in wanted]
     progress.start("verify", len(pending))
     jobs = [(sr.id, sr.rule.to_dict(), timeout_ms) for sr in pending]
-    if executor == "ray":
-        try:
-            from subgen.ray_executor import map_unordered
-        except ImportError:
-            raise BadInput("ray executor not available") from None
-        results = map_unordered(_verify_one, jobs, workers=workers)
-    elif workers > 1 and len(jobs) > 1:
-        import multiprocessing as mp
-        pool = mp.get_context("spawn").Pool(workers)
-        results = pool.imap_unordered(_verify_one, jobs, chunksize=4)
-    else:
-        pool = None
-        results = map(_verify_one, jobs)
+    ex = executor if hasattr(executor, "map_unordered") else make_executor(executor, workers)
+    chunk = max(1, min(4, len(jobs) // (8 * ex.workers)))
     try:
-        for rule_id, status, axioms, cex, sec in results:
+        for _, (rule_id, status, axioms, cex, sec) in ex.map_unordered(_verify_one, jobs, chunk):
             db.set_result(rule_id, status, axioms, cex, sec)
             progress.advance()
     finally:
-        if executor != "ray" and workers > 1 and len(jobs) > 1:
-            pool.terminate()
+        if ex is not executor:
+            ex.close()
 
 
 def generate(settings: Settings, out: str | Path, workers: int = 1, executor: str = "local",
-             progress=NoProgress(), fresh: bool = False) -> Summary:
+             progress=NoProgress(), fresh: bool = False,
+             ray_address: str | None = None) -> Summary:
     from subgen.ruledb import RuleDB
 
     t0 = time.perf_counter()
     check_settings(settings.max_ops, settings.ops)
     if executor not in ("local", "ray"):
         raise BadInput(f"unknown executor {executor!r} (local or ray)")
-    if executor == "ray":
-        try:
-            import subgen.ray_executor  # noqa: F401
-        except ImportError:
-            raise BadInput("ray executor not available") from None
     if workers < 1:
         raise BadInput(f"--workers must be at least 1, got {workers}")
     if settings.verify and not _verifier_available():
         raise BadInput("the verifier is not available; rerun with --no-verify")
 
+    from subgen.executors import make_executor
     skey = settings.key()
-    with RuleDB(out) as db:
+    with RuleDB(out) as db, make_executor(executor, workers, ray_address) as ex:
+        sharded = ex if executor == "ray" or workers > 1 else None
         if fresh:
             db.clear()
         others = [k for k in db.unfinished_runs() if k != skey]
@@ -241,17 +273,22 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
                            f"settings to finish it, pass --fresh to discard it, or use --out")
         stage, stored = db.run_stage(skey)
         if stage is None:
-            rules, summary = find_candidates(settings, progress)
+            rules, summary = find_candidates(settings, progress, executor=sharded)
+            derived = normal_form_stage(rules, summary, progress)
             summary.out = str(out)
             progress.start("store", 1)
-            ids = db.store_candidates(skey, rules, asdict(summary))
-            stored = {**asdict(summary), "ids": ids}
+            ids = db.store_candidates(skey, rules, {**asdict(summary), "derived": derived})
+            stored = {**asdict(summary), "ids": ids, "derived": derived}
         else:
             summary = Summary(**{k: v for k, v in stored.items() if k in Summary.__annotations__})
             summary.resumed = stage != "done"
         ids = stored["ids"]
+        derived = {ids[i]: (None if lead is None else ids[lead])
+                   for i, lead in stored.get("derived", [])}
         if settings.verify and stage != "done":
-            verify_pending(db, ids, settings.timeout_ms, workers, executor, progress)
+            own_proof = [i for i in ids if i not in derived]
+            verify_pending(db, own_proof, settings.timeout_ms, workers, ex, progress)
+            inherit_results(db, derived)
         by_status = {}
         idset = set(ids)
         for sr in db.rules():
@@ -266,8 +303,10 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
         summary.rules = summary.proved
         summary.stages = [st for st in summary.stages if st["name"] != "verify"]
         if settings.verify:
-            summary.stage("verify", len(ids), summary.proved)
-        final = {**asdict(summary), "ids": ids}
+            verified = {i for i in ids if i not in derived}
+            proved_own = sum(1 for sr in db.rules("proved") if sr.id in verified)
+            summary.stage("verify", len(verified), proved_own)
+        final = {**asdict(summary), "ids": ids, "derived": stored.get("derived", [])}
         final.pop("seconds")
         db.finish_run(skey, final)
     summary.seconds = round(time.perf_counter() - t0, 3)

@@ -41,6 +41,7 @@ class OptimizeResult:
     expansions: int = 0
     trace: list = field(default_factory=list)
     measured: dict | None = None   # from --measure: ms_before, ms_after, measured_speedup
+    weights: dict | None = field(default=None, repr=False)   # trained values (ONNX input)
 
     @property
     def speedup(self) -> float:
@@ -67,27 +68,34 @@ class OptimizeResult:
 # inputs
 
 
-def load_model(spec: str | Path, size: str = "full") -> tuple[str, Graph]:
-    """(display name, graph) for a zoo name or a path to an .onnx file; BadInput otherwise."""
+def load_model(spec: str | Path, size: str = "full") -> tuple[str, Graph, dict | None]:
+    """(display name, graph, weights or None) for a zoo name or an .onnx path; BadInput
+    otherwise.  Zoo models carry no trained values (None: random ones are used)."""
     spec = str(spec)
-    if spec.endswith(".onnx") or Path(spec).suffix == ".onnx":
+    if Path(spec).suffix == ".onnx":
         path = Path(spec)
         if not path.is_file():
             raise BadInput(f"no such ONNX file: {spec}")
-        from envcore.onnx_io import load_onnx
         try:
-            return path.stem, load_onnx(path)
-        except BadInput:
-            raise
-        except Exception as e:  # malformed ONNX of any kind is bad input, in one line
-            raise BadInput(f"cannot read {spec} as ONNX: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            from envcore.onnx_io import load_onnx
+        except ImportError as e:
+            raise BadInput(f"reading ONNX needs {e.name} (pip install 'subgen[onnx]')") from None
+        try:
+            graph, weights = load_onnx(path)
+        except (ValueError, OSError) as e:   # OnnxError is a ValueError
+            raise BadInput(f"{spec}: {_first_line(e)}") from None
+        return path.stem, graph, weights
     from envcore import zoo
     if spec not in zoo.ZOO:
         raise BadInput(f"unknown model {spec!r}: use a zoo name ({', '.join(sorted(zoo.ZOO))}) "
                        "or a path to an .onnx file")
     if size not in SIZES:
         raise BadInput(f"unknown model size {size!r} (one of {', '.join(SIZES)})")
-    return spec, zoo.build(spec, size=size)
+    return spec, zoo.build(spec, size=size), None
+
+
+def _first_line(e: Exception) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def load_rule_set(path: str | Path | None = None, both_directions: bool = True) -> list[Rule]:
@@ -174,32 +182,28 @@ def check_equivalent(original: Graph, optimized: Graph, seed: int = 0) -> tuple[
     return bool(err <= rtol * max(scale, 1e-3)), float(err)
 
 
-def measure(original: Graph, optimized: Graph, backend: str = "torch", repeats: int = 10,
-            warmup: int = 1, max_seconds: float = 30.0) -> dict:
-    """End-to-end forward time of both graphs (float32), interleaved run by run so that drift in
-    the machine's speed hits both alike; medians in ms."""
+def measure(original: Graph, optimized: Graph, backend: str = "torch", rounds: int = 3,
+            repeats: int = 5, max_seconds: float = 60.0) -> dict:
+    """End-to-end forward time of both graphs (float32, folded nodes precomputed as the cost
+    models assume), interleaved in rounds (A B, B A, A B, ...) so that drift in the machine's
+    speed hits both alike.  Per graph: the best round's median, in ms."""
     try:
-        import torch
-        from envcore.torch_exec import run_torch, to_tensors
+        from envcore.torch_exec import time_graph
     except ImportError:
         raise BadInput("--measure needs torch (pip install 'subgen[torch]')") from None
-    import numpy as np
-    device = "cuda" if backend == "cupy" and torch.cuda.is_available() else "cpu"
-    vals = check_values(original)
-    vals.update({k: v for k, v in check_values(optimized).items() if k not in vals})
-    vals = to_tensors({k: v.astype(np.float32) for k, v in vals.items()}, device)
-    times: dict[int, list[float]] = {0: [], 1: []}
+    device = "cpu"
+    if backend == "cupy":
+        import torch
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    best = {0: float("inf"), 1: float("inf")}
     started = time.perf_counter()
-    for k in range(warmup + repeats):
-        if k >= warmup + 3 and time.perf_counter() - started > max_seconds:
-            break   # big models: three interleaved pairs are enough to see a real speedup
-        for which, g in ((0, original), (1, optimized)) if k % 2 == 0 else ((1, optimized), (0, original)):
-            t0 = time.perf_counter()
-            run_torch(g, vals, device=device, numpy=False)   # synchronises on cuda
-            if k >= warmup:
-                times[which].append((time.perf_counter() - t0) * 1e3)
-    # the minimum: other processes only ever add time, so the fastest run is the least noisy
-    ta, tb = min(times[0]), min(times[1])
+    for k in range(rounds):
+        if k >= 2 and time.perf_counter() - started > max_seconds:
+            break   # big models: two rounds are enough to see a real speedup
+        pair = ((0, original), (1, optimized)) if k % 2 == 0 else ((1, optimized), (0, original))
+        for which, g in pair:
+            best[which] = min(best[which], time_graph(g, device=device, repeats=repeats, warmup=1))
+    ta, tb = best[0], best[1]
     return {"ms_before": ta, "ms_after": tb, "measured_speedup": ta / tb if tb > 0 else float("inf")}
 
 
@@ -216,9 +220,9 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
     from agents.search import SearchProblem
 
     if isinstance(model, Graph):
-        name, graph = "graph", model
+        name, graph, weights = "graph", model, None
     else:
-        name, graph = load_model(model, size)
+        name, graph, weights = load_model(model, size)
     rule_list = rules if isinstance(rules, list) else load_rule_set(rules)
     try:
         the_agent = get_agent(agent, alpha=alpha, seed=seed)
@@ -243,18 +247,18 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
     before, after = float(cost_model.graph_cost(graph)), float(cost_model.graph_cost(found.graph))
     ok, err = check_equivalent(graph, found.graph, seed) if check else (True, float("nan"))
     res = OptimizeResult(name, agent, cost, graph, found.graph, before, after, list(found.rewrites),
-                         seconds, ok, err, found.expansions, found.trace)
+                         seconds, ok, err, found.expansions, found.trace, weights=weights)
     if do_measure:
         res.measured = measure(graph, found.graph, cost)
     return res
 
 
 def _cost_model(name: str):
-    from envcore.cost import get_cost_model
+    from envcore.cost import CostModelUnavailable, get_cost_model
     try:
         return get_cost_model(name)
-    except (KeyError, ValueError) as e:
-        raise BadInput(f"cost model {name!r}: {e.args[0] if e.args else e}") from None
+    except (KeyError, ValueError, CostModelUnavailable) as e:
+        raise BadInput(f"cost model {name!r}: {_first_line(e)}") from None
     except ImportError as e:
         raise BadInput(f"cost model {name!r} needs {e.name or 'a missing package'}") from None
 
@@ -273,6 +277,6 @@ def write_result(res: OptimizeResult, out: str | Path) -> Path:
         tmp.write_text(res.graph.to_json())
     else:
         from envcore.onnx_io import save_onnx
-        save_onnx(res.graph, tmp)
+        save_onnx(res.graph, tmp, weights=res.weights)
     tmp.replace(out)   # atomic: an interrupted write never leaves half a file at `out`
     return out

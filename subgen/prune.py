@@ -3,8 +3,10 @@
 * `canonical_key`: a rule's identity up to renaming of its variables, its direction and the order
   of its outputs.  Variables are numbered in the order a structure-only walk first meets them
   (outputs in order, inputs by position), so no permutation search is needed; the key is the
-  smallest over the two directions and the output orders.  With `shapes=False` concrete
-  dimensions are left out, which is how rules over differently shaped pools are compared.
+  smallest over the two directions and the output orders.  With `shapes="rank"` concrete
+  dimensions are left out but ranks kept (how the generator dedupes: matching and proofs are
+  rank-generic); with `shapes=False` ranks go too, which is how rules over differently shaped
+  pools are compared.
 * `generalizes`: the rule is an instance of a smaller one.  Some operator that is not an output
   can be replaced by a fresh variable (on both sides where it occurs) and the two sides still
   agree on exact random values.  This covers TASO's "common subgraph" (a shared operator that is
@@ -37,9 +39,10 @@ def _serialise(sides, shapes: bool) -> str:
             n = g.nodes[nid]
             if n.op in LEAVES:
                 k = leaf_ix.setdefault(n.p["name"], len(leaf_ix))
-                s = f"v{k}" + (f":{n.shapes[0]}" if shapes else "")
+                s = f"v{k}" + (f":{len(n.shapes[0])}" if shapes == "rank" else
+                               f":{n.shapes[0]}" if shapes else "")
             else:
-                skip = () if shapes else SHAPE_PARAMS.get(n.op, ())
+                skip = () if shapes is True else SHAPE_PARAMS.get(n.op, ())
                 params = tuple((k, v) for k, v in n.params if k not in skip)
                 args = ",".join(f"{visit(r.node)}.{r.index}" for r in n.inputs)
                 s = f"{n.op}{params}({args})"
@@ -50,7 +53,7 @@ def _serialise(sides, shapes: bool) -> str:
     return " => ".join(parts)
 
 
-def canonical_key(rule: Rule, shapes: bool = True) -> str:
+def canonical_key(rule: Rule, shapes: bool | str = True) -> str:
     """Equal for rules equal up to variable renaming, direction and output order."""
     return _key_of(rule.src, rule.dst, shapes)
 
@@ -63,7 +66,7 @@ def _renamed(g: Graph, old: str, new: str) -> Graph:
     return Graph(nodes, g.outputs)
 
 
-def instance_keys(rule: Rule, shapes: bool = True) -> set[str]:
+def instance_keys(rule: Rule, shapes: bool | str = True) -> set[str]:
     """Canonical keys of every rule obtained by merging variables of the same shape (its
     instances).  A rule whose key is here for some other true rule says nothing new."""
     out: set[str] = set()
@@ -85,7 +88,7 @@ def instance_keys(rule: Rule, shapes: bool = True) -> set[str]:
     return out
 
 
-def _key_of(src: Graph, dst: Graph, shapes: bool) -> str:
+def _key_of(src: Graph, dst: Graph, shapes: bool | str) -> str:
     best = None
     n = len(src.outputs)
     for a, b in ((src, dst), (dst, src)):
@@ -97,7 +100,7 @@ def _key_of(src: Graph, dst: Graph, shapes: bool) -> str:
     return best
 
 
-def dedupe(rules, shapes: bool = True):
+def dedupe(rules, shapes: bool | str = True):
     """Keeps the first rule of every canonical class."""
     seen, out = set(), []
     for r in rules:

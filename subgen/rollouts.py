@@ -79,7 +79,11 @@ class RemoteEnv:
         return self._ray.get(self.actor.call.remote(name, *args, **kwargs))
 
     def close(self) -> None:
-        self._ray.get(self.actor.close.remote())
+        """Closes the env and ends its actor, freeing the actor's CPU."""
+        try:
+            self._ray.get(self.actor.close.remote())
+        finally:
+            self._ray.kill(self.actor)
 
 
 class RayVectorEnv:

@@ -122,6 +122,21 @@ class RuleDB:
                  None if counterexample is None else json.dumps(counterexample, default=_plain),
                  float(seconds), int(rule_id)))
 
+    def set_results(self, results) -> None:
+        """Many `set_result`s, (rule_id, status, axioms, counterexample, seconds) each, in ONE
+        transaction."""
+        rows = []
+        for rule_id, status, axioms, cex, sec in results:
+            if status not in STATUSES:
+                raise ValueError(f"unknown status {status!r}")
+            rows.append((status, json.dumps(list(axioms)),
+                         None if cex is None else json.dumps(cex, default=_plain), float(sec),
+                         int(rule_id)))
+        with self.conn:
+            self.conn.executemany(
+                "UPDATE rules SET status=?, axioms=?, counterexample=?, seconds=? WHERE id=?",
+                rows)
+
     def rules(self, status: str | None = None) -> list[StoredRule]:
         q = "SELECT id, rule, status, axioms, counterexample, seconds FROM rules"
         args: tuple = ()

@@ -53,7 +53,12 @@ def make_args(agent: str, **settings):
     return module.Args(**settings)
 
 
-def make_envs(agent: str, args) -> list:
+def make_envs(agent: str, args, executor: str = "local", num_envs: int | None = None,
+              ray_address: str | None = None) -> list:
+    """One env per model, or `num_envs` envs cycling over the models; with executor "ray" each
+    lives in a Ray actor (subgen.rollouts) behind the same single-env interface."""
+    from functools import partial
+
     from envcore import zoo
     module, _ = _module(agent)
     models = [m.strip() for m in args.model.split(",") if m.strip()]
@@ -62,7 +67,19 @@ def make_envs(agent: str, args) -> list:
     for m in models:
         if m not in zoo.ZOO:
             raise BadInput(f"unknown model {m!r} (zoo: {', '.join(sorted(zoo.ZOO))})")
-    return [module.make_env(m, args, seed=args.seed + i) for i, m in enumerate(models)]
+    n = num_envs or len(models)
+    if executor == "ray":   # actors may run elsewhere: they get the rule file's absolute path
+        from dataclasses import replace
+
+        from subgen.rollouts import RayVectorEnv
+        if args.rules:
+            args = replace(args, rules=str(Path(args.rules).resolve()))
+        fns = [partial(module.make_env, models[i % len(models)], args, seed=args.seed + i)
+               for i in range(n)]
+        return RayVectorEnv(fns, address=ray_address).envs
+    if executor != "local":
+        raise BadInput(f"unknown executor {executor!r} (local or ray)")
+    return [module.make_env(models[i % len(models)], args, seed=args.seed + i) for i in range(n)]
 
 
 def _save_atomic(obj, path: Path) -> None:
@@ -110,17 +127,20 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> None:
 
 
 def train(agent: str, out: str | Path, steps: int, resume: bool = False,
-          on_progress: Callable[[int, int], None] | None = None, **settings) -> dict:
+          on_progress: Callable[[int, int], None] | None = None, executor: str = "local",
+          num_envs: int | None = None, ray_address: str | None = None, **settings) -> dict:
     """Trains `agent` for `steps` real env steps (in whole iterations) into directory `out`.
 
     `settings` are the agent's Args fields (model, size, rules, seed, ...).  Returns a summary."""
     import torch
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(1)   # tiny nets: one thread beats two contending ones
     out = Path(out)
     ckpt_path, run_path = out / CHECKPOINT, out / RUN
     settings["total_steps"] = steps
     args = make_args(agent, **settings)
     identity = {"agent": agent, **{k: v for k, v in vars(args).items() if k != "total_steps"}}
+    if num_envs is not None:   # where the envs run (local or ray) is not part of the run
+        identity["num_envs"] = num_envs
     if ckpt_path.exists() and not resume:
         raise BadInput(f"{out} already holds a run: pass --resume to continue it, or use another --out")
     if resume and ckpt_path.exists():
@@ -132,7 +152,7 @@ def train(agent: str, out: str | Path, steps: int, resume: bool = False,
     run_path.write_text(json.dumps(identity, indent=1))
 
     _, Trainer = _module(agent)
-    envs = make_envs(agent, args)
+    envs = make_envs(agent, args, executor, num_envs, ray_address)
     trainer = Trainer(args, envs)
     wall_before = 0.0
     rows = _read_metrics(out / METRICS)
@@ -149,16 +169,20 @@ def train(agent: str, out: str | Path, steps: int, resume: bool = False,
     _write_metrics(out / METRICS, rows)
 
     t0 = time.perf_counter()
-    while trainer.real_steps < steps:
-        metrics = trainer.iteration()
-        wall = wall_before + time.perf_counter() - t0
-        row = {"iteration": trainer.iterations, "wall_s": round(wall, 3), **metrics}
-        rows.append(row)
-        _write_metrics(out / METRICS, rows)
-        _save_atomic({"trainer": trainer.state_dict(), "wall_s": wall, "agent": agent}, ckpt_path)
-        trainer.agent().save(out)
-        if on_progress:
-            on_progress(trainer.real_steps, steps)
+    try:
+        while trainer.real_steps < steps:
+            metrics = trainer.iteration()
+            wall = wall_before + time.perf_counter() - t0
+            row = {"iteration": trainer.iterations, "wall_s": round(wall, 3), **metrics}
+            rows.append(row)
+            _write_metrics(out / METRICS, rows)
+            _save_atomic({"trainer": trainer.state_dict(), "wall_s": wall, "agent": agent}, ckpt_path)
+            trainer.agent().save(out)
+            if on_progress:
+                on_progress(trainer.real_steps, steps)
+    finally:   # Ray env actors hold a CPU each until closed
+        for env in envs:
+            env.close()
     if rows:
         plot_curve(rows, out / CURVE, f"{agent} on {args.model}")
     last = rows[-1] if rows else {}

@@ -160,3 +160,11 @@ def test_torch_cost_model_orders_tiny_and_large_work(tmp_path):
         b = GraphBuilder()
         return b.build([b.add("matmul", b.input("a", (n, n)), b.weight("b", (n, n)))])
     assert cm.graph_cost(mm(8)) < cm.graph_cost(mm(384))
+
+
+def test_torch_cost_model_survives_a_corrupt_cache_file(tmp_path):
+    bad = tmp_path / "costs.db"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    with pytest.warns(UserWarning, match="cost cache unavailable"):
+        cm = get_cost_model("torch", cache_path=bad, repeats=2, warmup=1)
+    assert cm.cache is None and cm.graph_cost(build("toy", "tiny")) > 0

@@ -29,8 +29,8 @@ from typing import Callable, Iterator
 import z3
 
 from verifier import z3ops
-from verifier.pattern import Dim, Param, Pat, Term, Var, dims, op, show, to_z3, variables, \
-    z3_env, value, to_graph
+from verifier.pattern import Dim, Param, Pat, Sum, Term, Var, dims, has_sum, op, show, to_z3, \
+    variables, z3_env, value, to_graph
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,9 @@ class Axiom:
         if conds:
             body = z3.Implies(z3.And(conds), body)
         patterns = [to_z3(side, env) for side in (self.lhs, self.rhs)
-                    if isinstance(side, Term) and _binds_all(side, names, self.lhs, self.rhs)]
-        return z3.ForAll(bound, body, patterns=patterns)
+                    if isinstance(side, Term) and not has_sum(side)
+                    and _binds_all(side, names, self.lhs, self.rhs)]
+        return z3.ForAll(bound, body, patterns=patterns, qid=self.name)
 
     def holds_where(self, inst: dict) -> bool:
         return all(_sum(a, inst) == _sum(b, inst) for a, b in self.where)
@@ -259,6 +260,15 @@ def _channel_split(inst, m):   # x,y inputs and w,v kernels that split the input
         yield {**inst, "y": (n, c2, h, wd), "v": (co, c2, kh, kw)}
 
 
+def _twin_groups(inst, m):   # x, y inputs of one shape; w, v kernels of one shape; any groups
+    for j in _grouped(inst, m):
+        yield {**j, "y": j["x"], "v": j["w"]}
+
+
+def _same_shape(a, b, rank=4):
+    return tuple((Dim(a, k), Dim(b, k)) for k in range(rank))
+
+
 def _batch_split(inst, m):
     for n2 in range(1, m + 1):
         yield {**inst, "y": _with(inst["x"], 0, n2)}
@@ -387,6 +397,12 @@ AXIOMS: list[Axiom] = [
     Axiom("conv_concat_kernels", "convs of one input with two kernels concat along channels",
           concat(_conv(x, w), _conv(x, v), axis=1), _conv(x, concat(w, v, axis=0)),
           conv(acts=("none", "relu"), more=_out_split)),
+    Axiom("conv_concat_grouped", "convs of two inputs with two kernels concat along channels "
+          "into one conv with twice the groups",
+          concat(_conv(x, w, groups=G), _conv(y, v, groups=G), axis=1),
+          _conv(concat(x, y, axis=1), concat(w, v, axis=0), groups=Sum((G, G))),
+          conv(acts=("none", "relu"), more=_twin_groups),
+          where=_same_shape("x", "y") + _same_shape("w", "v")),
     # matmul
     Axiom("matmul_assoc", "matmul is associative",
           mat(x, mat(y, z)), mat(mat(x, y), z), mm("xyz")),
@@ -407,12 +423,13 @@ AXIOMS: list[Axiom] = [
           mat(concat(x, y, axis=0), z), concat(mat(x, z), mat(y, z), axis=0),
           mm("xz", ranks=(2,), extra=lambda i, b, n: i.update(y=(n[2], n[1])))),
     # concat with elementwise ops
+    # (the seam guard keeps the right side from splitting a product at two different seams)
     Axiom("concat_ewadd", "concat of sums is the sum of concats",
           concat(add(x, y), add(z, w)), add(concat(x, z), concat(y, w)),
-          cat((("x", "z"), ("y", "w")))),
+          cat((("x", "z"), ("y", "w"))), where=((Dim("x", AX), Dim("y", AX)),)),
     Axiom("concat_ewmul", "concat of products is the product of concats",
           concat(mul(x, y), mul(z, w)), mul(concat(x, z), concat(y, w)),
-          cat((("x", "z"), ("y", "w")))),
+          cat((("x", "z"), ("y", "w"))), where=((Dim("x", AX), Dim("y", AX)),)),
     Axiom("concat_assoc", "concat is associative",
           concat(concat(x, y), z), concat(x, concat(y, z)),
           _cat3),
@@ -510,7 +527,8 @@ def _dim_rule(name, statement, lhs, rhs_of):
         env = z3_env(names)
         k = z3.Int("k")
         d = z3ops.DIM(to_z3(lhs, env), k)
-        return z3.ForAll([env[n] for n in names] + [k], d == rhs_of(env, k), patterns=[d])
+        return z3.ForAll([env[n] for n in names] + [k], d == rhs_of(env, k), patterns=[d],
+                         qid=name)
     return name, statement, build
 
 

@@ -20,8 +20,11 @@ def _work(job):
 
 
 def verify_many(rules: Sequence[Rule], timeout_ms: int = 2000, workers: int = 1,
-                on_result: Callable[[int, RuleResult], None] | None = None) -> list[RuleResult]:
-    """RuleResults in the order of `rules`."""
+                on_result: Callable[[int, RuleResult], None] | None = None,
+                executor=None) -> list[RuleResult]:
+    """RuleResults in the order of `rules`.  `executor` (optional, anything with
+    `map_unordered(fn, items, chunksize)` yielding (index, result), e.g. subgen's Ray executor)
+    runs the rules instead of the local process pool."""
     out: list[RuleResult | None] = [None] * len(rules)
 
     def done(i, res):
@@ -29,6 +32,12 @@ def verify_many(rules: Sequence[Rule], timeout_ms: int = 2000, workers: int = 1,
         if on_result:
             on_result(i, res)
 
+    if executor is not None:
+        jobs = [(i, r.to_dict(), timeout_ms) for i, r in enumerate(rules)]
+        chunk = max(1, min(8, len(jobs) // (8 * max(1, getattr(executor, "workers", 1)))))
+        for _, (i, res) in executor.map_unordered(_work, jobs, chunksize=chunk):
+            done(i, res)
+        return out
     if workers <= 1 or len(rules) <= 1:
         for i, r in enumerate(rules):
             done(i, verify_rule(r, timeout_ms))

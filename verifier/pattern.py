@@ -41,6 +41,13 @@ class Dim:
 
 
 @dataclass(frozen=True)
+class Sum:
+    """A parameter value that is the sum of others (e.g. groups=Sum(G, G) for twice G's groups).
+    A side holding a Sum is never an E-matching trigger: Z3 cannot match arithmetic."""
+    parts: tuple
+
+
+@dataclass(frozen=True)
 class Term:
     op: str
     args: tuple
@@ -66,6 +73,8 @@ def variables(p, acc: dict | None = None) -> dict:
     elif isinstance(p, Dim):
         acc.setdefault(p.var, Var(p.var))
         variables(p.axis, acc)
+    elif isinstance(p, Sum):
+        variables(p.parts, acc)
     elif isinstance(p, Term):
         for a in p.args:
             variables(a, acc)
@@ -83,6 +92,8 @@ def dims(p, acc: list | None = None) -> list:
     if isinstance(p, Dim):
         if p not in acc:
             acc.append(p)
+    elif isinstance(p, Sum):
+        dims(p.parts, acc)
     elif isinstance(p, Term):
         for a in p.args:
             dims(a, acc)
@@ -94,9 +105,21 @@ def dims(p, acc: list | None = None) -> list:
     return acc
 
 
+def has_sum(p) -> bool:
+    if isinstance(p, Sum):
+        return True
+    if isinstance(p, Term):
+        return any(has_sum(a) for a in p.args) or any(has_sum(v) for _, v in p.params)
+    if isinstance(p, (tuple, list)):
+        return any(has_sum(v) for v in p)
+    return False
+
+
 def show(p) -> str:
     if isinstance(p, (Var, Param)):
         return p.name
+    if isinstance(p, Sum):
+        return "+".join(show(v) for v in p.parts)
     if isinstance(p, Dim):
         return f"|{p.var}|{show(p.axis)}"
     if isinstance(p, (tuple, list)):
@@ -116,6 +139,8 @@ def _value(v, inst: dict):
         return inst[v.name]
     if isinstance(v, Dim):
         return inst[v.var][_value(v.axis, inst)]
+    if isinstance(v, Sum):
+        return sum(_value(x, inst) for x in v.parts)
     if isinstance(v, (tuple, list)):
         return tuple(_value(x, inst) for x in v)
     return v
@@ -156,6 +181,8 @@ def to_z3(p, env: dict):
         if p in env:
             return env[p]
         return z3ops.DIM(env[p.var], to_z3(p.axis, env))
+    if isinstance(p, Sum):
+        return z3.Sum([z3.IntVal(v) if isinstance(v, int) else v for v in to_z3(p.parts, env)])
     if isinstance(p, (tuple, list)):
         return tuple(to_z3(v, env) for v in p)
     if isinstance(p, int) and not isinstance(p, bool):

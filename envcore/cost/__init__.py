@@ -12,6 +12,7 @@ Heavy backends (torch, cupy) are imported only when their model is created.
 """
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from envcore.cost.fold import folded_nodes
@@ -19,6 +20,7 @@ from envcore.graph import Graph, Node
 from envcore.ops import CONSTANTS, LEAVES
 
 Signature = tuple  # (op, params, input shapes)
+_instances = itertools.count()
 
 
 class CostModelUnavailable(RuntimeError):
@@ -32,7 +34,7 @@ class CostModel:
 
     def __init__(self):
         self._memo: dict[Signature, float] = {}
-        self._graph_key = f"_cost_{self.name}_{id(self)}"
+        self._graph_key = f"_cost_{self.name}_{next(_instances)}"   # unique per instance
 
     def measure(self, op: str, params: dict[str, Any], in_shapes: tuple, out_shapes: tuple
                 ) -> float:

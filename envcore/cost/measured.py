@@ -3,8 +3,10 @@ warm-up and a median over repeats, remembered in memory and in the shared SQLite
 from __future__ import annotations
 
 import platform
+import sqlite3
 import statistics
 import time
+import warnings
 from typing import Any, Callable
 
 from envcore.cost import CostModel
@@ -53,9 +55,16 @@ class MeasuredCostModel(CostModel):
                  repeats: int = 15):
         super().__init__()
         self.warmup, self.repeats = warmup, repeats
-        self.cache = (CostCache(cache_path, f"{self.backend}-v{self.version}", self.device_key)
-                      if use_cache else None)
-        self._disk: dict[str, float] = self.cache.load_all() if self.cache else {}
+        self.cache = None
+        self._disk: dict[str, float] = {}
+        if use_cache:
+            try:
+                self.cache = CostCache(cache_path, f"{self.backend}-v{self.version}",
+                                       self.device_key)
+                self._disk = self.cache.load_all()
+            except (sqlite3.Error, OSError) as e:   # unwritable or corrupt: measure anyway
+                warnings.warn(f"cost cache unavailable ({e}); timings are kept in memory only")
+                self.cache = None
         self.measured = 0   # how many signatures this instance timed itself
 
     device_key = "unknown"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from envcore.cost import CostModelUnavailable
 from envcore.cost.measured import MeasuredCostModel, cpu_name, median_ms
-from envcore.torch_exec import num_threads
+from envcore.torch_exec import num_threads, warm_allocator
 
 
 class TorchCostModel(MeasuredCostModel):
@@ -36,6 +36,7 @@ class TorchCostModel(MeasuredCostModel):
         else:
             self.device_key = f"cpu:{cpu_name()}:threads={self.threads}"
         self.device_key += f":torch={torch.__version__}"
+        warm_allocator()
         super().__init__(**kw)
 
     def __repr__(self) -> str:

@@ -47,15 +47,18 @@ class RichProgress:
 @click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_RULES),
               show_default=True, help="the rule DB (SQLite) to write and resume from")
 @click.option("--workers", type=int, default=1, show_default=True,
-              help="processes for verification")
+              help="processes (or Ray tasks) for enumeration shards and verification")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
               show_default=True)
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
+              help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
 @click.option("--no-verify", is_flag=True, help="store candidates without proving them")
 @click.option("--timeout-ms", type=int, default=10000, show_default=True,
               help="verifier time limit per rule")
 @click.option("--fresh", is_flag=True, help="discard whatever the DB holds first")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary as the last line")
-def generate(max_ops, ops, out, workers, executor, no_verify, timeout_ms, fresh, as_json):
+def generate(max_ops, ops, out, workers, executor, ray_address, no_verify, timeout_ms, fresh,
+             as_json):
     """Enumerate small graphs, pair equal ones, prune, verify, and store the rules."""
     from rich.console import Console
 
@@ -68,7 +71,7 @@ def generate(max_ops, ops, out, workers, executor, no_verify, timeout_ms, fresh,
     err = Console(stderr=True)
     with RichProgress(err) as progress:
         summary = run(settings, out, workers=workers, executor=executor, progress=progress,
-                      fresh=fresh)
+                      fresh=fresh, ray_address=ray_address if executor == "ray" else None)
     d = summary.__dict__
     if as_json:
         click.echo(json.dumps(d))

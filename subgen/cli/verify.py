@@ -79,8 +79,12 @@ def _load(path: str, retry_unknown: bool):
 @click.option("--limit", default=None, type=click.IntRange(1),
               help="--axioms: check a seeded sample of this many instances per axiom")
 @click.option("--retry-unknown", is_flag=True, help=".db: verify 'unknown' rules again")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
+              show_default=True, help="where the workers run: local processes or a Ray cluster")
+@click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
+              help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
 def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, limit,
-           retry_unknown):
+           retry_unknown, executor, ray_address):
     """Prove each rule from the operator axioms (or refute it with a counterexample)."""
     if check_axioms:
         return _axioms(timeout_ms, report, as_json, max_dim, limit)
@@ -89,6 +93,10 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
     from verifier.batch import summary, verify_many
     t0 = time.perf_counter()
     todo, ids, done, db = _load(rules, retry_unknown)
+    pool = None
+    if executor == "ray":   # --workers: tasks in flight at once on the cluster
+        from subgen.executors import make_executor
+        pool = make_executor("ray", workers, ray_address)
     results = [None] * len(todo)
     with _progress(len(todo), "verifying", as_json) as bar:
         task = bar.add_task("verify", total=len(todo))
@@ -98,7 +106,7 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
             if db is not None:
                 db.set_result(ids[i], res.status, res.axioms, res.counterexample, res.seconds)
             bar.advance(task)
-        verify_many(todo, timeout_ms, workers, on_result)
+        verify_many(todo, timeout_ms, workers, on_result, executor=pool)
     named = done + [(r.name, res) for r, res in zip(todo, results)]
     out = summary([res for _, res in named], time.perf_counter() - t0)
     out["skipped_final"] = len(done)

@@ -1,0 +1,200 @@
+"""RL benchmark: best graph cost found against real environment steps, for random, greedy, taso
+(budget 1000), ppo and worldmodel, under `analytic` cost; plus M's prediction quality and a
+generalisation run (train on three models, evaluate greedily on unseen ones).
+
+    python benchmarks/bench_rl.py [--quick]        # writes benchmarks/results/rl.md and rl.png
+    pytest benchmarks/bench_rl.py --benchmark-only  # a one-iteration timing of each trainer
+
+Steps: for ppo and worldmodel a step is one real `env.step`; for greedy/taso it is one search
+expansion (each expansion costs every successor of a graph, so it is *more* than an env step);
+random is a masked uniform policy in the env, in episodes of `max_steps`.
+
+Rules: data/rules.db (proved, both directions) when it exists, else the hand-made rules of
+tests/rules_fixture.py (which only change the analytic cost of conv+relu models).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def load_rules():
+    from subgen.paths import DEFAULT_RULES
+    if DEFAULT_RULES.exists():
+        from subgen.optimize import load_rule_set
+        return "data/rules.db", load_rule_set(DEFAULT_RULES)
+    from rules_fixture import hand_rules
+    return "tests/rules_fixture.hand_rules (data/rules.db absent)", hand_rules()
+
+
+def random_curve(env, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    obs, info = env.reset(seed=seed)
+    best, curve = info["cost"], [(0, info["cost"])]
+    for t in range(1, steps + 1):
+        valid = np.flatnonzero(env.unwrapped.action_masks()[:-1])
+        a = int(rng.choice(valid)) if len(valid) else env.action_space.n - 1
+        obs, _, term, trunc, info = env.step(a)
+        best = min(best, info["cost"])
+        curve.append((t, best))
+        if term or trunc:
+            obs, info = env.reset()
+    return curve
+
+
+def search_curve(model, rules, agent, budget, size):
+    from subgen.optimize import optimize
+    t0 = time.perf_counter()
+    res = optimize(model, rules=list(rules), agent=agent, budget=budget, size=size, check=False)
+    return [(int(e), float(c)) for e, c in res.trace], res.cost_after, time.perf_counter() - t0
+
+
+def train_curve(module, trainer_cls, args, envs, steps):
+    trainer = trainer_cls(args, envs)
+    t0 = time.perf_counter()
+    curve, rows = [], []
+    while trainer.real_steps < steps:
+        m = trainer.iteration()
+        rows.append(m)
+        curve.append((trainer.real_steps, m["best_cost"]))
+    return trainer, curve, rows, time.perf_counter() - t0
+
+
+def greedy_cost(agent, env):
+    from rl_helpers import greedy_episode
+    return greedy_episode(agent, env)[0]
+
+
+def first_step_reaching(curve, target):
+    return next((s for s, c in curve if c <= target * (1 + 1e-9)), None)
+
+
+def main(quick=False):
+    import torch
+    torch.set_num_threads(1)
+    from agents import ppo, worldmodel as wm
+    rules_name, rules = load_rules()
+    size = "tiny"
+    models = ["nasrnn", "bert", "inception_v3"]
+    ppo_steps, wm_steps = (256, 120) if quick else (1536, 300)
+    settings = dict(size=size, max_steps=32, max_candidates=64)
+    out, curves = [], {}
+    for model in models:
+        pargs = ppo.Args(model=model, total_steps=ppo_steps, num_steps=128, **settings)
+        wargs = wm.Args(model=model, total_steps=wm_steps, **settings)
+        env = ppo.make_env(model, pargs, rules=rules)
+        row = {"model": model, "initial": env.unwrapped.initial_cost}
+        c = {"random": random_curve(env, ppo_steps)}
+        for name in ("greedy", "taso"):
+            trace, cost, secs = search_curve(model, rules, name, 1000, size)
+            c[name], row[name], row[name + "_s"] = trace, cost, secs
+        row["random"] = c["random"][-1][1]
+        _, c["ppo"], prow, row["ppo_s"] = train_curve(ppo, ppo.PPOTrainer, pargs, [env], ppo_steps)
+        row["ppo"] = c["ppo"][-1][1]
+        trainer, c["worldmodel"], wrow, row["worldmodel_s"] = train_curve(
+            wm, wm.WorldModelTrainer, wargs, [env], wm_steps)
+        row["worldmodel"] = c["worldmodel"][-1][1]
+        acc = trainer.model_accuracy()
+        row.update(mask_acc=acc["mask_accuracy"], mask_copy=acc["mask_accuracy_copy_baseline"],
+                   reward_rmse=acc["reward_rmse"], reward_std=acc["reward_std"])
+        row["wm_steps_to_ppo"] = first_step_reaching(c["worldmodel"], row["ppo"])
+        row["ppo_steps_to_ppo"] = first_step_reaching(c["ppo"], row["ppo"])
+        curves[model] = c
+        out.append(row)
+        print(json.dumps(row), flush=True)
+
+    # generalisation: train on three CNNs, evaluate greedily on models never seen in training
+    train_models, test_models = ["squeezenet", "resnet50", "nasnet_a"], ["inception_v3", "resnext50"]
+    gargs = ppo.Args(model=",".join(train_models), total_steps=ppo_steps, num_steps=128, **settings)
+    genvs = [ppo.make_env(m, gargs, seed=i, rules=rules) for i, m in enumerate(train_models)]
+    gtrainer, *_ = train_curve(ppo, ppo.PPOTrainer, gargs, genvs, ppo_steps)
+    wgargs = wm.Args(model=",".join(train_models), total_steps=wm_steps, **settings)
+    wtrainer, *_ = train_curve(wm, wm.WorldModelTrainer, wgargs, genvs, wm_steps)
+    gen = []
+    for m in test_models:
+        env = ppo.make_env(m, gargs, rules=rules)
+        _, g_cost, _ = search_curve(m, rules, "greedy", 1000, size)
+        gen.append({"model": m, "initial": env.unwrapped.initial_cost, "greedy": g_cost,
+                    "ppo": greedy_cost(gtrainer.agent(), env),
+                    "worldmodel": greedy_cost(wtrainer.agent(), env)})
+        print(json.dumps(gen[-1]), flush=True)
+    write_results(out, gen, curves, rules_name, settings, ppo_steps, wm_steps, train_models)
+
+
+def write_results(rows, gen, curves, rules_name, settings, ppo_steps, wm_steps, train_models):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4))
+    for ax, (model, c) in zip(np.atleast_1d(axes), curves.items()):
+        for name, pts in c.items():
+            xs, ys = zip(*pts)
+            ax.step(xs, ys, where="post", label=name)
+        ax.set_xscale("symlog")
+        ax.set_title(f"{model} ({settings['size']})")
+        ax.set_xlabel("real env steps (search: expansions)")
+        ax.set_ylabel("best cost (ms, analytic)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "rl.png", dpi=100)
+    f = lambda v: "—" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
+    lines = ["# RL agents vs search (analytic cost)", "",
+             f"Rules: {rules_name}.  Models at size `{settings['size']}`, max_steps "
+             f"{settings['max_steps']}, max_candidates {settings['max_candidates']}; ppo "
+             f"{ppo_steps} real steps, worldmodel {wm_steps}; taso/greedy budget 1000 expansions; "
+             "one torch thread on a shared 2-core machine.", "",
+             "| model | initial | random | greedy | taso | ppo | worldmodel | wm steps to ppo's final | "
+             "ppo steps to its final | M mask acc (copy baseline) | M reward RMSE (reward std) | ppo s | wm s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {f(r['initial'])} | {f(r['random'])} | {f(r['greedy'])} | "
+                     f"{f(r['taso'])} | {f(r['ppo'])} | {f(r['worldmodel'])} | "
+                     f"{f(r['wm_steps_to_ppo'])} | {f(r['ppo_steps_to_ppo'])} | "
+                     f"{r['mask_acc']:.3f} ({r['mask_copy']:.3f}) | "
+                     f"{r['reward_rmse']:.3f} ({r['reward_std']:.3f}) | {r['ppo_s']:.0f} | "
+                     f"{r['worldmodel_s']:.0f} |")
+    lines += ["", f"Generalisation: trained on {', '.join(train_models)}; greedy evaluation on "
+              "unseen models (final cost, ms).", "",
+              "| unseen model | initial | greedy search | ppo | worldmodel |", "|---|---|---|---|---|"]
+    for g in gen:
+        lines.append(f"| {g['model']} | {f(g['initial'])} | {f(g['greedy'])} | {f(g['ppo'])} | "
+                     f"{f(g['worldmodel'])} |")
+    lines += ["", "![best cost vs real steps](rl.png)", ""]
+    (RESULTS / "rl.md").write_text("\n".join(lines))
+
+
+# -- pytest-benchmark: one training iteration of each agent, same model and settings ----------
+
+def _one_iteration(agent_name):
+    import torch
+    torch.set_num_threads(1)
+    from rules_fixture import hand_rules
+    from agents import ppo, worldmodel as wm
+    module, cls = (ppo, ppo.PPOTrainer) if agent_name == "ppo" else (wm, wm.WorldModelTrainer)
+    args = module.Args(model="squeezenet", size="tiny")
+    trainer = cls(args, [ppo.make_env("squeezenet", args, rules=hand_rules())])
+    return trainer.iteration
+
+
+def test_ppo_iteration(benchmark):
+    benchmark.pedantic(_one_iteration("ppo"), rounds=3, iterations=1)
+
+
+def test_worldmodel_iteration(benchmark):
+    benchmark.pedantic(_one_iteration("worldmodel"), rounds=2, iterations=1)
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser()
+    p.add_argument("--quick", action="store_true")
+    main(p.parse_args().quick)
