@@ -17,9 +17,8 @@ class GreedyAgent(SearchAgent):
         trace = [(0, state.cost)]
         expansions = 0
         while expansions < budget and not problem.out_of_time():
-            moves = problem.moves(state)
+            better = sorted(problem.moves(state, below=state.cost), key=lambda m: m.cost)
             expansions += 1
-            better = sorted((m for m in moves if m.cost < state.cost), key=lambda m: m.cost)
             nxt = next((s for s in map(problem.build, better)
                         if s is not None and s.cost < state.cost), None)
             if nxt is None:   # a local minimum: no single step improves

@@ -6,6 +6,11 @@ envcore.rewrite applies them).  Candidates are found incrementally: a successor 
 CandidateSet and the ids the rewrite changed, and re-matches near them only when it is expanded.
 Search agents keep a visited set on `Graph.canonical_hash`, so a graph reached twice (by rules
 applied in another order) is expanded once.
+
+Rewrites are priced before they are built (agents/delta.py), and prices are incremental too: a
+match that survives a rewrite untouched keeps its cost change, so a state prices only the matches
+that are new near the change.  (A rewrite whose price was not exact breaks this chain: its
+result prices every match afresh.)
 """
 from __future__ import annotations
 
@@ -31,12 +36,16 @@ class State:
     """A graph the search reached: its cost, the rules that led to it and, once it is expanded,
     its candidate matches."""
 
-    __slots__ = ("graph", "cost", "rewrites", "_parent_candidates", "_changed", "_candidates")
+    __slots__ = ("graph", "cost", "rewrites", "_parent_candidates", "_changed", "_candidates",
+                 "_parent_prices", "_prices")
 
     def __init__(self, graph: Graph, cost: float, rewrites: tuple[str, ...] = (),
-                 parent_candidates=None, changed: frozenset = frozenset()):
+                 parent_candidates=None, changed: frozenset = frozenset(), parent_prices=None):
         self.graph, self.cost, self.rewrites = graph, cost, rewrites
         self._parent_candidates, self._changed, self._candidates = parent_candidates, changed, None
+        # id(match) -> (match, cost change, exact?) for the parent's matches (None: price all)
+        self._parent_prices: dict | None = parent_prices
+        self._prices: dict | None = None
 
     @property
     def key(self) -> str:
@@ -88,24 +97,37 @@ class SearchProblem:
             state._parent_candidates = None   # free the parent's matches
         return state._candidates
 
-    def moves(self, state: State) -> list[Move]:
-        """Every rewrite of `state` with the cost of its result.  Rewrites whose cost cannot be
-        predicted exactly are built here; rewrites that do not fit are left out."""
+    def moves(self, state: State, below: float = float("inf")) -> list[Move]:
+        """Every rewrite of `state` whose result costs less than `below`, with that cost.
+        Rewrites whose cost cannot be predicted exactly are built here; rewrites that do not fit
+        are left out."""
         if self._pricer is None:
             from agents.delta import Pricer
             self._pricer = Pricer(self.cost_model)
+        inherited, prices = state._parent_prices or {}, {}
+        state._parent_prices = None
         out = []
         for m in self.candidates(state).matches:
-            p = self._pricer.predict(state.graph, state.cost, self.rules[m.rule_index], m)
-            if p is None:
+            hit = inherited.get(id(m))
+            if hit is not None and hit[0] is m:
+                delta, exact = hit[1], hit[2]
+            else:
+                p = self._pricer.predict(state.graph, state.cost, self.rules[m.rule_index], m)
+                if p is None:
+                    continue
+                delta, exact = p[0] - state.cost, p[1]
+            prices[id(m)] = (m, delta, exact)
+            if exact and state.cost + delta >= below:
                 continue
-            move = Move(state, m, p[0], p[1])
+            move = Move(state, m, state.cost + delta, exact)
             if not move.exact:
                 move.state = self.build(move)
                 if move.state is None:
                     continue
                 move.cost = move.state.cost
-            out.append(move)
+            if move.cost < below:
+                out.append(move)
+        state._prices = prices
         return out
 
     def build(self, move: Move) -> State | None:
@@ -122,7 +144,8 @@ class SearchProblem:
             return None
         # a predicted cost is exact (agents/delta.py); otherwise cost the whole graph
         cost = move.cost if move.exact else self.cost(g)
-        move.state = State(g, cost, parent.rewrites + (rule.name,), self.candidates(parent), changed)
+        move.state = State(g, cost, parent.rewrites + (rule.name,), self.candidates(parent), changed,
+                           parent._prices if move.exact else None)
         return move.state
 
     def successors(self, state: State) -> Iterator[State]:

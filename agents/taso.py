@@ -49,14 +49,15 @@ class TasoAgent(SearchAgent):
                 continue   # reached before by another order of the same rewrites
             visited.add(state.key)
             expansions += 1
-            for move in problem.moves(state):
+            for move in problem.moves(state, below=self.alpha * best.cost):
                 if move.cost < best.cost:
                     nxt = problem.build(move)   # a new best is built at once, so best is real
                     if nxt is None:
                         continue
                     best = nxt
                     trace.append((expansions, best.cost))
-                if move.cost < self.alpha * best.cost:
-                    heapq.heappush(queue, (move.cost, next(tie), move))
+                elif move.cost >= self.alpha * best.cost:
+                    continue
+                heapq.heappush(queue, (move.cost, next(tie), move))
             problem.step(expansions, best.cost)
         return result(best, start, trace, expansions)

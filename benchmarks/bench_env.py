@@ -40,7 +40,8 @@ def test_enumerate_all_candidates(benchmark, model):
 
 
 def random_walk_latencies(graph, steps: int, seed: int = 0):
-    """Per step: seconds for apply + incremental advance, and for a from-scratch enumeration."""
+    """Per step, (wall, cpu) seconds for apply + incremental advance + the cycle filter, and the
+    same for a from-scratch enumeration of the new graph (the baseline)."""
     rng = np.random.default_rng(seed)
     cands = CandidateSet(RULES, graph)
     inc, full = [], []
@@ -49,30 +50,34 @@ def random_walk_latencies(graph, steps: int, seed: int = 0):
         if not options:
             break
         m = options[int(rng.integers(len(options)))]
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         new, created = apply(graph, RULES[m.rule_index], m)
         nxt = cands.advance(new, created)
         nxt.applicable()
-        inc.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
+        inc.append((time.perf_counter() - t0, time.process_time() - c0))
+        t0, c0 = time.perf_counter(), time.process_time()
         CandidateSet(RULES, new).applicable()
-        full.append(time.perf_counter() - t0)
+        full.append((time.perf_counter() - t0, time.process_time() - c0))
         graph, cands = new, nxt
     return inc, full
 
 
 def test_step_latency_bert(benchmark):
+    """Target: median < 20 ms.  Asserted on CPU time: on a shared machine wall time mostly
+    measures waiting for a core (both are reported)."""
     g = build("bert")
     inc, full = random_walk_latencies(g, 100)
-    med_inc, med_full = statistics.median(inc), statistics.median(full)
-    benchmark.extra_info.update(steps=len(inc), median_ms=1e3 * med_inc,
-                                p95_ms=1e3 * sorted(inc)[int(0.95 * (len(inc) - 1))],
-                                from_scratch_median_ms=1e3 * med_full,
-                                speedup_vs_scratch=med_full / med_inc)
-    print(f"\nbert step (rewrite + re-enumeration): median {1e3 * med_inc:.2f} ms over "
-          f"{len(inc)} steps; from scratch {1e3 * med_full:.2f} ms "
-          f"({med_full / med_inc:.1f}x slower)")
-    assert len(inc) >= 20 and med_inc < 0.020
+    med = {k: statistics.median(x[j] for x in inc) for j, k in enumerate(("wall", "cpu"))}
+    base = {k: statistics.median(x[j] for x in full) for j, k in enumerate(("wall", "cpu"))}
+    benchmark.extra_info.update(steps=len(inc), median_wall_ms=1e3 * med["wall"],
+                                median_cpu_ms=1e3 * med["cpu"],
+                                from_scratch_median_cpu_ms=1e3 * base["cpu"],
+                                speedup_vs_scratch_cpu=base["cpu"] / med["cpu"])
+    print(f"\nbert step (rewrite + re-enumeration), {len(RULES)} rules: median "
+          f"{1e3 * med['cpu']:.2f} ms CPU ({1e3 * med['wall']:.2f} ms wall) over {len(inc)} "
+          f"steps; from scratch {1e3 * base['cpu']:.2f} ms CPU "
+          f"({base['cpu'] / med['cpu']:.1f}x the incremental step)")
+    assert len(inc) >= 20 and med["cpu"] < 0.020
     benchmark.pedantic(lambda: random_walk_latencies(g, 10), rounds=3, iterations=1)
 
 
@@ -107,14 +112,14 @@ def test_squeezenet_10k_steps_memory_flat(benchmark):
     run(500)                       # warm caches (cost memo, resolutions) before measuring
     gc.collect()
     before = proc.memory_info().rss
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     run(10_000)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     gc.collect()
     growth_mb = (proc.memory_info().rss - before) / 2**20
-    benchmark.extra_info.update(steps=10_000, seconds=seconds, rss_growth_mb=growth_mb,
-                                steps_per_second=10_000 / seconds)
-    print(f"\nsqueezenet: 10000 steps in {seconds:.1f} s ({10_000 / seconds:.0f}/s), "
-          f"RSS growth {growth_mb:.1f} MB")
+    benchmark.extra_info.update(steps=10_000, seconds=seconds, cpu_seconds=cpu,
+                                rss_growth_mb=growth_mb, steps_per_cpu_second=10_000 / cpu)
+    print(f"\nsqueezenet, {len(RULES)} rules: 10000 steps in {cpu:.1f} s CPU ({seconds:.1f} s "
+          f"wall, {10_000 / cpu:.0f} steps per CPU second), RSS growth {growth_mb:.1f} MB")
     assert growth_mb < 50
     benchmark.pedantic(lambda: run(100), rounds=3, iterations=1)

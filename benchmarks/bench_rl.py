@@ -9,8 +9,9 @@ Steps: for ppo and worldmodel a step is one real `env.step`; for greedy/taso it 
 expansion (each expansion costs every successor of a graph, so it is *more* than an env step);
 random is a masked uniform policy in the env, in episodes of `max_steps`.
 
-Rules: data/rules.db (proved, both directions) when it exists, else the hand-made rules of
-tests/rules_fixture.py (which only change the analytic cost of conv+relu models).
+Rules: data/rules.db (proved, both directions) when it exists, else (or with --rules hand) the
+hand-made rules of tests/rules_fixture.py (which only change the analytic cost of conv+relu
+models: NasRNN and BERT stay flat under them).
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def load_rules():
+def load_rules(which="auto"):
     from subgen.paths import DEFAULT_RULES
-    if DEFAULT_RULES.exists():
+    if which != "hand" and DEFAULT_RULES.exists():
         from subgen.optimize import load_rule_set
         return "data/rules.db", load_rule_set(DEFAULT_RULES)
     from rules_fixture import hand_rules
@@ -78,11 +79,11 @@ def first_step_reaching(curve, target):
     return next((s for s, c in curve if c <= target * (1 + 1e-9)), None)
 
 
-def main(quick=False):
+def main(quick=False, which_rules="auto"):
     import torch
     torch.set_num_threads(1)
     from agents import ppo, worldmodel as wm
-    rules_name, rules = load_rules()
+    rules_name, rules = load_rules(which_rules)
     size = "tiny"
     models = ["nasrnn", "bert", "inception_v3"]
     ppo_steps, wm_steps = (256, 120) if quick else (1536, 300)
@@ -197,4 +198,7 @@ def test_worldmodel_iteration(benchmark):
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
-    main(p.parse_args().quick)
+    p.add_argument("--rules", choices=["auto", "hand"], default="auto",
+                   help="auto: data/rules.db when present; hand: tests/rules_fixture.py")
+    a = p.parse_args()
+    main(a.quick, a.rules)

@@ -52,7 +52,7 @@ class RuleIndex:
             pat = pattern_of(self.rules[rep].src)
             for pid, pn in pat.nodes.items():
                 ins = tuple(pat.nodes[s[1]].op if s[0] == NODE else None for s in pn.inputs)
-                entry = (rep, pid, members, ins, pat.radius)
+                entry = (rep, pid, members, ins, pat.radius, pat)
                 key = (pn.op, pn.params, len(pn.inputs))
                 if pat.radius is None:
                     self.loose.setdefault(key, []).append(entry)
@@ -200,8 +200,8 @@ class CandidateSet:
         """Matches of the indexed pattern nodes `entries` with node g as their image."""
         from envcore.rewrite import resolve
         out = []
-        for rep, pid, members, _ops, _radius in entries:
-            for m in match_at(graph, pattern_of(self.rules[rep].src), pid, g, rep):
+        for rep, pid, members, _ops, _radius, pat in entries:
+            for m in match_at(graph, pat, pid, g, rep, prechecked=True):
                 for k in members:    # the same structural match, for each rule sharing it
                     mk = m if k == rep else Match(k, m.mapping, m.bindings)
                     if resolve(graph, self.rules[k], mk) is not None:

@@ -102,11 +102,12 @@ def _could_match(nodes, pat: Pattern, pid: int, gid: int) -> bool:
                for s, r in zip(p.inputs, n.inputs))
 
 
-def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int,
-             rule_index: int = 0) -> Iterator[Match]:
-    """Every structural match that maps pattern node `anchor` to graph node `gid`."""
+def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int, rule_index: int = 0,
+             prechecked: bool = False) -> Iterator[Match]:
+    """Every structural match that maps pattern node `anchor` to graph node `gid`
+    (`prechecked`: the caller's index already compared op, params, arity and input ops)."""
     nodes = graph.nodes
-    if not _could_match(nodes, pat, anchor, gid):
+    if not prechecked and not _could_match(nodes, pat, anchor, gid):
         return
     plan = pat.plan(anchor)
     cons = graph.consumers
@@ -119,8 +120,8 @@ def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int,
         if g in used:
             return None
         n, p = nodes[g], pat.nodes[pid]
-        if (n.op != p.op or len(n.inputs) != len(p.inputs) or len(n.shapes) != len(p.shapes)
-                or any(len(a) != len(b) for a, b in zip(n.shapes, p.shapes))
+        if (n.op != p.op or len(n.inputs) != len(p.inputs)
+                or tuple(map(len, n.shapes)) != p.ranks
                 or non_shape_params(n.op, n.params) != p.params):
             return None
         newly: list[str] = []
@@ -129,7 +130,7 @@ def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int,
             if s[0] == VAR:
                 b = bindings.get(s[1])
                 if b is None:
-                    if len(graph.shape(r)) != len(pat.var_shapes[s[1]]):
+                    if len(nodes[r.node].shapes[r.index]) != pat.var_ranks[s[1]]:
                         break
                     bindings[s[1]] = r
                     newly.append(s[1])

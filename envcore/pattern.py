@@ -26,6 +26,7 @@ class PNode:
     params: tuple                     # (name, value) pairs without shape params, sorted
     inputs: tuple[tuple, ...]         # ("var", name) | ("node", pattern id, output index)
     shapes: tuple[Shape, ...]         # the rule's (pool-sized) output shapes
+    ranks: tuple[int, ...]            # their ranks (a match keeps them)
 
 
 class Step(NamedTuple):
@@ -47,11 +48,13 @@ class Pattern:
     def __init__(self, src: Graph):
         self.graph = src
         self.var_shapes: dict[str, Shape] = {}
+        self.var_ranks: dict[str, int] = {}
         leaf_name: dict[int, str] = {}
         for i, n in src.nodes.items():
             if n.op in LEAVES:
                 leaf_name[i] = n.p["name"]
                 self.var_shapes[n.p["name"]] = n.shapes[0]
+                self.var_ranks[n.p["name"]] = len(n.shapes[0])
         self.nodes: dict[int, PNode] = {}
         for i in src.topo_order:
             n = src.nodes[i]
@@ -59,7 +62,8 @@ class Pattern:
                 continue
             ins = tuple((VAR, leaf_name[r.node]) if r.node in leaf_name else (NODE, r.node, r.index)
                         for r in n.inputs)
-            self.nodes[i] = PNode(i, n.op, non_shape_params(n.op, n.params), ins, n.shapes)
+            self.nodes[i] = PNode(i, n.op, non_shape_params(n.op, n.params), ins, n.shapes,
+                                  tuple(len(s) for s in n.shapes))
         self.order = tuple(sorted(self.nodes))
         # (pattern consumer id, input position, output index) for every pattern edge into a node
         self.consumers: dict[int, list[tuple[int, int, int]]] = {i: [] for i in self.nodes}

@@ -136,18 +136,23 @@ def _param_options(n: Node, ins: list[Shape], dims: dict[int, list[int]]):
 # ---------------------------------------------------------------------------------------------
 # cycles
 
-def depth(graph: Graph) -> dict[int, int]:
-    """Longest path from a leaf to each node (cached on the graph): a node can only reach nodes
-    deeper than itself, which bounds the search below."""
-    dep = graph.__dict__.get("_depth")
-    if dep is None:
-        dep = {}
-        nodes = graph.nodes
-        for i in graph.topo_order:
-            ins = nodes[i].inputs
-            dep[i] = 1 + max(dep[r.node] for r in ins) if ins else 0
-        graph.__dict__["_depth"] = dep
-    return dep
+def reach(graph: Graph) -> dict[int, int]:
+    """node id -> bitset (an int, bit k for the k-th node in topological order) of every node it
+    reaches.  Built once per graph in one backward sweep; a check is then one AND."""
+    r = graph.__dict__.get("_reach")
+    if r is None:
+        order = graph.topo_order
+        bit = {i: 1 << k for k, i in enumerate(order)}
+        cons = graph.consumers
+        r = {}
+        for i in reversed(order):
+            acc = 0
+            for c in cons[i]:
+                acc |= bit[c] | r[c]
+            r[i] = acc
+        graph.__dict__["_reach"] = r
+        graph.__dict__["_bit"] = bit
+    return r
 
 
 def would_create_cycle(graph: Graph, rule: Rule, match: Match) -> bool:
@@ -155,23 +160,12 @@ def would_create_cycle(graph: Graph, rule: Rule, match: Match) -> bool:
     several outputs can do this (a single-output pattern is upstream of its only output)."""
     if len(rule.src.outputs) < 2:
         return False
-    dep, nodes = depth(graph), graph.nodes
-    targets = {b.node for b in match.bindings.values() if nodes[b.node].inputs}
-    if not targets:
-        return False
-    horizon = max(dep[t] for t in targets)
-    stack = [s for s in {match.mapping[o.node] for o in rule.src.outputs} if dep[s] < horizon]
-    seen = set(stack)
-    cons = graph.consumers
-    while stack:
-        i = stack.pop()
-        for c in cons[i]:
-            if c in targets:
-                return True
-            if c not in seen and dep[c] < horizon:
-                seen.add(c)
-                stack.append(c)
-    return False
+    r = reach(graph)
+    bit = graph.__dict__["_bit"]
+    targets = 0
+    for b in match.bindings.values():
+        targets |= bit[b.node]
+    return any(r[match.mapping[o.node]] & targets for o in rule.src.outputs)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,10 +2,13 @@
 
 Rule sets over differently shaped input pools (ours within 4x4x4x4, TASO's with 5x5 images)
 are compared on canonical forms without concrete dimensions (`canonical_key(shapes=False)`).
-A rule that is not held is reported *derivable* when one step of ours explains it: it is an
-instance of one of our rules (variables merged), or both sides end in the same operator and
-every pair of differing operands is one of our rules (a smaller rule in context, which our
-pruning removes on purpose).
+Each of THEIRS rules is one of
+  covered     OURS holds it (up to input renaming, direction and dimensions);
+  derivable   OURS's *proved* rules rewrite one side into the other in a few steps
+              (`subgen.derive`, a bidirectional search over both rule directions), or, where
+              that search is out of bounds, it is an instance of ours or a rule of ours in
+              context (the pruning removes exactly these on purpose);
+  missing     neither; `why` says what kind of rule it is.
 """
 from __future__ import annotations
 
@@ -46,25 +49,44 @@ def _why(rule: Rule) -> str:
     return "not generated"
 
 
-def compare(ours_path, theirs_path) -> dict:
+def compare(ours_path, theirs_path, max_steps: int = 4) -> dict:
+    from subgen.derive import both_directions, derivable
     from subgen.ruleio import load_rules
     ours, theirs = load_rules(ours_path), load_rules(theirs_path)
     keys = {canonical_key(r, shapes=False) for r in ours}
-    inst: set[str] = set()
-    for r in ours:
-        inst |= instance_keys(r, shapes=False)
+    proved = _proved(ours_path, ours)
+    rewriting = both_directions(proved)
+    inst: set[str] | None = None
     from subgen.cli.rules import _fmt
-    covered, derivable, missing = 0, 0, []
+    covered, derived, missing = 0, [], []
     for r in theirs:
         k = canonical_key(r, shapes=False)
         if k in keys:
             covered += 1
             continue
-        if k in inst or _in_context(r, keys):
-            derivable += 1
-            why = "derivable: an instance or a smaller rule of ours in context"
-        else:
-            why = _why(r)
-        missing.append({"name": r.name, "src": _fmt(r.src), "dst": _fmt(r.dst), "why": why})
-    return {"theirs": len(theirs), "covered": covered, "missing": len(missing),
-            "derivable": derivable, "ours": len(ours), "missing_rules": missing}
+        entry = {"name": r.name, "src": _fmt(r.src), "dst": _fmt(r.dst)}
+        steps = derivable(r, rewriting, max_steps=max_steps)
+        if steps is not None:
+            derived.append({**entry, "why": f"derivable in {steps} rewrite steps"})
+            continue
+        if inst is None:
+            inst = set()
+            for p in proved:
+                inst |= instance_keys(p, shapes=False)
+        if k in inst or _in_context(r, {canonical_key(p, shapes=False) for p in proved}):
+            derived.append({**entry, "why": "derivable: an instance or a smaller rule of ours "
+                                            "in context"})
+            continue
+        missing.append({**entry, "why": _why(r)})
+    return {"theirs": len(theirs), "covered": covered, "derivable": len(derived),
+            "missing": len(missing), "ours": len(ours), "ours_proved": len(proved),
+            "derivable_rules": derived, "missing_rules": missing}
+
+
+def _proved(path, rules):
+    """The proved rules of a rule DB; every rule of a JSON or .pb file (they carry no status)."""
+    if str(path).lower().endswith(".db"):
+        from subgen.ruledb import RuleDB
+        with RuleDB(path, create=False) as db:
+            return db.proved_rules()
+    return list(rules)

@@ -29,10 +29,11 @@ Shape = tuple[int, ...]
 POOL: dict[str, Shape] = {
     "x0": (2, 4), "x1": (2, 4), "x2": (2, 4),                      # 2-D activations
     "m0": (4, 4), "m1": (4, 4), "m2": (4, 4),                      # matrices
-    "a0": (2, 4, 4, 4), "a1": (2, 4, 4, 4),                        # NCHW activations
-    "k0": (4, 4, 3, 3), "k1": (4, 4, 3, 3),                        # 3x3 conv kernels
+    "a0": (2, 4, 4, 4), "a1": (2, 4, 4, 4), "a2": (2, 4, 4, 4),    # NCHW activations
+    "k0": (4, 4, 3, 3), "k1": (4, 4, 3, 3), "k2": (4, 4, 3, 3),    # 3x3 conv kernels
     "u0": (4, 4, 1, 1),                                            # 1x1 conv kernel
     "v0": (4, 4, 1, 3),                                            # 1x3 conv kernel
+    "w0": (4, 1, 3, 3),                                            # depthwise (grouped) kernel
     "s": (),                                                       # scalar
 }
 # constants are 0-input operators at fixed shapes
@@ -117,10 +118,18 @@ ENUMERABLE = frozenset({"relu", "sigmoid", "tanh", "transpose", "pool_avg", "poo
 
 
 def _is_activation(shape: Shape) -> bool:
-    """NCHW activations have 4x4 images; kernels are 3x3, 1x1 or 1x3.  TASO's generator also fed
-    kernels to conv as images; those rules are all redundant (see README), and skipping them
-    keeps depth 4 affordable."""
+    """NCHW activations have 4x4 images; kernels are 3x3, 1x1 or 1x3."""
     return len(shape) == 4 and shape[2:] == (4, 4)
+
+
+def _conv_operands(x: Term, w: Term) -> bool:
+    """An activation convolved with a kernel; and, as in TASO's rule file, one kernel-shaped
+    tensor convolved with itself, conv(T, T).  TASO's generator fed kernels to conv as images in
+    general; all of its rules that do so are of the diagonal form (e.g. channels permuted the
+    same way in image and kernel), and the general case would double the conv terms."""
+    if len(w.shape) != 4 or _is_activation(w.shape):
+        return False
+    return _is_activation(x.shape) or (x is w and x.shape[1] == w.shape[1])
 
 
 class Enumerator:
@@ -243,7 +252,7 @@ class Enumerator:
                     yield {"activation": "none"}, [ta, tb]
             elif op == "conv2d":
                 x, w = ta.shape, tb.shape
-                if _is_activation(x) and len(w) == 4 and not _is_activation(w) and x[1] % w[1] == 0:
+                if _conv_operands(ta, tb) and x[1] % w[1] == 0:
                     g = x[1] // w[1]
                     if w[0] % g == 0 and w[2] <= x[2] and w[3] <= x[3]:
                         for act in ("none", "relu"):

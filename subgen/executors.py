@@ -3,6 +3,7 @@
     with make_executor("ray", workers=8) as ex:
         for i, result in ex.map_unordered(fn, items):   # (index into items, fn(item)), as done
             ...
+        results = ex.map(fn, items, chunksize=64)       # in order, once all are done
 
 `fn` must be a module-level function (it travels by name) and items must pickle.  Items are
 grouped into tasks of `chunksize`; a task's results come back together, so a caller that commits
@@ -37,7 +38,17 @@ def _run_chunk(fn: Callable, start: int, chunk: list) -> list[tuple[int, Any]]:
     return [(start + k, fn(item)) for k, item in enumerate(chunk)]
 
 
-class LocalExecutor:
+class _OrderedMap:
+    def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> list:
+        """[fn(item) for item in items], computed by the workers."""
+        items = list(items)
+        out: list = [None] * len(items)
+        for i, result in self.map_unordered(fn, items, chunksize):
+            out[i] = result
+        return out
+
+
+class LocalExecutor(_OrderedMap):
     kind = "local"
 
     def __init__(self, workers: int = 1):
@@ -110,6 +121,8 @@ def connect_ray(address: str | None = None, run_dir: str | Path = "runs",
     if ray.is_initialized():
         return ray
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _probe(address)
     try:
         if address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
@@ -122,7 +135,21 @@ def connect_ray(address: str | None = None, run_dir: str | Path = "runs",
     return ray
 
 
-class RayExecutor:
+def _probe(address: str, timeout_s: float = 5.0) -> None:
+    """BadInput at once when HOST:PORT does not answer (Ray itself retries for minutes)."""
+    import socket
+    hostport = address.split("://", 1)[-1]
+    if ":" not in hostport:      # "auto", "local": Ray finds the cluster itself
+        return
+    host, _, port = hostport.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise BadInput(f"cannot reach the Ray cluster at {address} "
+                       f"({type(e).__name__}: {e})") from None
+
+
+class RayExecutor(_OrderedMap):
     kind = "ray"
 
     def __init__(self, workers: int | None = None, address: str | None = None,

@@ -48,11 +48,11 @@ def _private_copy(en: Enumerator) -> Enumerator:
     return c
 
 
-def build_shard(job) -> tuple[list[tuple], float]:
-    """Worker side: the nodes of one shard of instances, as plain tuples, and the seconds taken.
-    job = (ops, max_ops, seed, op, [(params, input term ids), ...])."""
+def build_shard(job) -> tuple[list[tuple], float, float]:
+    """Worker side: the nodes of one shard of instances, as plain tuples, and the wall and CPU
+    seconds taken.  job = (ops, max_ops, seed, op, [(params, input term ids), ...])."""
     ops, max_ops, seed, op, instances = job
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     base = prefix(ops, max_ops, seed)
     en = _private_copy(base)
     out = []
@@ -63,7 +63,7 @@ def build_shard(job) -> tuple[list[tuple], float]:
         outs = [en.terms[o] for o in node.outputs]
         out.append((node.op, node.params, node.inputs,
                     tuple((t.shape, t.fp, t.bounds) for t in outs)))
-    return out, time.perf_counter() - t0
+    return out, time.perf_counter() - t0, time.process_time() - c0
 
 
 def _insert(en: Enumerator, op: str, pkey: tuple, inputs: tuple, outputs: tuple) -> bool:
@@ -105,19 +105,21 @@ def enumerate_sharded(ops, max_ops: int, seed: int, executor, progress=None,
         progress.start(f"enumerate: {max_ops} ops ({len(jobs)} shards, {executor.kind})",
                        sum(len(j[4]) for j in jobs))
     results: dict[int, list] = {}
-    shard_seconds = [0.0] * len(jobs)
-    for i, (nodes, seconds) in executor.map_unordered(build_shard, jobs):
+    shard_seconds, shard_cpu = [0.0] * len(jobs), [0.0] * len(jobs)
+    for i, (nodes, seconds, cpu) in executor.map_unordered(build_shard, jobs):
         results[i] = nodes
-        shard_seconds[i] = seconds
+        shard_seconds[i], shard_cpu[i] = seconds, cpu
         if progress is not None:
             progress.advance(len(jobs[i][4]))
-    t_merge = time.perf_counter()
+    t_merge, c_merge = time.perf_counter(), time.process_time()
     for i in range(len(jobs)):
         for op, pkey, inputs, outputs in results.pop(i):
             _insert(en, op, pkey, inputs, outputs)
     if stats is not None:
         stats.update(prefix_s=t_prefix, shards=len(jobs), shard_s=shard_seconds,
+                     shard_cpu_s=shard_cpu,
                      shard_instances=[len(j[4]) for j in jobs],
                      merge_s=time.perf_counter() - t_merge,
+                     merge_cpu_s=time.process_time() - c_merge,
                      last_level_nodes=len(en.nodes) - len(prefix(ops, max_ops, seed).nodes))
     return en

@@ -81,6 +81,7 @@ def test_executors_agree_and_stream(ray_cluster):
     assert isinstance(ex, RayExecutor) and ex.workers == 2
     got = list(ex.map_unordered(square, items, chunksize=3))
     assert sorted(got) == expected and len(got) == len(items)
+    assert ex.map(square, items, chunksize=5) == [x * x for x in items]
 
 
 def test_missing_ray_is_one_line_and_exit_2(tmp_path):
@@ -91,6 +92,18 @@ def test_missing_ray_is_one_line_and_exit_2(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2
     assert p.stderr.strip().splitlines() == ["error: ray is not installed: pip install 'subgen[ray]'"]
+
+
+def test_unreachable_cluster_is_one_line_and_exit_2(tmp_path):
+    rules = tmp_path / "r.json"
+    rules.write_text("[]")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    p = subprocess.run(SUBGEN + ["verify", str(rules), "--executor", "ray", "--ray-address",
+                                 "127.0.0.1:9"], capture_output=True, text=True, env=env,
+                       timeout=120)
+    assert p.returncode == 2
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Ray cluster at")
 
 
 # ---- generation -------------------------------------------------------------------------------

@@ -29,8 +29,8 @@ from typing import Callable, Iterator
 import z3
 
 from verifier import z3ops
-from verifier.pattern import Dim, Param, Pat, Sum, Term, Var, dims, has_sum, op, show, to_z3, \
-    variables, z3_env, value, to_graph
+from verifier.pattern import Dim, Param, Pat, Sum, Term, Var, dims, has_arith, op, show, \
+    to_z3, variables, z3_env, value, to_graph
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class Axiom:
         if conds:
             body = z3.Implies(z3.And(conds), body)
         patterns = [to_z3(side, env) for side in (self.lhs, self.rhs)
-                    if isinstance(side, Term) and not has_sum(side)
+                    if isinstance(side, Term) and not has_arith(side)
                     and _binds_all(side, names, self.lhs, self.rhs)]
         return z3.ForAll(bound, body, patterns=patterns, qid=self.name)
 
@@ -245,12 +245,9 @@ def _grouped(inst, m):      # plain (groups 1) and depthwise (groups = channels)
         yield {**inst, "g": c, "w": (inst["w"][0], 1) + inst["w"][2:]}
 
 
-def _kernel_pair(inst, m):   # w, v: kernels of one shape
-    yield {**inst, "v": inst["w"]}
-
-
-def _input_pair(inst, m):    # x, y: inputs of one shape
-    yield {**inst, "y": inst["x"]}
+def _dup_input(inst, m):     # conv over concat(x, x) in 2 groups: w has x's channels
+    if inst["w"][0] % 2 == 0:
+        yield inst
 
 
 def _channel_split(inst, m):   # x,y inputs and w,v kernels that split the input channels
@@ -316,6 +313,45 @@ def _splits(m):
                     yield {"x": sh, "ax": ax, "s0": s0, "s1": sh[ax] - s0}
 
 
+def _split_pairs(m):
+    for inst in _splits(m):
+        yield {**inst, "y": inst["x"]}
+
+
+def pooled_ew(*names, scalars=()):
+    """Activations of one shape (NCHW) and the pooling parameters."""
+    def dom(m):
+        for inst in ew(*names, ranks=(4,), scalars=scalars)(m):
+            for kh, kw in product(range(1, m + 1), repeat=2):
+                for (sh, sw), pad in product(STRIDES, PADS):
+                    yield {**inst, "kh": kh, "kw": kw, "sh": sh, "sw": sw, "pad": pad}
+    return dom
+
+
+def _pool_1x1(m):
+    for inst in pooled_ew("x")(m):
+        for co in range(1, m + 1):
+            yield {**inst, "w": (co, inst["x"][1], 1, 1)}
+
+
+def _square_kernels(m):
+    for n in range(1, m + 1):
+        for kh, kw in product(range(1, m + 1, 2), repeat=2):
+            yield {"n": n, "kh": kh, "kw": kw}
+
+
+def _square_pair(m):
+    for n in range(1, m + 1):
+        yield {"n": n, "x": (n, n), "y": (n, n)}
+
+
+def _enlarged_twice(m):
+    for o, i, kh, kw in _shapes(4, m):
+        for rh, rw, vh, vw in _shapes(4, m):
+            if all(a <= b and (b - a) % 2 == 0 for a, b in ((kh, rh), (kw, rw), (rh, vh), (rw, vw))):
+                yield {"w": (o, i, kh, kw), "r": (1, 1, rh, rw), "v": (1, 1, vh, vw)}
+
+
 def _square(m):
     for n in range(1, m + 1):
         yield {"n": n}
@@ -332,6 +368,17 @@ def _ones(rank):
                      mul(x, op("ones", shape=tuple(Dim("x", k) for k in range(r)))), x,
                      ew("x", ranks=(r,)))
     return ax(rank)
+
+
+def _relu_smul_ones(rank):
+    shape = tuple(Param(f"d{k}") for k in range(rank))
+
+    def dom(m):
+        for sh in _shapes(rank, m):
+            yield {**{f"d{k}": d for k, d in enumerate(sh)}, "s": ()}
+    return Axiom(f"relu_smul_ones_r{rank}", f"relu(ones * s) = ones * relu(s) (rank {rank})",
+                 relu(smul(op("ones", shape=shape), s)), smul(op("ones", shape=shape), relu(s)),
+                 dom)
 
 
 def _split(i):
@@ -365,11 +412,11 @@ AXIOMS: list[Axiom] = [
           smul(concat(x, y), s), concat(smul(x, s), smul(y, s)),
           cat((("x", "y"),), scalars="s")),
     Axiom("smul_conv_kernel", "a scalar moves from a conv's input to its kernel",
-          _conv(smul(x, s), w), _conv(x, smul(w, s)),
-          conv(acts=("none", "relu"), more=lambda i, m: [{**i, "s": ()}])),
+          _conv(smul(x, s), w, groups=G), _conv(x, smul(w, s), groups=G),
+          conv(acts=("none", "relu"), more=lambda i, m: ({**j, "s": ()} for j in _grouped(i, m)))),
     Axiom("smul_conv_out", "a scalar moves from a conv's output to its input",
-          smul(_conv(x, w, act="none"), s), _conv(smul(x, s), w, act="none"),
-          conv(more=lambda i, m: [{**i, "s": ()}])),
+          smul(_conv(x, w, act="none", groups=G), s), _conv(smul(x, s), w, act="none", groups=G),
+          conv(more=lambda i, m: ({**j, "s": ()} for j in _grouped(i, m)))),
     # relu
     Axiom("relu_conv_fuse", "relu after a (grouped) conv is the conv's fused relu",
           relu(_conv(x, w, act="none", groups=G)), _conv(x, w, act="relu", groups=G),
@@ -382,11 +429,13 @@ AXIOMS: list[Axiom] = [
           relu(tr(x)), tr(relu(x)), ew("x", ranks=(2,))),
     # conv
     Axiom("conv_ewadd_kernel", "conv is linear in its kernel",
-          _conv(x, add(w, v), act="none"), add(_conv(x, w, act="none"), _conv(x, v, act="none")),
-          conv(more=_kernel_pair)),
+          _conv(x, add(w, v), act="none", groups=G),
+          add(_conv(x, w, act="none", groups=G), _conv(x, v, act="none", groups=G)),
+          conv(more=lambda i, m: ({**j, "v": j["w"]} for j in _grouped(i, m)))),
     Axiom("conv_ewadd_input", "conv is linear in its input",
-          _conv(add(x, y), w, act="none"), add(_conv(x, w, act="none"), _conv(y, w, act="none")),
-          conv(more=_input_pair)),
+          _conv(add(x, y), w, act="none", groups=G),
+          add(_conv(x, w, act="none", groups=G), _conv(y, w, act="none", groups=G)),
+          conv(more=lambda i, m: ({**j, "y": j["x"]} for j in _grouped(i, m)))),
     Axiom("conv_concat_sum", "a sum of convs is one conv over concatenated channels",
           add(_conv(x, w, act="none"), _conv(y, v, act="none")),
           _conv(concat(x, y, axis=1), concat(w, v, axis=1), act="none"),
@@ -403,6 +452,10 @@ AXIOMS: list[Axiom] = [
           _conv(concat(x, y, axis=1), concat(w, v, axis=0), groups=Sum((G, G))),
           conv(acts=("none", "relu"), more=_twin_groups),
           where=_same_shape("x", "y") + _same_shape("w", "v")),
+    Axiom("conv_concat_same_input", "a conv in 2 groups over an input concatenated with itself "
+          "is the plain conv",
+          _conv(concat(x, x, axis=1), w, groups=2), _conv(x, w, groups=1),
+          conv(acts=("none", "relu"), more=_dup_input)),
     # matmul
     Axiom("matmul_assoc", "matmul is associative",
           mat(x, mat(y, z)), mat(mat(x, y), z), mm("xyz")),
@@ -453,6 +506,9 @@ AXIOMS: list[Axiom] = [
     Axiom("transpose_concat", "the transpose of a row concat is a column concat",
           tr(concat(x, y, axis=0)), concat(tr(x), tr(y), axis=1),
           cat((("x", "y"),), ranks=(2,), axes=(0,))),
+    Axiom("transpose_concat_cols", "the transpose of a column concat is a row concat",
+          tr(concat(x, y, axis=1)), concat(tr(x), tr(y), axis=0),
+          cat((("x", "y"),), ranks=(2,), axes=(1,))),
     Axiom("transpose_ewadd", "transpose distributes over ewadd",
           tr(add(x, y)), add(tr(x), tr(y)), ew("x", "y", ranks=(2,))),
     Axiom("transpose_ewmul", "transpose distributes over ewmul",
@@ -475,7 +531,34 @@ AXIOMS: list[Axiom] = [
     Axiom("pool_max_concat_batch", "max pooling distributes over a batch concat",
           concat(_pool("max", x), _pool("max", y), axis=0), _pool("max", concat(x, y, axis=0)),
           pooled(0)),
+    # avg pooling is linear
+    Axiom("pool_avg_ewadd", "avg pooling distributes over ewadd",
+          _pool("avg", add(x, y)), add(_pool("avg", x), _pool("avg", y)), pooled_ew("x", "y")),
+    Axiom("pool_avg_smul", "avg pooling commutes with scalar mul",
+          _pool("avg", smul(x, s)), smul(_pool("avg", x), s), pooled_ew("x", scalars="s")),
+    Axiom("pool_avg_conv1x1", "avg pooling commutes with a 1x1 conv (channel mixing)",
+          op("conv2d", _pool("avg", x), w), _pool("avg", op("conv2d", x, w)), _pool_1x1,
+          where=((Dim("w", 2), 1), (Dim("w", 3), 1))),
+    # split of elementwise ops
+    *[Axiom(f"split_{o}_{i}", f"piece {i} of a split {o} is the {o} of the pieces",
+            op("split", op(o, x, y), axis=AX, sizes=(S0, S1), out=i),
+            op(o, op("split", x, axis=AX, sizes=(S0, S1), out=i),
+               op("split", y, axis=AX, sizes=(S0, S1), out=i)),
+            _split_pairs)
+      for o in ("ewadd", "ewmul") for i in (0, 1)],
     # constants
+    Axiom("eye_ewmul_idempotent", "the identity matrix times itself (elementwise) is itself",
+          mul(op("eye", shape=(N, N)), op("eye", shape=(N, N))), op("eye", shape=(N, N)),
+          _square),
+    Axiom("eye_conv_ewmul_idempotent", "the identity kernel times itself (elementwise) is itself",
+          mul(op("eye_conv", shape=(N, N, KH, KW)), op("eye_conv", shape=(N, N, KH, KW))),
+          op("eye_conv", shape=(N, N, KH, KW)), _square_kernels),
+    Axiom("diagonal_matmul", "a product of diagonal matrices is their elementwise product",
+          mat(mul(x, op("eye", shape=(N, N))), mul(y, op("eye", shape=(N, N)))),
+          mul(mul(x, y), op("eye", shape=(N, N))), _square_pair),
+    Axiom("diagonal_transpose", "the diagonal of a matrix is the diagonal of its transpose",
+          mul(tr(x), op("eye", shape=(N, N))), mul(x, op("eye", shape=(N, N))), _square_pair),
+    *[_relu_smul_ones(k) for k in RANKS],
     Axiom("pool_kernel_conv", "a depthwise conv with the pool kernel is avg pooling",
           op("conv2d", x, op("pool_kernel", shape=(Dim("x", 1), 1, KH, KW)), stride=(SH, SW),
              padding=PAD, activation="none", groups=Dim("x", 1)),
@@ -507,6 +590,11 @@ AXIOMS: list[Axiom] = [
     Axiom("enlarge_concat", "enlarge distributes over a concat of kernels (axis 0 or 1)",
           op("enlarge", concat(w, v), r), concat(op("enlarge", w, r), op("enlarge", v, r)),
           _enlarge_cat),
+    Axiom("enlarge_relu", "enlarge commutes with relu (relu(0) = 0)",
+          op("enlarge", relu(w), r), relu(op("enlarge", w, r)),
+          conv(pads=("same",), strides=((1, 1),), more=_enlarged)),
+    Axiom("enlarge_enlarge", "enlarging twice is enlarging to the final size",
+          op("enlarge", op("enlarge", w, r), v), op("enlarge", w, v), _enlarged_twice),
     # enlarge
     Axiom("enlarge_conv", "zero-padding a kernel (centred) does not change a same-padded conv",
           _conv(x, w, pad="same"), _conv(x, op("enlarge", w, r), pad="same"),

@@ -43,8 +43,17 @@ class Dim:
 @dataclass(frozen=True)
 class Sum:
     """A parameter value that is the sum of others (e.g. groups=Sum(G, G) for twice G's groups).
-    A side holding a Sum is never an E-matching trigger: Z3 cannot match arithmetic."""
+    A side holding arithmetic is never an E-matching trigger: Z3 cannot match it."""
     parts: tuple
+
+
+@dataclass(frozen=True)
+class Half:
+    """A parameter value that is half of another (the other is even wherever the axiom applies)."""
+    part: object
+
+
+ARITH = (Sum, Half)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,8 @@ def variables(p, acc: dict | None = None) -> dict:
         variables(p.axis, acc)
     elif isinstance(p, Sum):
         variables(p.parts, acc)
+    elif isinstance(p, Half):
+        variables(p.part, acc)
     elif isinstance(p, Term):
         for a in p.args:
             variables(a, acc)
@@ -94,6 +105,8 @@ def dims(p, acc: list | None = None) -> list:
             acc.append(p)
     elif isinstance(p, Sum):
         dims(p.parts, acc)
+    elif isinstance(p, Half):
+        dims(p.part, acc)
     elif isinstance(p, Term):
         for a in p.args:
             dims(a, acc)
@@ -105,13 +118,13 @@ def dims(p, acc: list | None = None) -> list:
     return acc
 
 
-def has_sum(p) -> bool:
-    if isinstance(p, Sum):
+def has_arith(p) -> bool:
+    if isinstance(p, ARITH):
         return True
     if isinstance(p, Term):
-        return any(has_sum(a) for a in p.args) or any(has_sum(v) for _, v in p.params)
+        return any(has_arith(a) for a in p.args) or any(has_arith(v) for _, v in p.params)
     if isinstance(p, (tuple, list)):
-        return any(has_sum(v) for v in p)
+        return any(has_arith(v) for v in p)
     return False
 
 
@@ -120,6 +133,8 @@ def show(p) -> str:
         return p.name
     if isinstance(p, Sum):
         return "+".join(show(v) for v in p.parts)
+    if isinstance(p, Half):
+        return f"{show(p.part)}/2"
     if isinstance(p, Dim):
         return f"|{p.var}|{show(p.axis)}"
     if isinstance(p, (tuple, list)):
@@ -141,6 +156,8 @@ def _value(v, inst: dict):
         return inst[v.var][_value(v.axis, inst)]
     if isinstance(v, Sum):
         return sum(_value(x, inst) for x in v.parts)
+    if isinstance(v, Half):
+        return _value(v.part, inst) // 2
     if isinstance(v, (tuple, list)):
         return tuple(_value(x, inst) for x in v)
     return v
@@ -183,6 +200,9 @@ def to_z3(p, env: dict):
         return z3ops.DIM(env[p.var], to_z3(p.axis, env))
     if isinstance(p, Sum):
         return z3.Sum([z3.IntVal(v) if isinstance(v, int) else v for v in to_z3(p.parts, env)])
+    if isinstance(p, Half):
+        part = to_z3(p.part, env)
+        return part // 2 if isinstance(part, int) else part / 2      # Z3 int division
     if isinstance(p, (tuple, list)):
         return tuple(to_z3(v, env) for v in p)
     if isinstance(p, int) and not isinstance(p, bool):

@@ -22,6 +22,7 @@ import z3
 from envcore.execute import evaluate
 from envcore.ops import ShapeError
 from verifier.axioms import AXIOMS, Axiom
+from verifier.prove import MAX_INSTANCES
 from verifier.refute import compare, leaf_shapes
 
 
@@ -126,6 +127,7 @@ def check_redundant(ax: Axiom, axioms: list[Axiom], timeout_ms: int = 2000) -> b
     s = z3.Solver()
     s.set("timeout", timeout_ms)
     s.set("smt.mbqi", False)
+    s.set("smt.qi.max_instances", MAX_INSTANCES)   # a matching loop can outlast the timeout
     for other in axioms:
         if other.name != ax.name:
             s.add(other.builder())

@@ -106,13 +106,31 @@ def graph_terms(graph) -> dict:
     return terms
 
 
-def dim_facts(graph, terms: dict) -> list:
-    """`dim(t, k) == size` for every tensor t of the graph."""
+def dim_facts(graph, terms: dict, seen: set | None = None) -> list:
+    """`dim(t, k) == size` for every tensor t of the graph (once per term: pass one `seen` set
+    for both sides of a rule).  Built through Z3's C API: the Python wrappers' sort checks cost
+    more than the solver does on a small rule."""
+    seen = set() if seen is None else seen
+    ctx = DIM.ctx
+    c, f = ctx.ref(), DIM.ast
+    args = (z3.Ast * 2)()
     facts = []
     for ref, t in terms.items():
+        key = t.get_id()
+        if key in seen:
+            continue
+        seen.add(key)
+        args[0] = t.as_ast()
         for k, d in enumerate(graph.shape(ref)):
-            facts.append(DIM(t, k) == d)
+            args[1] = _int(k).as_ast()
+            app = z3.Z3_mk_app(c, f, 2, args)
+            facts.append(z3.BoolRef(z3.Z3_mk_eq(c, app, _int(d).as_ast()), ctx))
     return facts
+
+
+@lru_cache(maxsize=None)
+def _int(i: int) -> z3.IntNumRef:
+    return z3.IntVal(i)
 
 
 assert all(o.z3 for o in OPS.values())

@@ -86,7 +86,8 @@ def export(db, fmt, out, status):
 @click.argument("ours", type=click.Path(dir_okay=False))
 @click.argument("theirs", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
-@click.option("--list-missing", is_flag=True, help="print every missing rule")
+@click.option("--list-missing", is_flag=True,
+              help="print every rule not covered (derivable ones first)")
 def compare(ours, theirs, as_json, list_missing):
     """How many of THEIRS rules OURS holds, up to input renaming and direction."""
     from subgen.compare import compare as run
@@ -94,8 +95,10 @@ def compare(ours, theirs, as_json, list_missing):
     if as_json:
         click.echo(json.dumps(res))
         return
-    click.echo(f"theirs {res['theirs']}  covered {res['covered']}  missing {res['missing']}  "
-               f"(derivable in one step from ours: {res['derivable']})")
+    click.echo(f"theirs {res['theirs']}  covered {res['covered']}  "
+               f"derivable {res['derivable']}  missing {res['missing']}  "
+               f"(covered: held up to renaming and direction; derivable: our proved rules "
+               f"rewrite one side into the other)")
     if list_missing:
-        for m in res["missing_rules"]:
+        for m in res["derivable_rules"] + res["missing_rules"]:
             click.echo(f"  {m['name']}: {m['src']}  ==>  {m['dst']}   [{m['why']}]")

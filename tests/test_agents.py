@@ -1,0 +1,207 @@
+"""Search agents and the agent registry.
+
+Every result is checked by running the original and the optimized graph on the same random
+values (numpy, float64), and every cost by re-costing the returned graph as a whole.
+"""
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from agents.base import BUILTIN, get_agent, registry
+from agents.search import SearchProblem
+from envcore import zoo
+from envcore.cost import CostModel, get_cost_model
+from envcore.execute import equivalent
+from envcore.graph import GraphBuilder
+from envcore.rewrite import apply
+from envcore.rule import Rule
+from rules_fixture import double_transpose, hand_rules
+
+SEARCH_AGENTS = ["random", "greedy", "beam", "taso"]
+MODELS = ["toy", "squeezenet", "resnet50", "bert", "nasrnn"]
+PLUGIN = Path(__file__).parent / "agent_plugin"
+
+
+@pytest.fixture(scope="module")
+def rules():
+    return hand_rules()
+
+
+@pytest.fixture(scope="module")
+def graphs():
+    return {m: zoo.build(m, "tiny") for m in MODELS}
+
+
+def _search(agent, graph, rules, budget=40, cost=None, **kw):
+    cm = cost or get_cost_model("analytic")
+    return get_agent(agent, **kw).search(SearchProblem(graph, rules, cm), budget), cm
+
+
+# ---------------------------------------------------------------------------------- the agents
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("agent", SEARCH_AGENTS)
+def test_agent_never_increases_cost_and_stays_equivalent(agent, model, rules, graphs):
+    g = graphs[model]
+    res, cm = _search(agent, g, rules)
+    assert res.cost <= res.initial_cost
+    assert res.initial_cost == pytest.approx(cm.graph_cost(g))
+    assert res.cost == pytest.approx(cm.graph_cost(res.graph), rel=1e-9)
+    best = [c for _, c in res.trace]
+    assert all(b <= a for a, b in zip(best, best[1:])), "the best cost never goes up"
+    ok, err = equivalent(g, res.graph)
+    assert ok, f"{agent} on {model}: max abs err {err}"
+
+
+@pytest.mark.parametrize("agent", ["greedy", "beam", "taso"])
+def test_agents_find_the_obvious_improvements(agent, rules, graphs):
+    # toy has two unfused conv+relu pairs and mergeable convs and matmuls
+    res, _ = _search(agent, graphs["toy"], rules)
+    assert res.cost < res.initial_cost
+    assert res.rewrites and set(res.rewrites) <= {r.name for r in rules}
+
+
+@pytest.mark.parametrize("model", ["toy", "squeezenet", "resnet50", "nasrnn"])
+def test_taso_with_alpha_one_is_greedy(model, rules, graphs):
+    greedy, _ = _search("greedy", graphs[model], rules, budget=200)
+    taso, _ = _search("taso", graphs[model], rules, budget=200, alpha=1.0)
+    assert taso.cost == pytest.approx(greedy.cost)
+    assert taso.rewrites == greedy.rewrites
+
+
+# A case built by hand where the best graph lies behind one step uphill:
+#   y = a @ b + t(t(b) @ t(c))                                      cost 21.6
+#   t(p @ q) -> t(q) @ t(p)        (one more transpose: uphill)     cost 21.8
+#   t(t(z)) -> z, twice                                             cost 21.4
+#   a @ b + c @ b -> (a + c) @ b                                    cost 11
+MATRIX = {"a": (2, 3), "b": (3, 5), "c": (2, 3)}
+
+
+class OpWeights(CostModel):
+    """A cost per operator kind, whatever the shapes."""
+    name = "opweights"
+    WEIGHT = {"matmul": 10.0, "transpose": 0.2, "ewadd": 1.0}
+
+    def measure(self, op, params, in_shapes, out_shapes):
+        return self.WEIGHT[op]
+
+
+def _uphill_case():
+    def rule(name, src, dst):
+        s, d = GraphBuilder(), GraphBuilder()
+        return Rule(name, s.build([src(s)]), d.build([dst(d)]))
+
+    def t(b, x):
+        return b.add("transpose", x, perm=(1, 0))
+
+    transpose_matmul = rule(
+        "transpose_matmul",
+        lambda b: t(b, b.add("matmul", b.input("p", (5, 3)), b.input("q", (3, 2)))),
+        lambda b: b.add("matmul", t(b, b.input("q", (3, 2))), t(b, b.input("p", (5, 3)))))
+    factor = rule(
+        "factor_matmul",
+        lambda b: b.add("ewadd", b.add("matmul", b.input("a", (2, 3)), b.input("b", (3, 5))),
+                        b.add("matmul", b.input("c", (2, 3)), b.input("b", (3, 5)))),
+        lambda b: b.add("matmul", b.add("ewadd", b.input("a", (2, 3)), b.input("c", (2, 3))),
+                        b.input("b", (3, 5))))
+    g = GraphBuilder()
+    a, b_, c = (g.input(k, s) for k, s in MATRIX.items())
+    y = g.add("ewadd", g.add("matmul", a, b_), t(g, g.add("matmul", t(g, b_), t(g, c))))
+    return g.build([y]), [transpose_matmul, double_transpose(), factor]
+
+
+def test_taso_goes_uphill_where_greedy_stops():
+    graph, rules = _uphill_case()
+    greedy, cm = _search("greedy", graph, rules, cost=OpWeights())
+    taso, _ = _search("taso", graph, rules, cost=OpWeights(), alpha=1.05)
+    strict, _ = _search("taso", graph, rules, cost=OpWeights(), alpha=1.0)
+    assert greedy.cost == pytest.approx(21.6) and greedy.rewrites == []
+    assert strict.cost == pytest.approx(greedy.cost)
+    assert taso.cost == pytest.approx(11.0) and taso.cost < greedy.cost
+    assert taso.rewrites[0] == "transpose_matmul"   # the step uphill comes first
+    assert sorted(taso.rewrites) == ["double_transpose"] * 2 + ["factor_matmul", "transpose_matmul"]
+    assert cm.graph_cost(taso.graph) == pytest.approx(taso.cost)
+    assert equivalent(graph, taso.graph)[0]
+
+
+def test_budget_bounds_expansions(rules, graphs):
+    for agent in ("greedy", "beam", "taso", "random"):
+        res, _ = _search(agent, graphs["squeezenet"], rules, budget=3)
+        assert res.expansions <= 3
+
+
+# ------------------------------------------------------------------- pricing moves before building
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(MODELS), walk=st.lists(st.integers(0, 10_000), max_size=4))
+def test_predicted_costs_equal_the_built_graphs_cost(model, walk, rules, graphs):
+    """Along a random walk, every move priced exactly costs what the rewritten graph costs."""
+    cm = get_cost_model("analytic")
+    p = SearchProblem(graphs[model], rules, cm)
+    state = p.start()
+    for pick in walk + [None]:
+        moves = p.moves(state)
+        for mv in moves:
+            if mv.exact:
+                g, _ = apply(state.graph, rules[mv.match.rule_index], mv.match)
+                assert mv.cost == pytest.approx(cm.graph_cost(g), rel=1e-9, abs=1e-12), \
+                    rules[mv.match.rule_index].name
+        if pick is None or not moves:
+            break
+        nxt = p.build(moves[pick % len(moves)])
+        if nxt is None:
+            break
+        state = nxt
+
+
+# ------------------------------------------------------------------------------- the registry
+
+def test_builtin_agents_are_registered():
+    names = registry()
+    for name in ("random", "greedy", "beam", "taso", "ppo", "worldmodel"):
+        assert name in names
+    assert get_agent("taso", alpha=1.2, seed=3).alpha == 1.2   # options it lacks are dropped
+    assert get_agent("beam", width=2).width == 2
+
+
+def test_unknown_agent_is_a_key_error():
+    with pytest.raises(KeyError, match="unknown agent 'nope'"):
+        get_agent("nope")
+
+
+@pytest.fixture
+def plugin_on_path(tmp_path, monkeypatch):
+    """Installs tests/agent_plugin the way pip would, as far as discovery goes: the package on
+    sys.path and a dist-info directory whose entry_points.txt comes from its pyproject."""
+    meta = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]
+    info = tmp_path / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
+    lines = []
+    for group, eps in meta["entry-points"].items():
+        lines.append(f"[{group}]")
+        lines += [f"{name} = {target}" for name, target in eps.items()]
+    (info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    monkeypatch.syspath_prepend(str(PLUGIN))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield
+    sys.modules.pop("subgen_echo_agent", None)
+
+
+def test_third_party_agent_is_found_through_its_entry_point(plugin_on_path, rules, graphs):
+    assert registry()["echo"] == "subgen_echo_agent:EchoAgent"
+    assert "echo" not in BUILTIN
+    agent = get_agent("echo", alpha=1.1)
+    assert type(agent).__module__ == "subgen_echo_agent"
+    res = agent.search(SearchProblem(graphs["toy"], rules, get_cost_model("analytic")), 10)
+    assert res.graph is graphs["toy"] and res.cost == res.initial_cost
+
+
+def test_agent_absent_without_its_entry_point():
+    assert "echo" not in registry()
