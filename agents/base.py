@@ -48,9 +48,9 @@ class Agent(Protocol):
 class SearchAgent:
     """Base for agents that search the rewrite space directly (random, greedy, beam, taso).
 
-    `search` does the work.  `act` is the one-step view of the same idea for the Gymnasium env:
-    without the graph at hand a search agent cannot rank candidates, so by default it stops
-    (the last action), which never increases cost."""
+    `search` does the work.  `act` is the one-step view of a search for the Gymnasium env: take
+    the valid candidate with the best estimated reward (`obs["cand_delta"]`), or stop (the last
+    action) when none is estimated to improve the graph."""
 
     name = "search"
 
@@ -58,7 +58,15 @@ class SearchAgent:
         raise NotImplementedError
 
     def act(self, obs: Any, mask: np.ndarray) -> int:
-        return int(len(mask) - 1)
+        mask = np.asarray(mask, dtype=bool)
+        stop = len(mask) - 1
+        delta = obs.get("cand_delta") if isinstance(obs, dict) else None
+        if delta is None:
+            return stop
+        delta = np.asarray(delta, dtype=np.float64)[:stop]
+        scores = np.where(mask[: len(delta)], delta, -np.inf)
+        k = int(np.argmax(scores)) if len(scores) else -1
+        return k if k >= 0 and scores[k] > 0 else stop
 
 
 def _entry_point_targets() -> dict[str, Any]:

@@ -7,10 +7,10 @@ prices every (rule, match) first, from the match alone, and builds only the ones
     cost(G') = cost(G) - cost(matched operators) + cost(target operators)
 
 where an operator costs nothing if it folds (computable from weights and constants alone; for a
-target node: all of its inputs fold).  This is exact when the rewrite does nothing beyond
-replacing the matched nodes, which holds unless
-  * the target drops a variable (then nodes upstream may die),
+target node: all of its inputs fold).  Nodes upstream that die with the match (the target drops
+a variable that only the match read) are subtracted too.  This is exact unless
   * a target node already exists outside the match (apply reuses it: hash-consing), or
+  * the target drops a variable and reuses a matched node (the dead set is then not simple), or
   * a replaced tensor changes whether it folds (then nodes downstream change cost).
 In those cases `predict` says "not exact" and the caller builds the graph and costs it whole.
 tests/test_agents.py checks exactness against `graph_cost(apply(...))` on the zoo.
@@ -66,11 +66,15 @@ class Pricer:
         folded = folded_nodes(graph)
         nodes, matched = graph.nodes, set(match.mapping.values())
         removed = sum(self.cm.node_cost(graph, nodes[i]) for i in matched if i not in folded)
-        exact = not drops
+        exact = True
+        if drops:
+            dead = _dead_upstream(graph, rule, match, matched)
+            removed += sum(self.cm.node_cost(graph, nodes[i]) for i in dead if i not in folded)
         dst = rule.dst
         fold: dict[int, bool] = {}
         shapes: dict[int, tuple] = {}
-        real: dict[int, Ref | None] = {}   # target node -> the existing tensor's node it reuses
+        ident: dict[int, object] = {}   # target node -> the graph node it reuses, or ("new", d)
+        made: dict[tuple, int] = {}     # target nodes built so far, by what they compute
         added = 0.0
         for d in order:
             n = dst.nodes[d]
@@ -86,15 +90,23 @@ class Pricer:
                 else:
                     in_shapes.append(shapes[r.node][r.index])
                     in_fold = in_fold and fold[r.node]
-                    in_refs.append(None if real[r.node] is None else Ref(real[r.node], r.index))
+                    who = ident[r.node]
+                    in_refs.append(Ref(who, r.index) if isinstance(who, int) else (who, r.index))
             fold[d], shapes[d] = in_fold, outs
-            real[d] = None
-            if in_refs and all(x is not None for x in in_refs):
+            key = (n.op, tuple(in_refs), params)
+            if key in made:   # the target computes this twice: apply builds it once
+                ident[d] = ident[made[key]]
+                continue
+            made[key] = d
+            ident[d] = ("new", d)
+            if in_refs and all(isinstance(x, Ref) for x in in_refs):
                 same = _existing(graph, n.op, tuple(in_refs), params)
                 if same is not None:
-                    real[d] = same
+                    ident[d] = same
                     if same not in matched:
                         exact = False   # apply reuses a node outside the match
+                    elif drops:
+                        exact = False   # a matched node survives: the dead set above is off
             if not in_fold:
                 added += self.sig_cost(n.op, params, tuple(in_shapes), outs)
         if exact:
@@ -107,6 +119,25 @@ class Pricer:
                     exact = False   # nodes downstream change whether they fold
                     break
         return cost - removed + added, exact
+
+
+def _dead_upstream(graph: Graph, rule: Rule, match: Match, matched: set[int]) -> set[int]:
+    """Nodes outside the match that die with it because the target drops the variable they
+    feed (as envcore.rewrite's dead-code pass removes them): no reader left, not an output, not
+    a graph input."""
+    dead = set(matched)
+    used = {match.bindings[v].node for v in rule.dst.inputs}
+    outputs = {o.node for o in graph.outputs}
+    cons = graph.consumers
+    stack = [match.bindings[v].node for v in set(rule.src.inputs) - set(rule.dst.inputs)]
+    while stack:
+        i = stack.pop()
+        if i in dead or i in used or i in outputs or graph.nodes[i].op == "input":
+            continue
+        if all(c in dead for c in cons[i]):
+            dead.add(i)
+            stack.extend(r.node for r in graph.nodes[i].inputs)
+    return dead - matched
 
 
 def _existing(graph: Graph, op: str, inputs: tuple, params: tuple) -> int | None:

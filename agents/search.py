@@ -67,9 +67,9 @@ class SearchProblem:
     """Start graph, rules and cost model, plus the successor function built on them.
 
     `moves(state)` prices every rewrite of a state without building it (agents/delta.py);
-    `build(move)` applies one; `successors(state)` does both for every move.  `on_step(expansions, best_cost)` is called
-    by agents after every expansion (progress bars); `time_limit` (seconds) bounds a search
-    besides its expansion budget."""
+    `build(move)` applies one; `successors(state)` does both for every move.
+    `on_step(expansions, best_cost)` is called by agents after every expansion (progress bars);
+    `time_limit` (seconds) bounds a search besides its expansion budget."""
 
     graph: Graph
     rules: Sequence[Rule]

@@ -34,7 +34,7 @@ def load_rules(which="auto"):
         from subgen.optimize import load_rule_set
         return "data/rules.db", load_rule_set(DEFAULT_RULES)
     from rules_fixture import hand_rules
-    return "tests/rules_fixture.hand_rules (data/rules.db absent)", hand_rules()
+    return "tests/rules_fixture.hand_rules (12 hand-made rules)", hand_rules()
 
 
 def random_curve(env, steps, seed=0):

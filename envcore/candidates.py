@@ -29,12 +29,42 @@ def node_key(n: Node) -> NodeKey:
     return (n.op, non_shape_params(n.op, n.params), len(n.inputs))
 
 
-class RuleIndex:
-    """Rules grouped by source graph (a source with several targets is matched once), and each
-    source's anchor indexed by what a graph node must look like to be its image: op, non-shape
-    params, arity and the ops feeding it (None where the pattern has a variable)."""
+class _KeyIndex:
+    """Pattern-node entries by what their image must look like: op, non-shape params, arity
+    and the ops feeding it (None where the pattern has a variable: anything fits)."""
 
     WIDE = 4        # nodes with more inputs than this are looked up without their input ops
+
+    def __init__(self):
+        self.exact: dict[tuple, list[tuple]] = {}
+        self.wide: dict[NodeKey, list[tuple]] = {}
+
+    def add(self, key: NodeKey, ins: tuple, entry: tuple) -> None:
+        if len(ins) > self.WIDE:
+            self.wide.setdefault(key, []).append(entry)
+        else:
+            self.exact.setdefault(key + (ins,), []).append(entry)
+
+    def at(self, nodes, g: int) -> list[tuple]:
+        """Entries whose pattern node could map to graph node g."""
+        n = nodes[g]
+        key = node_key(n)
+        ops = [nodes[r.node].op for r in n.inputs]
+        if len(ops) > self.WIDE:
+            return [e for e in self.wide.get(key, ()) if _ops_fit(e[3], ops)]
+        out = []
+        for mask in _MASKS[len(ops)]:
+            hit = self.exact.get(key + (tuple(o if m else None for o, m in zip(ops, mask)),))
+            if hit:
+                out.extend(hit)
+        return out
+
+
+class RuleIndex:
+    """Rules grouped by source graph (a source with several targets is matched once), and each
+    source's anchor indexed by what its image must look like.  A pattern also knows its radius
+    (hops from the anchor to its farthest node), which bounds where re-matching must look.
+    Every node of the rare disconnected patterns (no radius) is indexed too (`loose`)."""
 
     def __init__(self, rules: Sequence[Rule]):
         self.rules = list(rules)
@@ -44,51 +74,27 @@ class RuleIndex:
                 by_src.setdefault(pattern_of(rule.src).key, []).append(k)
         self.groups = [(ks[0], ks) for ks in by_src.values()]
         self.rep = {k: rep for rep, members in self.groups for k in members}
-        self.anchors: dict[tuple, list[tuple]] = {}   # exact key -> entries
-        self.wide: dict[NodeKey, list[tuple]] = {}    # node key -> entries, arity > WIDE
-        self.loose: dict[NodeKey, list[tuple]] = {}   # every node of disconnected patterns
+        self.multi_output = {k for k, r in enumerate(self.rules) if len(r.src.outputs) > 1}
+        self.anchors, self.loose = _KeyIndex(), _KeyIndex()
         self.max_radius = 0
         for rep, members in self.groups:
             pat = pattern_of(self.rules[rep].src)
             for pid, pn in pat.nodes.items():
                 ins = tuple(pat.nodes[s[1]].op if s[0] == NODE else None for s in pn.inputs)
-                entry = (rep, pid, members, ins, pat.radius, pat)
+                entry = (rep, pid, members, ins, pat)
                 key = (pn.op, pn.params, len(pn.inputs))
                 if pat.radius is None:
-                    self.loose.setdefault(key, []).append(entry)
-                if pid != pat.anchor:
-                    continue
-                if len(ins) > self.WIDE:
-                    self.wide.setdefault(key, []).append(entry)
-                else:
-                    self.anchors.setdefault(key + (ins,), []).append(entry)
-                self.max_radius = max(self.max_radius, pat.radius or 0)
-
-    def anchored_at(self, nodes, g: int) -> list[tuple]:
-        """Entries whose anchor could be graph node g."""
-        n = nodes[g]
-        key = node_key(n)
-        ops = [nodes[r.node].op for r in n.inputs]
-        if len(ops) > self.WIDE:
-            return [e for e in self.wide.get(key, ()) if _ops_fit(e[3], ops)]
-        out = []
-        for mask in _MASKS[len(ops)]:
-            hit = self.anchors.get(key + (tuple(o if m else None for o, m in zip(ops, mask)),))
-            if hit:
-                out.extend(hit)
-        return out
-
-    def loose_at(self, nodes, g: int) -> list[tuple]:
-        n = nodes[g]
-        ops = [nodes[r.node].op for r in n.inputs]
-        return [e for e in self.loose.get(node_key(n), ()) if _ops_fit(e[3], ops)]
+                    self.loose.add(key, ins, entry)
+                if pid == pat.anchor:
+                    self.anchors.add(key, ins, entry)
+                    self.max_radius = max(self.max_radius, pat.radius or 0)
 
 
 def _ops_fit(want, ops) -> bool:
     return all(w is None or w == o for w, o in zip(want, ops))
 
 
-_MASKS = [list(itertools.product((False, True), repeat=k)) for k in range(RuleIndex.WIDE + 1)]
+_MASKS = [list(itertools.product((False, True), repeat=k)) for k in range(_KeyIndex.WIDE + 1)]
 
 
 _INDEXES: dict[tuple[int, ...], tuple[list[Rule], RuleIndex]] = {}
@@ -115,7 +121,7 @@ class CandidateSet:
             _matches = {}
             nodes = graph.nodes
             for g in nodes:
-                for m in self._match_entries(graph, g, self.index.anchored_at(nodes, g)):
+                for m in self._match_entries(graph, g, self.index.anchors.at(nodes, g)):
                     _matches[m.key] = m
         self._by_key: dict[tuple, Match] = _matches
         self._sorted: list[Match] | None = None
@@ -135,12 +141,12 @@ class CandidateSet:
             from envcore.rewrite import would_create_cycle
             verdict: dict[tuple, bool] = {}   # rules sharing a source share the answer
             out = []
+            multi, rep, rules = self.index.multi_output, self.index.rep, self.rules
             for m in self.matches:
-                rule = self.rules[m.rule_index]
-                if len(rule.src.outputs) > 1:
-                    k = (self.index.rep[m.rule_index], m.key[1:])
+                if m.rule_index in multi:
+                    k = (rep[m.rule_index], m.key[1:])
                     if k not in verdict:
-                        verdict[k] = would_create_cycle(self.graph, rule, m)
+                        verdict[k] = would_create_cycle(self.graph, rules[m.rule_index], m)
                     if verdict[k]:
                         continue
                 out.append(m)
@@ -170,12 +176,13 @@ class CandidateSet:
         # in the old sorted order, so that re-sorting after the additions is nearly linear
         kept = {m.key: m for m in self.matches
                 if gone.isdisjoint(m.nodes) and removed.isdisjoint(m.bound_nodes)}
-        for m in self._rematch(new, touched):
+        for m in self._rematch(new, touched, kept):
             kept.setdefault(m.key, m)
         return CandidateSet(self.index, new, kept)
 
-    def _rematch(self, graph: Graph, touched: set[int]) -> list[Match]:
-        """Matches with a node in `touched`: their anchors lie within the pattern's radius."""
+    def _rematch(self, graph: Graph, touched: set[int], known: dict) -> list[Match]:
+        """Matches with a node in `touched`.  Such a match's anchor lies within its pattern's
+        radius of that node, so anchors are tried on the nodes that near the change only."""
         index, nodes, cons = self.index, graph.nodes, graph.consumers
         dist = {t: 0 for t in touched}
         frontier = sorted(touched)
@@ -190,19 +197,24 @@ class CandidateSet:
         out = []
         for g in sorted(dist):
             d = dist[g]
-            entries = [e for e in index.anchored_at(nodes, g) if e[4] is not None and e[4] >= d]
+            entries = [e for e in index.anchors.at(nodes, g)
+                       if e[4].radius is not None and e[4].radius >= d]
             if d == 0:
-                entries += index.loose_at(nodes, g)
-            out += self._match_entries(graph, g, entries)
+                entries += index.loose.at(nodes, g)
+            out += self._match_entries(graph, g, entries, known)
         return out
 
-    def _match_entries(self, graph: Graph, g: int, entries) -> list[Match]:
-        """Matches of the indexed pattern nodes `entries` with node g as their image."""
+    def _match_entries(self, graph: Graph, g: int, entries, known=None) -> list[Match]:
+        """Matches of the indexed pattern nodes `entries` with node g as their image (those
+        already in `known` are not rebuilt)."""
         from envcore.rewrite import resolve
         out = []
-        for rep, pid, members, _ops, _radius, pat in entries:
+        for rep, pid, members, _ops, pat in entries:
             for m in match_at(graph, pat, pid, g, rep, prechecked=True):
+                site = m.key[1:]
                 for k in members:    # the same structural match, for each rule sharing it
+                    if known is not None and (k,) + site in known:
+                        continue
                     mk = m if k == rep else Match(k, m.mapping, m.bindings)
                     if resolve(graph, self.rules[k], mk) is not None:
                         out.append(mk)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 from envcore.graph import Graph, Ref
-from envcore.pattern import NODE, VAR, Pattern, non_shape_params, pattern_of
+from envcore.pattern import VAR, Pattern, non_shape_params, pattern_of
 from envcore.rule import Rule
 
 
@@ -29,25 +29,19 @@ class Match:
     bindings: dict[str, Ref]                # rule variable -> graph tensor
     key: tuple = field(init=False, repr=False, compare=True, hash=True)
     bound_nodes: frozenset = field(init=False, repr=False, compare=False, hash=False)
+    nodes: frozenset = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self):
         object.__setattr__(self, "key", (self.rule_index, tuple(sorted(self.mapping.items())),
                                          tuple(sorted(self.bindings.items()))))
         object.__setattr__(self, "bound_nodes", frozenset(b.node for b in self.bindings.values()))
+        object.__setattr__(self, "nodes", frozenset(self.mapping.values()))  # what it replaces
 
     def __eq__(self, other):
         return isinstance(other, Match) and self.key == other.key
 
     def __hash__(self):
         return hash(self.key)
-
-    @property
-    def nodes(self) -> frozenset[int]:
-        """The graph nodes the rewrite replaces."""
-        n = self.__dict__.get("_nodes")
-        if n is None:
-            n = self.__dict__["_nodes"] = frozenset(self.mapping.values())
-        return n
 
 
 def ops_index(graph: Graph) -> dict[str, list[int]]:

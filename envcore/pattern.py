@@ -145,13 +145,10 @@ class Pattern:
         return Step(todo[0], ("any",))
 
 
-_PATTERNS: dict[int, tuple[Graph, Pattern]] = {}
-
-
 def pattern_of(src: Graph) -> Pattern:
-    """The compiled pattern of a rule's source graph, built once per graph object."""
-    hit = _PATTERNS.get(id(src))
-    if hit is None or hit[0] is not src:
-        hit = (src, Pattern(src))
-        _PATTERNS[id(src)] = hit
-    return hit[1]
+    """The compiled pattern of a rule's source graph, built once and kept on the (immutable)
+    graph object, so it lives exactly as long as the rule does."""
+    pat = src.__dict__.get("_pattern")
+    if pat is None:
+        pat = src.__dict__["_pattern"] = Pattern(src)
+    return pat

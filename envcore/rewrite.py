@@ -32,17 +32,14 @@ class Resolution(dict):
     """dst node id -> (full params as sorted pairs, output shapes), for dst operator nodes."""
 
 
-_DST: dict[int, tuple[Graph, tuple, dict]] = {}
-
-
 def _dst_info(dst: Graph) -> tuple[tuple[int, ...], dict]:
-    """(operator node ids in topological order, resolution cache) for a rule's target."""
-    hit = _DST.get(id(dst))
-    if hit is None or hit[0] is not dst:
+    """(operator node ids in topological order, resolution cache) for a rule's target, kept on
+    the target graph object."""
+    hit = dst.__dict__.get("_dst_info")
+    if hit is None:
         order = tuple(i for i in dst.topo_order if dst.nodes[i].op not in LEAVES)
-        hit = (dst, order, {})
-        _DST[id(dst)] = hit
-    return hit[1], hit[2]
+        hit = dst.__dict__["_dst_info"] = (order, {})
+    return hit
 
 
 def resolve(graph: Graph, rule: Rule, match: Match) -> Resolution | None:

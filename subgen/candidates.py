@@ -125,21 +125,53 @@ class TermText:
 _LEAF = re.compile("\x01([^\x02]*)\x02")
 
 
-def term_key(en: Enumerator, src, dst) -> str:
-    """Canonical form of the pair up to renaming, direction, output order and concrete
-    dimensions (ranks kept): variables are numbered in order of first appearance."""
+def _texts(en: Enumerator, src, dst) -> list[str]:
+    """The pair's structural text in every direction and output order, leaves still named."""
     text = getattr(en, "_term_text", None)
     if text is None:
         text = en._term_text = TermText(en)
-    best = None
+    out = []
     for a, b in ((src, dst), (dst, src)):
         for perm in itertools.permutations(range(len(a))):
-            s = "|".join(text.of(a[i]) for i in perm) + "=>" + "|".join(text.of(b[i]) for i in perm)
-            ix: dict[str, int] = {}
-            key = _LEAF.sub(lambda m: f"v{ix.setdefault(m.group(1), len(ix))}", s)
-            if best is None or key < best:
-                best = key
+            out.append("|".join(text.of(a[i]) for i in perm) + "=>" +
+                       "|".join(text.of(b[i]) for i in perm))
+    return out
+
+
+def _canonical(texts) -> str:
+    """The least text after numbering variables in order of first appearance."""
+    best = None
+    for s in texts:
+        ix: dict[str, int] = {}
+        key = _LEAF.sub(lambda m: f"v{ix.setdefault(m.group(1), len(ix))}", s)
+        if best is None or key < best:
+            best = key
     return best
+
+
+def term_key(en: Enumerator, src, dst) -> str:
+    """Canonical form of the pair up to renaming, direction, output order and concrete
+    dimensions (ranks kept): variables are numbered in order of first appearance."""
+    return _canonical(_texts(en, src, dst))
+
+
+def instance_term_keys(en: Enumerator, src, dst) -> set[str]:
+    """`term_key`s of every rule made from this one by merging variables of one shape (the
+    same as `subgen.prune.instance_keys`, on text, before any Rule is built)."""
+    out: set[str] = set()
+    frontier = [_texts(en, src, dst)]
+    while frontier:
+        texts = frontier.pop()
+        names = sorted(set(_LEAF.findall(texts[0])))
+        for a, b in itertools.combinations(names, 2):
+            if POOL[a] != POOL[b]:
+                continue
+            merged = [t.replace(f"\x01{b}\x02", f"\x01{a}\x02") for t in texts]
+            key = _canonical(merged)
+            if key not in out:
+                out.add(key)
+                frontier.append(merged)
+    return out
 
 
 class FloatValues:

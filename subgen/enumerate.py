@@ -33,7 +33,6 @@ POOL: dict[str, Shape] = {
     "k0": (4, 4, 3, 3), "k1": (4, 4, 3, 3), "k2": (4, 4, 3, 3),    # 3x3 conv kernels
     "u0": (4, 4, 1, 1),                                            # 1x1 conv kernel
     "v0": (4, 4, 1, 3),                                            # 1x3 conv kernel
-    "w0": (4, 1, 3, 3),                                            # depthwise (grouped) kernel
     "s": (),                                                       # scalar
 }
 # constants are 0-input operators at fixed shapes

@@ -99,7 +99,7 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     workers (subgen.shard); the result is identical."""
     from subgen import candidates as C
     from subgen.enumerate import Enumerator
-    from subgen.prune import canonical_key, common_supergraph, generalizes, instance_keys
+    from subgen.prune import common_supergraph, generalizes
 
     summary = summary or Summary()
     if executor is not None:
@@ -145,12 +145,11 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     summary.stage("refute", len(keys), len(true_pairs))
 
     progress.start("prune: instances", len(true_pairs))
-    rules = [C.to_rule(en, a, c, k) for k, a, c in true_pairs]
     instances: set[str] = set()
-    for r in rules:
+    for k, a, c in true_pairs:
         progress.advance()
-        instances |= instance_keys(r, shapes="rank")
-    rules = [r for r in rules if canonical_key(r, shapes="rank") not in instances]
+        instances |= C.instance_term_keys(en, a, c)
+    rules = [C.to_rule(en, a, c, k) for k, a, c in true_pairs if k not in instances]
     summary.stage("prune-instances", len(true_pairs), len(rules))
 
     progress.start("prune: smaller rules", len(rules))

@@ -216,14 +216,14 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
              alpha: float = 1.05, checkpoint: str | Path | None = None, size: str = "full",
              do_measure: bool = False, seed: int = 0, time_limit: float | None = None,
              on_step: Callable[[int, float], None] | None = None, check: bool = True) -> OptimizeResult:
-    from agents.base import get_agent
+    from agents.base import SearchAgent, get_agent
     from agents.search import SearchProblem
 
+    # cheap checks first: a typo in the agent's name should not wait for thousands of rules
     if isinstance(model, Graph):
         name, graph, weights = "graph", model, None
     else:
         name, graph, weights = load_model(model, size)
-    rule_list = rules if isinstance(rules, list) else load_rule_set(rules)
     try:
         the_agent = get_agent(agent, alpha=alpha, seed=seed)
     except KeyError as e:
@@ -234,9 +234,12 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
         if not Path(checkpoint).is_dir():
             raise BadInput(f"no such checkpoint directory: {checkpoint}")
         the_agent.load(checkpoint)
+    elif hasattr(the_agent, "load") and not isinstance(the_agent, SearchAgent):
+        raise BadInput(f"agent {agent!r} learns: pass --checkpoint DIR (written by `subgen train`)")
     if not hasattr(the_agent, "search"):
         raise BadInput(f"agent {agent!r} cannot optimize a graph (it has no search method)")
     cost_model = _cost_model(cost)
+    rule_list = rules if isinstance(rules, list) else load_rule_set(rules)
 
     t0 = time.perf_counter()
     problem = SearchProblem(graph, rule_list, cost_model, on_step=on_step, time_limit=time_limit)
@@ -245,6 +248,8 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
 
     # costs are re-taken on whole graphs, so the report never rests on incremental bookkeeping
     before, after = float(cost_model.graph_cost(graph)), float(cost_model.graph_cost(found.graph))
+    if after > before:   # never hand back a slower graph (an agent may bet and lose)
+        found.graph, found.rewrites, after = graph, [], before
     ok, err = check_equivalent(graph, found.graph, seed) if check else (True, float("nan"))
     res = OptimizeResult(name, agent, cost, graph, found.graph, before, after, list(found.rewrites),
                          seconds, ok, err, found.expansions, found.trace, weights=weights)

@@ -159,6 +159,32 @@ def test_predicted_costs_equal_the_built_graphs_cost(model, walk, rules, graphs)
         state = nxt
 
 
+def test_predicted_costs_are_exact_with_the_shipped_rules():
+    """The same on the rule DB `subgen optimize` uses (thousands of generated rules, both ways)."""
+    from subgen.optimize import load_rule_set
+    from subgen.paths import DEFAULT_RULES
+    if not DEFAULT_RULES.is_file():
+        pytest.skip("no data/rules.db yet")
+    rules = load_rule_set(DEFAULT_RULES)
+    cm = get_cost_model("analytic")
+    checked = 0
+    for model in ("toy", "squeezenet"):
+        p = SearchProblem(zoo.build(model, "tiny"), rules, cm)
+        state = p.start()
+        for step in range(2):
+            moves = p.moves(state)
+            for mv in moves[::3]:
+                if mv.exact:
+                    try:
+                        g, _ = apply(state.graph, rules[mv.match.rule_index], mv.match)
+                    except ValueError:   # RewriteError: a cycle; the search skips these too
+                        continue
+                    assert mv.cost == pytest.approx(cm.graph_cost(g), rel=1e-9, abs=1e-12)
+                    checked += 1
+            state = next(s for s in map(p.build, moves[len(moves) // 2:]) if s is not None)
+    assert checked > 100
+
+
 # ------------------------------------------------------------------------------- the registry
 
 def test_builtin_agents_are_registered():
@@ -205,3 +231,30 @@ def test_third_party_agent_is_found_through_its_entry_point(plugin_on_path, rule
 
 def test_agent_absent_without_its_entry_point():
     assert "echo" not in registry()
+
+
+def test_search_agents_act_greedily_on_the_estimated_reward():
+    import numpy as np
+    agent = get_agent("taso")
+    obs = {"cand_delta": np.array([0.5, 2.0, 3.0, 0.0], np.float32)}
+    assert agent.act(obs, np.array([1, 1, 0, 0, 1], np.int8)) == 1   # 2 is masked out
+    assert agent.act({"cand_delta": np.array([-1.0, 0.0], np.float32)},
+                     np.array([1, 1, 1], np.int8)) == 2              # nothing improves: stop
+    rnd = get_agent("random", seed=0)
+    picks = {rnd.act(obs, np.array([1, 0, 1, 0, 1], np.int8)) for _ in range(50)}
+    assert picks <= {0, 2, 4} and len(picks) > 1
+
+
+def test_search_agents_drive_the_env(rules):
+    """Greedy on cand_delta in the Gymnasium env never makes the graph more expensive."""
+    gym = pytest.importorskip("gymnasium")
+    import envcore.env  # noqa: F401  (registers subgen/GraphRewrite-v0)
+    env = gym.make("subgen/GraphRewrite-v0", model=zoo.build("toy", "tiny"), rules=rules,
+                   cost="analytic", max_candidates=64, max_steps=10)
+    obs, info = env.reset(seed=0)
+    agent, first = get_agent("greedy"), info["cost"]
+    for _ in range(10):
+        obs, reward, term, trunc, info = env.step(agent.act(obs, env.unwrapped.action_masks()))
+        if term or trunc:
+            break
+    assert info["cost"] < first

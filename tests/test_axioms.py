@@ -2,7 +2,9 @@
 import pytest
 import z3
 
-from verifier.axioms import AXIOMS, BY_NAME, Axiom, ew, mat, tr, x, y
+from verifier import z3ops
+from verifier.axioms import AXIOMS, BY_NAME, Axiom, ew, mat, mm, tr, x, y
+from verifier.shapes import SHAPE_AXIOMS, ShapeAxiom, validate_shape_axiom
 from verifier.validate import check_numeric, check_redundant, check_symbolic, validate_axiom
 
 TASO_FAMILIES = ["ewadd_assoc", "ewmul_comm", "ewmul_ewadd_distrib", "smul_conv_kernel",
@@ -10,7 +12,8 @@ TASO_FAMILIES = ["ewadd_assoc", "ewmul_comm", "ewmul_ewadd_distrib", "smul_conv_
                  "conv_concat_sum", "conv_concat_kernels", "matmul_assoc", "matmul_concat_sum",
                  "split_concat_0", "transpose_involution", "transpose_matmul",
                  "concat_geometry", "pool_max_concat_batch", "pool_kernel_conv",
-                 "eye_conv_identity", "eye_matmul_right", "ones_ewmul_r2", "enlarge_conv"]
+                 "eye_conv_identity", "eye_matmul_right", "ones_ewmul_r2", "enlarge_conv",
+                 "conv_concat_grouped"]
 
 
 def test_axioms_cover_taso():
@@ -64,3 +67,36 @@ def test_derived_axiom_is_reported_redundant():
     derived = Axiom("triple_transpose", "x^TTT = x^T", tr(tr(tr(x))), tr(x), ew("x", ranks=(2,)))
     assert validate_axiom(derived, redundancy=False, max_dim=3).ok
     assert check_redundant(derived, AXIOMS, timeout_ms=2000) is True
+
+
+# --- shape axioms: each one agrees with the catalogue's shape rules ----------------------------
+
+@pytest.mark.parametrize("sa", SHAPE_AXIOMS, ids=lambda a: a.name)
+def test_shape_axiom_agrees_with_catalogue(sa):
+    n, bad = validate_shape_axiom(sa, max_dim=3, limit=25, seed=3)
+    assert bad is None, bad
+    assert n > 0
+
+
+def test_wrong_shape_axiom_is_caught():
+    # "rows of x by columns of y" is right for 2-D matmuls only: a batched one must be caught
+    rows_by_cols = ShapeAxiom("dim_matmul_2d", "(wrong for batches)", mat(x, y),
+                              lambda e, k: z3.If(k == 0, z3ops.DIM(e["x"], 0),
+                                                 z3ops.DIM(e["y"], 1)), mm("xy", ranks=(3,)))
+    n, bad = validate_shape_axiom(rows_by_cols, max_dim=2, limit=None)
+    assert bad is not None and len(bad["instance"]["x"]) == 3
+    want = bad["catalogue"] + [0]                      # sizes, then the rank marker
+    assert any(str(want[k]) != v for k, v in bad["shape_axiom"].items())
+
+
+def test_grouped_conv_axiom_proves_taso_concat_of_convs():
+    from pathlib import Path
+    from verifier.prove import prove
+    pb = Path(__file__).resolve().parents[2] / "shared/anchors/taso/graph_subst.pb"
+    if not pb.exists():
+        pytest.skip("TASO anchor not present")
+    from subgen.ruleio import load_rules
+    rules = load_rules(pb)
+    for i in (99, 100, 130, 131):   # concat(conv(x, w), conv(y, v)) = conv in 2 groups
+        status, used = prove(rules[i])
+        assert status == "proved" and "conv_concat_grouped" in used

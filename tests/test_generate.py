@@ -137,3 +137,119 @@ def test_json_summary_is_last_line(tmp_path):
               "rules", "seconds", "stages"):
         assert k in d
     assert all({"name", "in", "out"} <= set(st) for st in d["stages"])
+
+
+def test_rules_differing_only_in_dimensions_are_one_rule():
+    """Matching and proofs are rank-generic, so ewadd's commutativity is found once per rank
+    (2-D and 4-D pools), not once per pool shape."""
+    from subgen.generate import Settings, find_candidates
+    rules, _ = find_candidates(Settings(max_ops=1, ops=("ewadd",), verify=False))
+    comm = [r for r in rules if r.src.num_ops == r.dst.num_ops == 1]
+    ranks = sorted(len(r.src.shape(next(iter(r.src.inputs.values())))) for r in comm)
+    assert ranks == [2, 4]
+    assert len({canonical_key(r, shapes="rank") for r in rules}) == len(rules)
+
+
+def test_equal_normal_forms_mean_equal_values():
+    """Soundness of the normal form: enumerated terms that share one have the same exact
+    value (fingerprint); and it does identify reorderings (classes do merge)."""
+    from subgen.enumerate import Enumerator
+    from subgen.normal_form import NormalForms
+
+    en = Enumerator(("ewadd", "ewmul", "matmul", "concat", "scalar_mul", "relu"), 2)
+    en.run()
+
+    def describe(tid):
+        t = en.terms[tid]
+        if t.node is None:
+            return ("leaf", t.name)
+        n = en.nodes[t.node]
+        return ("op", n.op, n.params, n.inputs, t.index,
+                tuple(en.terms[i].shape == () for i in n.inputs))
+    nf = NormalForms(describe)
+    fps: dict[str, set] = {}
+    for t in en.terms:
+        fps.setdefault(nf.of(t.id), set()).add(t.fp)
+    assert all(len(v) == 1 for v in fps.values())
+    assert len(fps) < len(en.terms)
+
+
+class _Inputs(dict):
+    """Inputs made on first use, so a graph holds only the variables it reads."""
+
+    def __init__(self, builder):
+        super().__init__()
+        self.builder = builder
+
+    def __missing__(self, name):
+        self[name] = self.builder.input(name, (2, 4))
+        return self[name]
+
+
+def _graph(build):
+    b = GraphBuilder()
+    return b.build([build(b, _Inputs(b))])
+
+
+def test_normal_form_trivial_rules_hold_and_others_do_not_look_trivial():
+    from subgen.normal_form import rule_is_trivial
+    src = _graph(lambda b, x: b.add("ewadd", x["c"], b.add("ewadd", x["c"], b.add(
+        "ewadd", x["a"], x["b"]))))
+    dst = _graph(lambda b, x: b.add("ewadd", b.add("ewadd", x["a"], x["c"]),
+                                    b.add("ewadd", x["b"], x["c"])))
+    r = Rule("ac", src, dst)
+    assert rule_is_trivial(r) and equivalent(r.src, r.dst)[0]
+    # concat is associative but not commutative
+    c1 = _graph(lambda b, x: b.add("concat", x["a"], x["b"], axis=0))
+    c2 = _graph(lambda b, x: b.add("concat", x["b"], x["a"], axis=0))
+    assert not rule_is_trivial(Rule("swap", c1, c2))
+    # a fused relu is not linear: the scalar may not float out of it
+    s = GraphBuilder()
+    x, k = s.input("x", (1, 4, 4, 4)), s.input("k", (4, 4, 3, 3))
+    sc = s.input("s", ())
+    inner = s.build([s.add("conv2d", s.add("scalar_mul", x, sc), k, stride=(1, 1),
+                           padding="same", activation="relu")])
+    d = GraphBuilder()
+    x2, k2, sc2 = d.input("x", (1, 4, 4, 4)), d.input("k", (4, 4, 3, 3)), d.input("s", ())
+    outer = d.build([d.add("scalar_mul", d.add("conv2d", x2, k2, stride=(1, 1),
+                                               padding="same", activation="relu"), sc2)])
+    assert not rule_is_trivial(Rule("relu-scale", inner, outer))
+
+
+def test_derivation_search_joins_sides_with_the_rules_and_only_true_ones():
+    from subgen.derive import both_directions, derivable
+    comm = Rule("comm", _graph(lambda b, x: b.add("ewadd", x["a"], x["b"])),
+                _graph(lambda b, x: b.add("ewadd", x["b"], x["a"])))
+    assoc = Rule("assoc", _graph(lambda b, x: b.add("ewadd", b.add("ewadd", x["a"], x["b"]),
+                                                    x["c"])),
+                 _graph(lambda b, x: b.add("ewadd", x["a"], b.add("ewadd", x["b"], x["c"]))))
+    rules = both_directions([comm, assoc])
+    target = Rule("t", _graph(lambda b, x: b.add("ewadd", x["c"], b.add("ewadd", x["a"],
+                                                                       x["b"]))),
+                  _graph(lambda b, x: b.add("ewadd", b.add("ewadd", x["a"], x["c"]), x["b"])))
+    steps = derivable(target, rules)
+    assert steps is not None and 1 <= steps <= 4
+    assert derivable(target, [comm]) is None
+    false = Rule("f", _graph(lambda b, x: b.add("ewadd", x["a"], x["b"])),
+                 _graph(lambda b, x: b.add("ewmul", x["a"], x["b"])))
+    assert derivable(false, rules) is None
+
+
+def test_compare_sorts_every_rule_into_covered_derivable_or_missing(tmp_path):
+    from subgen.compare import compare
+    from subgen.ruleio import save_json
+    comm = Rule("comm", _graph(lambda b, x: b.add("ewadd", x["a"], x["b"])),
+                _graph(lambda b, x: b.add("ewadd", x["b"], x["a"])))
+    assoc = Rule("assoc", _graph(lambda b, x: b.add("ewadd", b.add("ewadd", x["a"], x["b"]),
+                                                    x["c"])),
+                 _graph(lambda b, x: b.add("ewadd", x["a"], b.add("ewadd", x["b"], x["c"]))))
+    derived = Rule("d", _graph(lambda b, x: b.add("ewadd", x["c"], b.add("ewadd", x["a"],
+                                                                        x["b"]))),
+                   _graph(lambda b, x: b.add("ewadd", x["a"], b.add("ewadd", x["c"], x["b"]))))
+    other = Rule("m", _graph(lambda b, x: b.add("ewmul", x["a"], x["b"])),
+                 _graph(lambda b, x: b.add("ewmul", x["b"], x["a"])))
+    save_json([comm, assoc], tmp_path / "ours.json")
+    save_json([assoc.reversed("renamed"), derived, other], tmp_path / "theirs.json")
+    res = compare(tmp_path / "ours.json", tmp_path / "theirs.json")
+    assert (res["covered"], res["derivable"], res["missing"]) == (1, 1, 1)
+    assert res["missing_rules"][0]["name"] == "m"

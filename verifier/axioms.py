@@ -602,51 +602,6 @@ AXIOMS: list[Axiom] = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------
-# shape facts for terms an axiom creates (a rule's own tensors get `dim` asserted directly):
-# they let a guard such as a split's seam see through ops applied after a concat.  They restate
-# the catalogue's shape rules for the few ops where a guard needs them (E-matched on `dim(op(..),
-# k)`, so they fire only when a guard asks).
-
-def _dim_rule(name, statement, lhs, rhs_of):
-    """ForAll vars, k: dim(lhs, k) == rhs_of(env, k)."""
-    def build():
-        names = variables(lhs)
-        env = z3_env(names)
-        k = z3.Int("k")
-        d = z3ops.DIM(to_z3(lhs, env), k)
-        return z3.ForAll([env[n] for n in names] + [k], d == rhs_of(env, k), patterns=[d],
-                         qid=name)
-    return name, statement, build
-
-
-def _D(env, n, k):
-    return z3ops.DIM(env[n], k)
-
-
-SHAPE_AXIOMS = [
-    *[_dim_rule(f"dim_{o}", f"{o} keeps its first input's shape", op(o, x, y),
-                lambda e, k: _D(e, "x", k)) for o in ("ewadd", "ewmul", "scalar_mul")],
-    _dim_rule("dim_relu", "relu keeps its input's shape", relu(x), lambda e, k: _D(e, "x", k)),
-    _dim_rule("dim_concat", "concat adds sizes along its axis", concat(x, y),
-              lambda e, k: z3.If(k == e["ax"], _D(e, "x", k) + _D(e, "y", k), _D(e, "x", k))),
-    _dim_rule("dim_transpose", "a 2-D transpose swaps the sizes", tr(x),
-              lambda e, k: z3.If(k == 0, _D(e, "x", 1), _D(e, "x", 0))),
-    _dim_rule("dim_matmul", "a 2-D matmul is rows of x by columns of y", mat(x, y, act=ACT),
-              lambda e, k: z3.If(k == 0, _D(e, "x", 0), _D(e, "y", 1))),
-    _dim_rule("dim_enlarge", "enlarge keeps the kernel's channels and takes r's window",
-              op("enlarge", w, r), lambda e, k: z3.If(k < 2, _D(e, "w", k), _D(e, "r", k))),
-    _dim_rule("dim_conv_nc", "a conv's output is (batch of x, out channels of w, ...)",
-              op("conv2d", x, w, stride=(SH, SW), padding=PAD, activation=ACT, groups=N),
-              lambda e, k: z3.If(k == 0, _D(e, "x", 0),
-                                 z3.If(k == 1, _D(e, "w", 0), z3ops.DIM(
-                                     z3ops.apply("conv2d", {"stride": (e["sh"], e["sw"]),
-                                                            "padding": e["pad"],
-                                                            "activation": e["act"],
-                                                            "groups": e["n"]},
-                                                 [e["x"], e["w"]]), k)))),
-]
-
 BY_NAME = {a.name: a for a in AXIOMS}
 assert len(BY_NAME) == len(AXIOMS), "axiom names must be unique"
 
@@ -655,8 +610,8 @@ def compiled() -> list[tuple[str, z3.BoolRef]]:
     """(name, formula) of every axiom, built once per process (Z3 terms are not picklable)."""
     global _COMPILED
     if _COMPILED is None:
-        _COMPILED = [(a.name, a.builder()) for a in AXIOMS] + \
-            [(name, build()) for name, _, build in SHAPE_AXIOMS]
+        from verifier.shapes import SHAPE_AXIOMS
+        _COMPILED = [(a.name, a.builder()) for a in AXIOMS + SHAPE_AXIOMS]
     return _COMPILED
 
 

@@ -1,8 +1,8 @@
 """Verify many rules, in parallel processes when asked.
 
 Results come back one at a time through `on_result(index, RuleResult)`, as each rule finishes, so
-a caller can commit each one (the rule DB does, one transaction per rule) and a killed run loses
-at most the rules in flight.  Workers are fresh processes (spawn): Z3 contexts do not survive a
+a caller can commit as they come (`subgen verify` commits a batch every half second) and a killed
+run loses at most the rules not yet committed.  Workers are fresh processes (spawn): Z3 contexts do not survive a
 fork safely, and each worker builds the axioms once.  Rules travel as dicts.
 """
 from __future__ import annotations

@@ -107,9 +107,9 @@ def graph_terms(graph) -> dict:
 
 
 def dim_facts(graph, terms: dict, seen: set | None = None) -> list:
-    """`dim(t, k) == size` for every tensor t of the graph (once per term: pass one `seen` set
-    for both sides of a rule).  Built through Z3's C API: the Python wrappers' sort checks cost
-    more than the solver does on a small rule."""
+    """`dim(t, k) == size` for every tensor t of the graph, and the rank marker
+    `dim(t, rank) == 0`; once per term (pass one `seen` set for both sides of a rule).  Built
+    through Z3's C API: the Python wrappers' sort checks cost more than the solver does."""
     seen = set() if seen is None else seen
     ctx = DIM.ctx
     c, f = ctx.ref(), DIM.ast
@@ -121,10 +121,11 @@ def dim_facts(graph, terms: dict, seen: set | None = None) -> list:
             continue
         seen.add(key)
         args[0] = t.as_ast()
-        for k, d in enumerate(graph.shape(ref)):
+        shape = graph.shape(ref)
+        for k, d in enumerate(shape + (0,)):     # (0: the rank marker, no axis past the last)
             args[1] = _int(k).as_ast()
-            app = z3.Z3_mk_app(c, f, 2, args)
-            facts.append(z3.BoolRef(z3.Z3_mk_eq(c, app, _int(d).as_ast()), ctx))
+            app = z3.ArithRef(z3.Z3_mk_app(c, f, 2, args), ctx)   # wrapped: ref-counted
+            facts.append(z3.BoolRef(z3.Z3_mk_eq(c, app.as_ast(), _int(d).as_ast()), ctx))
     return facts
 
 

@@ -83,23 +83,25 @@ def print_result(res, written=None) -> None:
 
 
 class _progress:
-    """A rich progress bar over the expansion budget; a no-op callback when quiet."""
+    """A rich progress bar over the expansion budget, started by the first expansion (so input
+    errors print nothing but their one line); a no-op when quiet."""
 
     def __init__(self, show: bool, budget: int):
-        self.show, self.budget, self.bar = show, budget, None
+        self.show, self.budget, self.bar, self.task = show, budget, None, None
 
     def __enter__(self):
-        if not self.show:
-            return None
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-        self.bar = Progress(TextColumn("search"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                            TextColumn("best {task.fields[best]}"), TimeElapsedColumn(), transient=True)
-        self.bar.start()
-        task = self.bar.add_task("search", total=max(self.budget, 1), best="-")
+        return self.on_step if self.show else None
 
-        def on_step(expansions: int, best: float) -> None:
-            self.bar.update(task, completed=expansions, best=f"{best:.4f} ms")
-        return on_step
+    def on_step(self, expansions: int, best: float) -> None:
+        if self.bar is None:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            self.bar = Progress(TextColumn("search"), BarColumn(),
+                                TextColumn("{task.completed}/{task.total} expansions"),
+                                TextColumn("best {task.fields[best]}"), TimeElapsedColumn(),
+                                transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("search", total=max(self.budget, 1), best="-")
+        self.bar.update(self.task, completed=expansions, best=f"{best:.4f} ms")
 
     def __exit__(self, *exc):
         if self.bar is not None:

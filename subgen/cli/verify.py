@@ -35,6 +35,32 @@ def _write_json(path: str, obj) -> None:
     os.replace(tmp, path)
 
 
+class _Batch:
+    """Results commit in one transaction per `SECONDS` (and on exit, even by an exception or
+    Ctrl-C): a synchronous commit per rule costs more than verifying it, and a killed run loses
+    at most the last fraction of a second of work."""
+    SECONDS = 0.5
+
+    def __init__(self, db):
+        self.db, self.rows, self.last = db, [], time.monotonic()
+
+    def add(self, row) -> None:
+        self.rows.append(row)
+        if time.monotonic() - self.last >= self.SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows and self.db is not None:
+            self.db.set_results(self.rows)
+        self.rows, self.last = [], time.monotonic()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.flush()
+
+
 def _load(path: str, retry_unknown: bool):
     """(rules to verify, their DB ids or None, results already final, db or None)."""
     from verifier import RuleResult
@@ -98,13 +124,13 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
         from subgen.executors import make_executor
         pool = make_executor("ray", workers, ray_address)
     results = [None] * len(todo)
-    with _progress(len(todo), "verifying", as_json) as bar:
+    with _progress(len(todo), "verifying", as_json) as bar, _Batch(db) as batch:
         task = bar.add_task("verify", total=len(todo))
 
         def on_result(i, res):
             results[i] = res
             if db is not None:
-                db.set_result(ids[i], res.status, res.axioms, res.counterexample, res.seconds)
+                batch.add((ids[i], res.status, res.axioms, res.counterexample, res.seconds))
             bar.advance(task)
         verify_many(todo, timeout_ms, workers, on_result, executor=pool)
     named = done + [(r.name, res) for r, res in zip(todo, results)]
