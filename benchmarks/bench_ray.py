@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -29,12 +30,15 @@ from envcore.ops import TASO_GENERATOR_OPS  # noqa: E402
 from subgen.executors import connect_ray, make_executor  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ray.md"
+RAW = RESULTS.with_suffix(".json")      # the numbers behind ray.md; each test updates its part
+SAMPLE = Path(os.environ.get("TMPDIR", "/tmp")) / "subgen-bench-ray-candidates.json"
 DEPTH = 3
 VERIFY_SAMPLE = int(os.environ.get("BENCH_RAY_VERIFY", "0"))    # 0: every candidate
 TIMEOUT_MS = 10000
 CLUSTER_CORES = 64
 CONFIGS = [("local", 1), ("local", 2), ("ray", 1), ("ray", 2)]
-_report: dict = {}
+_report: dict = json.loads(RAW.read_text()) if RAW.exists() else {}
+ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # Ray workers run verify_job
 
 
 def _timed(fn):
@@ -110,7 +114,7 @@ def test_generation_depth3(benchmark):
     _report["generation"] = rows
     _report["serial"] = serial
     random.Random(0).shuffle(rules)
-    _report["_sample"] = [r.to_dict() for r in rules[:VERIFY_SAMPLE or len(rules)]]
+    SAMPLE.write_text(json.dumps([r.to_dict() for r in rules[:VERIFY_SAMPLE or len(rules)]]))
     benchmark.extra_info.update({k: v["seconds"] for k, v in rows.items()})
     _write()
 
@@ -128,9 +132,9 @@ def verify_job(job):
 def test_verification_depth3(benchmark):
     """Every configuration runs the same jobs through subgen.executors (local 1 worker runs
     inline, as `subgen verify` does); pools and Ray workers are started before the clock."""
-    sample = _report.get("_sample")
-    if not sample:
+    if not SAMPLE.exists():
         pytest.skip("needs test_generation_depth3's candidates")
+    sample = json.loads(SAMPLE.read_text())
     jobs = [(i, d, TIMEOUT_MS) for i, d in enumerate(sample)]
 
     def run_all():
@@ -267,3 +271,4 @@ def _write() -> None:
     lines += _projection()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines) + "\n")
+    RAW.write_text(json.dumps(_report, indent=1))

@@ -84,18 +84,21 @@ def orient(en: Enumerator, a, b):
     return None
 
 
-def _variables(en: Enumerator, outs) -> set[str]:
-    seen, stack, names = set(), list(outs), set()
-    while stack:
-        t = en.terms[stack.pop()]
-        if t.id in seen:
-            continue
-        seen.add(t.id)
-        if t.node is None:
-            names.add(t.name)
-        else:
-            stack.extend(en.nodes[t.node].inputs)
-    return names
+def _variables(en: Enumerator, outs) -> frozenset[str]:
+    """The pool variables under these terms (memoized per term on the enumerator)."""
+    memo = getattr(en, "_term_vars", None)
+    if memo is None:
+        memo = en._term_vars = {}
+
+    def of(tid: int) -> frozenset[str]:
+        v = memo.get(tid)
+        if v is None:
+            t = en.terms[tid]
+            v = (frozenset((t.name,)) if t.node is None else
+                 frozenset().union(*(of(i) for i in en.nodes[t.node].inputs)))
+            memo[tid] = v
+        return v
+    return frozenset().union(*(of(o) for o in outs))
 
 
 class TermText:

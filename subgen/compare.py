@@ -35,17 +35,27 @@ def _in_context(rule: Rule, keys: set[str]) -> bool:
 
 
 def _why(rule: Rule) -> str:
+    """What kind of rule a missing one is (the README explains each kind)."""
+    from collections import Counter
+
+    from subgen.enumerate import POOL
     for g in (rule.src, rule.dst):
         for n in g.nodes.values():
             if n.op == "conv2d":
                 x = g.shape(n.inputs[0])
                 w = g.shape(n.inputs[1])
-                if x[2:] == (3, 3) or x[2:] == w[2:]:
-                    return "conv applied to a kernel (not enumerated)"
+                if n.inputs[0] != n.inputs[1] and (x[2:] == (3, 3) or x[2:] == w[2:]):
+                    return "conv applied to a kernel other than itself (not enumerated)"
                 if n.p["groups"] != 1:
                     return "grouped conv with a one-channel kernel variable (not in our pool)"
     if len(rule.src.outputs) > 1:
-        return "two-output rule that is a union of smaller rules or shares a subgraph"
+        return ("two-output rule whose outputs share an operator: each output alone is a rule "
+                "of ours, but the matcher does not rewrite a shared operator for one output")
+    same_shape = Counter(rule.src.shape(r) for r in rule.src.inputs.values())
+    pool_most = max(Counter(POOL.values()).values())
+    if max(same_shape.values()) > pool_most:
+        return (f"needs {max(same_shape.values())} distinct variables of one shape; the pool "
+                f"has at most {pool_most}")
     return "not generated"
 
 
@@ -67,7 +77,8 @@ def compare(ours_path, theirs_path, max_steps: int = 4) -> dict:
         entry = {"name": r.name, "src": _fmt(r.src), "dst": _fmt(r.dst)}
         steps = derivable(r, rewriting, max_steps=max_steps)
         if steps is not None:
-            derived.append({**entry, "why": f"derivable in {steps} rewrite steps"})
+            plural = "s" if steps > 1 else ""
+            derived.append({**entry, "why": f"derivable in {steps} rewrite step{plural}"})
             continue
         if inst is None:
             inst = set()

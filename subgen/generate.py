@@ -3,12 +3,17 @@
 Stages and what each one drops (the counts go in the summary's `stages`):
   enumerate          every graph of up to max_ops operators (RepGen: only representatives grow)
   pair               graphs with the same fingerprint become candidate rules
-  prune-renaming     one rule per class up to variable renaming, direction and output order
+  prune-renaming     one rule per class up to variable renaming, direction, output order and
+                     concrete dimensions (ranks stay: matching and proofs are rank-generic)
   refute             float evaluation on random inputs drops false pairs (fingerprint collisions,
                      stand-ins such as relu's polynomial)
+  prune-instances    rules that are another rule with variables merged
   prune-smaller      rules that are instances of smaller ones (TASO's common subgraph and more)
   prune-supergraph   rules that are a smaller rule in context (TASO's common supergraph)
-  verify             the verifier proves, refutes or gives up on each survivor
+  normal-form        rules that follow from the base rules by associativity, commutativity and
+                     scalar moves, or share a normal form with another rule, are kept but not
+                     verified (`subgen.normal_form`); after verification they inherit a status
+  verify             the verifier proves, refutes or gives up on each remaining rule
 
 Resuming: the survivors of the cheap, deterministic stages are stored as 'candidate' rules
 together with the run's settings in one transaction; every verifier result is its own

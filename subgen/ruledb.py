@@ -203,6 +203,7 @@ class RuleDB:
         with self.conn:
             self.conn.execute("DELETE FROM rules")
             self.conn.execute("DELETE FROM runs")
+        self.conn.execute("VACUUM")   # give the space back: the DB is shipped
 
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

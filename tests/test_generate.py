@@ -253,3 +253,21 @@ def test_compare_sorts_every_rule_into_covered_derivable_or_missing(tmp_path):
     res = compare(tmp_path / "ours.json", tmp_path / "theirs.json")
     assert (res["covered"], res["derivable"], res["missing"]) == (1, 1, 1)
     assert res["missing_rules"][0]["name"] == "m"
+
+
+def test_derived_rules_skip_the_verifier_and_inherit_a_true_status(tmp_path):
+    pytest.importorskip("verifier")
+    from subgen.generate import Settings, generate
+    from subgen.ruledb import RuleDB
+    out = tmp_path / "r.db"
+    s = generate(Settings(max_ops=3, ops=("ewadd", "scalar_mul")), out)
+    nf = next(st for st in s.stages if st["name"] == "normal-form")
+    verify = next(st for st in s.stages if st["name"] == "verify")
+    assert nf["out"] < nf["in"] and verify["in"] == nf["out"]
+    with RuleDB(out) as db:
+        stored = db.rules()
+    derived = [sr for sr in stored if sr.axioms[:1] == ("normal-form",)]
+    assert derived and all(sr.status == "proved" for sr in derived)
+    assert s.proved == sum(sr.status == "proved" for sr in stored)
+    for sr in derived:
+        assert equivalent(sr.rule.src, sr.rule.dst)[0], sr.rule.name

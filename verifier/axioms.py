@@ -10,14 +10,18 @@ catalogue's reference semantics.  The same definition gives the Z3 formula (`bui
 Shape facts go through `dim(t, k)`: a `Dim(x, k)` inside a trigger side becomes a bound integer
 `d` with the condition `d == dim(x, k)`, so a split's sizes or a constant's shape must equal the
 tensors' actual sizes for the axiom to fire.  Each side is a trigger (E-matching pattern) when it
-binds every variable; none of the axioms makes a matching loop (each instance builds terms from
-sub-terms of the match), so E-matching saturates on a rule's finite term set.
+binds every variable and holds no arithmetic (`Sum`, `Half`).  Guards (`where`) keep an axiom from
+building ill-shaped terms: unguarded, `concat_ewmul` split products at two different seams and
+looped.  The sizes of the terms an axiom creates come from the shape axioms (verifier/shapes.py).
 
 The list covers TASO's verifier (its 44 axioms and lemmas, translated to this catalogue: split
 takes explicit sizes, conv2d takes a stride tuple, padding and activation names, groups) plus the
-few facts this catalogue needs on top (fused matmul activation, concat associativity, concat of a
-split).  TASO's `pool_avg(identity conv kernel) == pool kernel` has no counterpart: here the
-identity kernel is (C, C, kh, kw) and the pool kernel is depthwise (C, 1, kh, kw).
+facts this catalogue needs on top: fused matmul activation, concat associativity, concat of a
+split, explicit groups (TASO infers them from channel counts, so its concat-of-convs-is-a-grouped-
+conv fact is implicit; here it is `conv_concat_grouped`), and the facts the depth-3 rule set
+needs (avg pooling is linear, split of elementwise ops, products with identity constants,
+enlarge composition).  TASO's `pool_avg(identity conv kernel) == pool kernel` has no counterpart:
+here the identity kernel is (C, C, kh, kw) and the pool kernel is depthwise (C, 1, kh, kw).
 """
 from __future__ import annotations
 
@@ -348,7 +352,8 @@ def _square_pair(m):
 def _enlarged_twice(m):
     for o, i, kh, kw in _shapes(4, m):
         for rh, rw, vh, vw in _shapes(4, m):
-            if all(a <= b and (b - a) % 2 == 0 for a, b in ((kh, rh), (kw, rw), (rh, vh), (rw, vw))):
+            pairs = ((kh, rh), (kw, rw), (rh, vh), (rw, vw))
+            if all(a <= b and (b - a) % 2 == 0 for a, b in pairs):
                 yield {"w": (o, i, kh, kw), "r": (1, 1, rh, rw), "v": (1, 1, vh, vw)}
 
 

@@ -2,8 +2,8 @@
 
 Results come back one at a time through `on_result(index, RuleResult)`, as each rule finishes, so
 a caller can commit as they come (`subgen verify` commits a batch every half second) and a killed
-run loses at most the rules not yet committed.  Workers are fresh processes (spawn): Z3 contexts do not survive a
-fork safely, and each worker builds the axioms once.  Rules travel as dicts.
+run loses at most the rules not yet committed.  Workers are fresh processes (spawn): Z3 contexts
+do not survive a fork safely, and each worker builds the axioms once.  Rules travel as dicts.
 """
 from __future__ import annotations
 

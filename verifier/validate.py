@@ -161,3 +161,20 @@ def validate_axioms(axioms: list[Axiom] | None = None, progress=None, **kw) -> l
         if progress:
             progress(rep)
     return out
+
+
+def validate_shape_axioms(max_dim: int = 3, limit: int | None = 40, seed: int = 0,
+                          progress=None) -> list[AxiomReport]:
+    """Every shape axiom (verifier.shapes) against the catalogue's shape inference."""
+    from verifier.shapes import SHAPE_AXIOMS, validate_shape_axiom
+    out = []
+    for sa in SHAPE_AXIOMS:
+        t0 = time.perf_counter()
+        n, bad = validate_shape_axiom(sa, min(max_dim, 3), limit, seed)
+        rep = AxiomReport(sa.name, sa.statement, instances=n, ok=bad is None,
+                          counterexample=bad, symbolic=n, symbolic_note="shape rule (Z3)",
+                          seconds=time.perf_counter() - t0)
+        out.append(rep)
+        if progress:
+            progress(rep)
+    return out

@@ -29,8 +29,11 @@ from subgen.errors import BadInput
               help="Checkpoint directory for a learned agent (ppo, worldmodel).")
 @click.option("--model-size", "size", default="full", show_default=True,
               type=click.Choice(["full", "small", "tiny"]), help="Zoo model size.")
+@click.option("--time-limit", type=click.FloatRange(min=0), default=None,
+              help="Stop the search after this many seconds, whatever is left of the budget.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def optimize(model, rules, agent, budget, cost, out, as_json, measure, alpha, checkpoint, size, seed):
+def optimize(model, rules, agent, budget, cost, out, as_json, measure, alpha, checkpoint, size,
+             time_limit, seed):
     """Optimize MODEL (a zoo name or an .onnx file) and check the result numerically."""
     from subgen import optimize as pipeline
 
@@ -39,7 +42,7 @@ def optimize(model, rules, agent, budget, cost, out, as_json, measure, alpha, ch
     with _progress(not as_json, budget) as on_step:
         res = pipeline.optimize(model, rules, agent=agent, budget=budget, cost=cost, alpha=alpha,
                                 checkpoint=checkpoint, size=size, do_measure=measure, seed=seed,
-                                on_step=on_step)
+                                time_limit=time_limit, on_step=on_step)
     written = pipeline.write_result(res, out) if out is not None and res.equivalent else None
     if as_json:
         click.echo(json.dumps(res.to_json()))

@@ -52,7 +52,8 @@ def _proved_count(db: Path) -> int:
     if not db.is_file():
         return 0
     from subgen.ruledb import RuleDB
-    return len(RuleDB(db, create=False).proved_rules())
+    with RuleDB(db, create=False) as rules:
+        return int(rules.counts().get("proved", 0))
 
 
 def generate(db: Path, quiet: bool = False) -> None:

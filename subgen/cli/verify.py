@@ -151,12 +151,13 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
 
 def _axioms(timeout_ms, report, as_json, max_dim, limit):
     from verifier.axioms import AXIOMS
-    from verifier.validate import validate_axioms
+    from verifier.validate import validate_axioms, validate_shape_axioms
     t0 = time.perf_counter()
     with _progress(len(AXIOMS), "validating axioms", as_json) as bar:
         task = bar.add_task("axioms", total=len(AXIOMS))
         reps = validate_axioms(progress=lambda r: bar.advance(task), max_dim=max_dim,
                                limit=limit, timeout_ms=timeout_ms)
+        reps += validate_shape_axioms(max_dim=max_dim, limit=limit or 40)
     bad = [r for r in reps if not r.ok]
     out = {"axioms": len(reps), "valid": len(reps) - len(bad), "invalid": [r.name for r in bad],
            "redundant": [r.name for r in reps if r.redundant],
