@@ -42,7 +42,7 @@ def load_rules():
     from subgen.paths import DEFAULT_RULES
     try:
         rules = load_rule_set(DEFAULT_RULES)
-        return f"data/rules.db ({len(rules)} proved rules, both directions)", rules
+        return f"data/rules.db ({len(rules)} rules: the proved ones and their reverses)", rules
     except BadInput:   # no rule DB yet: the hand-made rules still show the search at work
         pass
     from rules_fixture import hand_rules
@@ -139,7 +139,7 @@ def to_markdown(rows, extras, rules_name, budget, time_limit) -> str:
     short = [f"{r['model']}/{r['cost']}" for r in taso
              if r["speedup"] > 1.1 and "measured_speedup" in r
              and r["measured_speedup"] < 0.9 * r["speedup"]]
-    out += ["", "## Targets", "",
+    out += ["", "## Targets (over the rows above)", "",
             f"- taso within 60 s per model: {'met' if not slow else 'missed for ' + ', '.join(slow)}.",
             "- measured >= 0.9x predicted where predicted > 1.1x: "
             f"{'met' if not short else 'missed for ' + ', '.join(short)}."]
