@@ -12,6 +12,7 @@ Each rollout starts from a fresh reset, so a checkpoint between iterations resum
 """
 from __future__ import annotations
 
+import gc
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +37,9 @@ class Args:
     """candidates per observation (the env pads to this)"""
     max_steps: int = 16
     """rewrites per episode"""
+    candidate_order: str = "delta"
+    """env candidate order before the max_candidates cut: "delta" (estimated cost delta, best
+    first: keeps a large rule set's useful candidates) or "rule" (rule then location)"""
     seed: int = 0
     """seed of everything"""
     total_steps: int = 400
@@ -79,8 +83,11 @@ def make_env(model: str, args, seed: int = 0, rules=None):
         from subgen.optimize import load_rule_set
         rules = load_rule_set(args.rules)
     env = gym.make("subgen/GraphRewrite-v0", model=model, model_size=args.size, rules=rules,
-                   cost=args.cost, max_candidates=args.max_candidates, max_steps=args.max_steps)
+                   cost=args.cost, max_candidates=args.max_candidates, max_steps=args.max_steps,
+                   candidate_order=getattr(args, "candidate_order", "rule"))
     env.reset(seed=seed)
+    # thousands of long-lived rule objects: keep the cyclic GC from rescanning them every step
+    gc.freeze()
     return env
 
 
@@ -210,7 +217,7 @@ class PPOTrainer:
                 self.optimizer.step()
                 pg_losses.append(float(pg_loss.detach())), v_losses.append(float(v_loss.detach()))
                 epoch_v_losses[-1].append(float(v_loss.detach()))
-                entropies.append(float(entropy_loss))
+                entropies.append(float(entropy_loss.detach()))
             if args.target_kl is not None and approx_kl > args.target_kl:
                 break
         self.iterations += 1
@@ -249,7 +256,8 @@ class PPOTrainer:
         return PPOAgent.from_net(self.args, self.agent_net, env_dims(self.envs[0]))
 
 
-def policy_search(agent, problem, budget: int, max_candidates: int, num_rules: int):
+def policy_search(agent, problem, budget: int, max_candidates: int, num_rules: int,
+                  candidate_order: str = "rule"):
     """`search` for a learned policy: one greedy episode of at most `budget` rewrites in an env
     built on the problem's graph, rules and cost model; returns the cheapest graph it passed."""
     from agents.search import SearchResult
@@ -259,7 +267,8 @@ def policy_search(agent, problem, budget: int, max_candidates: int, num_rules: i
         raise BadInput(f"the checkpoint was trained on {num_rules} rules but {len(problem.rules)} "
                        "were given: pass the --rules it was trained with")
     env = GraphRewriteEnv(model=problem.graph, rules=list(problem.rules), cost=problem.cost_model,
-                          max_candidates=max_candidates, max_steps=max(budget, 1))
+                          max_candidates=max_candidates, max_steps=max(budget, 1),
+                          candidate_order=candidate_order)
     obs, info = env.reset(seed=0)
     if hasattr(agent, "reset"):
         agent.reset()
@@ -305,7 +314,8 @@ class PPOAgent:
         return int(action)
 
     def search(self, problem, budget: int):
-        return policy_search(self, problem, budget, self.args.max_candidates, self.dims[2])
+        return policy_search(self, problem, budget, self.args.max_candidates, self.dims[2],
+                             getattr(self.args, "candidate_order", "rule"))
 
     def save(self, directory) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)

@@ -55,6 +55,8 @@ class Args:
     """candidates per observation (the env pads to this)"""
     max_steps: int = 16
     """rewrites per real episode"""
+    candidate_order: str = "delta"
+    """env candidate order before the max_candidates cut (see agents.ppo.Args)"""
     seed: int = 0
     """seed of everything"""
     total_steps: int = 400
@@ -517,7 +519,8 @@ class WorldModelAgent:
         return action
 
     def search(self, problem, budget: int):
-        return policy_search(self, problem, budget, self.args.max_candidates, self.num_rules)
+        return policy_search(self, problem, budget, self.args.max_candidates, self.num_rules,
+                             getattr(self.args, "candidate_order", "rule"))
 
     def save(self, directory) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,9 @@
 
 - Action: Discrete(max_candidates + 1).  Index k < number of candidates applies candidate k (the
   applicable (rule, match) pairs, ordered by rule then location, cut at max_candidates); the last
-  index stops.  `action_masks()` says which are valid.  A masked (invalid) action is never
+  index stops.  With `candidate_order="delta"` they are ordered instead by their estimated cost
+  delta (the observation's `cand_delta`, best first; ties keep rule-then-location order) before
+  the cut, so a large rule set's useful candidates are not cut away behind its early rules.  `action_masks()` says which are valid.  A masked (invalid) action is never
   applied: it ends the episode like "stop", with reward 0 and `info["invalid_action"] = True`.
 - Observation: see envcore.observation (`to_pyg_data(obs)` gives a torch_geometric Data).
 - Reward: 100 * (previous cost - new cost) / initial cost.
@@ -77,7 +79,11 @@ class GraphRewriteEnv(gym.Env):
     def __init__(self, model: str | Graph = "toy", rules: Sequence[Rule] | Callable | str = (),
                  cost: Any = "analytic", max_candidates: int = 256, max_steps: int = 100,
                  model_size: str = "full", max_nodes: int | None = None,
-                 max_edges: int | None = None, render_mode: str | None = None):
+                 max_edges: int | None = None, render_mode: str | None = None,
+                 candidate_order: str = "rule"):
+        if candidate_order not in ("rule", "delta"):
+            raise ValueError(f"candidate_order must be 'rule' or 'delta', not {candidate_order!r}")
+        self.candidate_order = candidate_order
         self.graph0 = _load_model(model, model_size)
         self.rules = _load_rules(rules)
         self.cost_model = _load_cost(cost)
@@ -107,7 +113,10 @@ class GraphRewriteEnv(gym.Env):
     # -- state ------------------------------------------------------------------------------
     def _set_state(self, graph: Graph, cands: CandidateSet, cost: float) -> None:
         self.graph, self.cands, self.cost = graph, cands, cost
-        self.candidates: list[Match] = cands.applicable()[:self.max_candidates]
+        applicable = cands.applicable()
+        if self.candidate_order == "delta":   # stable sort: ties stay in rule-then-location order
+            applicable = sorted(applicable, key=lambda m: -self._cand_delta(0, m))
+        self.candidates: list[Match] = applicable[:self.max_candidates]
 
     def action_masks(self) -> np.ndarray:
         mask = np.zeros(self.max_candidates + 1, dtype=bool)

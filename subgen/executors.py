@@ -127,6 +127,9 @@ def connect_ray(address: str | None = None, run_dir: str | Path = "runs",
         if address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
+            # Ray runs workers at nice 15, so on a busy machine they starve behind everything
+            # else; ours do the work and should compete like the local pool's processes do
+            os.environ.setdefault("RAY_worker_niceness", "0")
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                      log_to_driver=False, configure_logging=False,
                      _temp_dir=str(ray_temp_dir(run_dir)))

@@ -109,3 +109,35 @@ def test_optimize_uses_a_trained_checkpoint(tmp_path, rules_db):
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["equivalent"] is True and report["agent"] == "ppo"
     assert report["cost_after"] <= report["cost_before"] and report["rewrites"] >= 1
+
+
+class Killed(Exception):
+    pass
+
+
+def test_worldmodel_resumes_after_a_kill_exactly(tmp_path, rules_db):
+    """The world model's checkpoint holds everything (V, the M ensemble, C, their optimisers, the
+    replay of real episodes, RNG states): a run stopped after its second checkpoint, with a
+    metrics row written past it, resumes to the uninterrupted run's numbers."""
+    small = dict(model=MODEL, rules=rules_db, size="tiny", max_steps=8, random_episodes=2,
+                 episodes_per_iter=1, wm_updates=4, dream_updates=3, dream_batch=8, ensemble=2)
+    ref = tmp_path / "uninterrupted"
+    want = driver.train("worldmodel", ref, 48, **small)
+    assert want["iterations"] >= 4
+
+    out = tmp_path / "killed"
+
+    def kill_after_two(done, total):
+        if len(rows(out)) >= 2:
+            raise Killed
+    with pytest.raises(Killed):
+        driver.train("worldmodel", out, 48, on_progress=kill_after_two, **small)
+    with open(out / "metrics.csv", "a") as f:                  # a row whose checkpoint was lost
+        f.write("99,1,0,0,0,0,0\n")
+    got = driver.train("worldmodel", out, 48, resume=True, **small)
+    assert got["real_steps"] == want["real_steps"] and got["iterations"] == want["iterations"]
+    a, b = rows(out), rows(ref)
+    assert [r["iteration"] for r in a] == [r["iteration"] for r in b]
+    for x, y in zip(a, b):
+        assert {k: v for k, v in x.items() if k != "wall_s"} == \
+               {k: v for k, v in y.items() if k != "wall_s"}

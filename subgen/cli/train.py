@@ -25,6 +25,10 @@ import click
               help="Rewrites per episode.")
 @click.option("--max-candidates", default=64, show_default=True, type=click.IntRange(min=1),
               help="Candidate actions per observation.")
+@click.option("--candidate-order", default="delta", show_default=True,
+              type=click.Choice(["delta", "rule"]),
+              help="Which candidates survive the --max-candidates cut: best estimated cost "
+                   "delta first, or rule then location.")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON summary as the last line.")
 @click.option("--executor", default="local", show_default=True, type=click.Choice(["local", "ray"]),
@@ -33,8 +37,8 @@ import click
               help="Envs to run (cycling over --model).  Default: one per model.")
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")
-def train(agent, model, rules, steps, out, resume, size, cost, max_steps, max_candidates, seed,
-          as_json, executor, num_envs, ray_address):
+def train(agent, model, rules, steps, out, resume, size, cost, max_steps, max_candidates,
+          candidate_order, seed, as_json, executor, num_envs, ray_address):
     """Train an RL agent; writes checkpoints, metrics.csv and a PNG learning curve into --out."""
     from pathlib import Path
 
@@ -44,8 +48,8 @@ def train(agent, model, rules, steps, out, resume, size, cost, max_steps, max_ca
     if rules is not None and not Path(rules).is_file():
         raise BadInput(f"no such rule file: {rules}")
     settings = dict(model=model, size=size, rules=rules, cost=cost, max_steps=max_steps,
-                    max_candidates=max_candidates, seed=seed, executor=executor,
-                    num_envs=num_envs, ray_address=ray_address)
+                    max_candidates=max_candidates, candidate_order=candidate_order, seed=seed,
+                    executor=executor, num_envs=num_envs, ray_address=ray_address)
     if as_json:
         summary = driver.train(agent, out, steps, resume=resume, **settings)
     else:
