@@ -346,15 +346,23 @@ class WorldModelTrainer:
     @torch.no_grad()
     def model_accuracy(self, episodes: list[Episode] | None = None) -> dict:
         """M's (member 0) next-step reward error and applicability-mask accuracy on real episodes
-        (per rule and step), plus the accuracy of always predicting "nothing changes"."""
+        (per rule and step) and F1 on the applicable rules, next to trivial baselines: "nothing
+        changes" (copy) and "no rule applies" (none)."""
         episodes = episodes if episodes is not None else self.buffer
         _, z, a, r, _, masks, _, valid = self._episodes_batch(episodes)
         out, _ = self.ms[0](z[:, :-1], a)
         pred, truth = out["next_mask"] > 0, masks[:, 1:].bool()
         per_step = valid[..., None].expand_as(truth)
         same_as_now = masks[:, :-1].bool()
+
+        def f1(guess):   # on the applicable rules alone: with thousands of rules, mostly absent,
+            tp = float((guess & truth)[per_step].sum())   # accuracy alone flatters any guess
+            n = float(guess[per_step].sum() + truth[per_step].sum())
+            return 2 * tp / n if n else 1.0
         return {"mask_accuracy": float((pred == truth)[per_step].float().mean()),
                 "mask_accuracy_copy_baseline": float((same_as_now == truth)[per_step].float().mean()),
+                "mask_accuracy_none_baseline": float((~truth)[per_step].float().mean()),
+                "mask_f1": f1(pred), "mask_f1_copy_baseline": f1(same_as_now),
                 "reward_rmse": float(((out["reward"] - r) ** 2)[valid].mean().sqrt()),
                 "reward_std": float(r[valid].std()) if int(valid.sum()) > 1 else 0.0}
 
@@ -428,7 +436,8 @@ class WorldModelTrainer:
         loss.backward()
         nn.utils.clip_grad_norm_(self.c.parameters(), 1.0)
         self.c_opt.step()
-        return {"c_pg_loss": float(pg_loss), "c_v_loss": float(v_loss), "c_entropy": float(entropy),
+        return {"c_pg_loss": float(pg_loss.detach()), "c_v_loss": float(v_loss.detach()),
+                "c_entropy": float(entropy.detach()),
                 "dream_return": float(torch.stack(rewards).sum(0).mean())}
 
     def train_controller(self) -> dict:
@@ -444,8 +453,10 @@ class WorldModelTrainer:
         first = self.iterations == 0
         n_eps = self.args.random_episodes if first else self.args.episodes_per_iter
         eps = [self.collect_episode(use_c=not first) for _ in range(n_eps)]
+        # M's accuracy on the newest real episodes, measured before M is fit on them (held out)
+        held_out = self.model_accuracy(eps)
         metrics = self.fit_world_model()
-        metrics.update(self.model_accuracy(eps))     # measured on the newest real data
+        metrics.update(held_out)
         metrics.update(self.train_controller())
         self.iterations += 1
         metrics.update(real_steps=self.real_steps,

@@ -79,19 +79,21 @@ def first_step_reaching(curve, target):
     return next((s for s, c in curve if c <= target * (1 + 1e-9)), None)
 
 
-def main(quick=False, which_rules="auto"):
+def main(quick=False, which_rules="auto", ppo_steps=None, wm_steps=None, gen=True):
     import torch
     torch.set_num_threads(1)
     from agents import ppo, worldmodel as wm
     rules_name, rules = load_rules(which_rules)
     size = "tiny"
     models = ["nasrnn", "bert", "inception_v3"]
-    ppo_steps, wm_steps = (256, 120) if quick else (1536, 300)
-    settings = dict(size=size, max_steps=32, max_candidates=64)
+    ppo_steps = ppo_steps or (256 if quick else 1024)
+    wm_steps = wm_steps or (120 if quick else 300)
+    settings = dict(size=size, max_steps=32, max_candidates=64, candidate_order="delta")
+    wm_extra = dict(random_episodes=3, episodes_per_iter=2)
     out, curves = [], {}
     for model in models:
         pargs = ppo.Args(model=model, total_steps=ppo_steps, num_steps=128, **settings)
-        wargs = wm.Args(model=model, total_steps=wm_steps, **settings)
+        wargs = wm.Args(model=model, total_steps=wm_steps, **settings, **wm_extra)
         env = ppo.make_env(model, pargs, rules=rules)
         row = {"model": model, "initial": env.unwrapped.initial_cost}
         c = {"random": random_curve(env, ppo_steps)}
@@ -104,21 +106,28 @@ def main(quick=False, which_rules="auto"):
         trainer, c["worldmodel"], wrow, row["worldmodel_s"] = train_curve(
             wm, wm.WorldModelTrainer, wargs, [env], wm_steps)
         row["worldmodel"] = c["worldmodel"][-1][1]
-        acc = trainer.model_accuracy()
-        row.update(mask_acc=acc["mask_accuracy"], mask_copy=acc["mask_accuracy_copy_baseline"],
-                   reward_rmse=acc["reward_rmse"], reward_std=acc["reward_std"])
+        held = wrow[1:] or wrow    # held-out: each iteration's new episodes, before M fits them
+        mean = lambda k: float(np.mean([r[k] for r in held]))  # noqa: E731
+        row.update(mask_acc=mean("mask_accuracy"), mask_copy=mean("mask_accuracy_copy_baseline"),
+                   mask_none=mean("mask_accuracy_none_baseline"), mask_f1=mean("mask_f1"),
+                   mask_f1_copy=mean("mask_f1_copy_baseline"), reward_rmse=mean("reward_rmse"),
+                   reward_std=mean("reward_std"))
         row["wm_steps_to_ppo"] = first_step_reaching(c["worldmodel"], row["ppo"])
         row["ppo_steps_to_ppo"] = first_step_reaching(c["ppo"], row["ppo"])
         curves[model] = c
         out.append(row)
         print(json.dumps(row), flush=True)
+        (RESULTS / "rl.json").write_text(json.dumps({"rows": out, "curves": curves}))
+    if not gen:
+        write_results(out, [], curves, rules_name, settings, ppo_steps, wm_steps, [])
+        return
 
     # generalisation: train on three CNNs, evaluate greedily on models never seen in training
     train_models, test_models = ["squeezenet", "resnet50", "nasnet_a"], ["inception_v3", "resnext50"]
     gargs = ppo.Args(model=",".join(train_models), total_steps=ppo_steps, num_steps=128, **settings)
     genvs = [ppo.make_env(m, gargs, seed=i, rules=rules) for i, m in enumerate(train_models)]
     gtrainer, *_ = train_curve(ppo, ppo.PPOTrainer, gargs, genvs, ppo_steps)
-    wgargs = wm.Args(model=",".join(train_models), total_steps=wm_steps, **settings)
+    wgargs = wm.Args(model=",".join(train_models), total_steps=wm_steps, **settings, **wm_extra)
     wtrainer, *_ = train_curve(wm, wm.WorldModelTrainer, wgargs, genvs, wm_steps)
     gen = []
     for m in test_models:
@@ -200,5 +209,8 @@ if __name__ == "__main__":
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rules", choices=["auto", "hand"], default="auto",
                    help="auto: data/rules.db when present; hand: tests/rules_fixture.py")
+    p.add_argument("--ppo-steps", type=int, default=None)
+    p.add_argument("--wm-steps", type=int, default=None)
+    p.add_argument("--no-gen", action="store_true", help="skip the generalisation runs")
     a = p.parse_args()
-    main(a.quick, a.rules)
+    main(a.quick, a.rules, a.ppo_steps, a.wm_steps, not a.no_gen)

@@ -92,6 +92,8 @@ def _could_match(nodes, pat: Pattern, pid: int, gid: int) -> bool:
     if n.op != p.op or len(n.inputs) != len(p.inputs) or \
             non_shape_params(n.op, n.params) != p.params:
         return False
+    if any(nodes[n.inputs[k].node].shapes[n.inputs[k].index][a] != size for k, a, size in p.fixed):
+        return False
     return all(s[0] == VAR or nodes[r.node].op == pat.nodes[s[1]].op
                for s, r in zip(p.inputs, n.inputs))
 
@@ -116,7 +118,9 @@ def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int, rule_index: int 
         n, p = nodes[g], pat.nodes[pid]
         if (n.op != p.op or len(n.inputs) != len(p.inputs)
                 or tuple(map(len, n.shapes)) != p.ranks
-                or non_shape_params(n.op, n.params) != p.params):
+                or non_shape_params(n.op, n.params) != p.params
+                or any(nodes[n.inputs[k].node].shapes[n.inputs[k].index][a] != size
+                       for k, a, size in p.fixed)):
             return None
         newly: list[str] = []
         for k, s in enumerate(p.inputs):

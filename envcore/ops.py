@@ -474,6 +474,18 @@ DATA_MOVEMENT = frozenset({"concat", "split", "transpose", "reshape", "enlarge"}
 SHAPE_PARAMS = {"split": ("sizes",), "reshape": ("shape",), "eye": ("shape",),
                 "eye_conv": ("shape",), "ones": ("shape",), "pool_kernel": ("shape",)}
 
+# dims that act as parameters: a conv kernel's spatial size decides what the conv computes, so a
+# rule proved for 1x1 kernels says nothing of 3x3 ones.  {op: {input position: axes}}; matching
+# keeps these dims equal to the rule's, and the verifier never renames them.
+SEMANTIC_DIMS = {"conv2d": {1: (2, 3)}, "enlarge": {0: (2, 3), 1: (2, 3)}}
+
+
+def semantic_dims(op: str, input_shapes) -> tuple:
+    """((input position, axis, size), ...) that a match of this op must reproduce exactly."""
+    return tuple((k, a, input_shapes[k][a]) for k, axes in SEMANTIC_DIMS.get(op, {}).items()
+                 for a in axes)
+
+
 # TASO's generator set (DESIGN.md): the default operators `subgen generate` enumerates over
 TASO_GENERATOR_OPS = ("matmul", "ewadd", "ewmul", "conv2d", "pool_avg", "pool_max", "relu",
                       "concat", "split", "transpose", "scalar_mul", "enlarge",

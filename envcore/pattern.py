@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from envcore.graph import Graph
-from envcore.ops import LEAVES, SHAPE_PARAMS, Shape
+from envcore.ops import LEAVES, SHAPE_PARAMS, Shape, semantic_dims
 
 VAR, NODE = "var", "node"
 
@@ -27,6 +27,7 @@ class PNode:
     inputs: tuple[tuple, ...]         # ("var", name) | ("node", pattern id, output index)
     shapes: tuple[Shape, ...]         # the rule's (pool-sized) output shapes
     ranks: tuple[int, ...]            # their ranks (a match keeps them)
+    fixed: tuple = ()                 # (input position, axis, size) a match must keep (SEMANTIC_DIMS)
 
 
 class Step(NamedTuple):
@@ -63,7 +64,8 @@ class Pattern:
             ins = tuple((VAR, leaf_name[r.node]) if r.node in leaf_name else (NODE, r.node, r.index)
                         for r in n.inputs)
             self.nodes[i] = PNode(i, n.op, non_shape_params(n.op, n.params), ins, n.shapes,
-                                  tuple(len(s) for s in n.shapes))
+                                  tuple(len(s) for s in n.shapes),
+                                  semantic_dims(n.op, [src.shape(r) for r in n.inputs]))
         self.order = tuple(sorted(self.nodes))
         # (pattern consumer id, input position, output index) for every pattern edge into a node
         self.consumers: dict[int, list[tuple[int, int, int]]] = {i: [] for i in self.nodes}

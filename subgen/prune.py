@@ -21,7 +21,7 @@ import itertools
 import numpy as np
 
 from envcore.graph import Graph
-from envcore.ops import LEAVES, OPS, PRIME, SHAPE_PARAMS
+from envcore.ops import LEAVES, OPS, PRIME, SHAPE_PARAMS, semantic_dims
 from envcore.rule import Rule
 
 # -- canonical forms ------------------------------------------------------------------------
@@ -45,6 +45,8 @@ def _serialise(sides, shapes: bool) -> str:
                 skip = () if shapes is True else SHAPE_PARAMS.get(n.op, ())
                 params = tuple((k, v) for k, v in n.params if k not in skip)
                 args = ",".join(f"{visit(r.node)}.{r.index}" for r in n.inputs)
+                if shapes == "rank":   # kernel sizes stay part of a rule's identity
+                    params += semantic_dims(n.op, [g.shape(r) for r in n.inputs])
                 s = f"{n.op}{params}({args})"
             memo[nid] = s
             return s

@@ -103,18 +103,33 @@ def test_variables_keep_rank_and_identity():
     assert find_matches(g, matmul_merge()) == []
 
 
-def test_inapplicable_matches_are_filtered_and_refused():
+def test_a_rule_for_other_kernel_sizes_does_not_match():
     b = GraphBuilder()
     x = b.input("x", (1, 3, 6, 6))
     g = b.build([b.add("conv2d", x, b.weight("a", (4, 3, 3, 3))),
                  b.add("conv2d", x, b.weight("c", (4, 3, 1, 1)))])   # kernels cannot concat
     rule = conv_merge()
+    # kernel sizes are semantic (envcore.ops.SEMANTIC_DIMS): a rule proved for 3x3 kernels does
+    # not even match structurally where one kernel is 1x1
     structural = list(match_at(g, pattern_of(rule.src), pattern_of(rule.src).anchor,
                                next(i for i, n in g.nodes.items() if n.op == "conv2d")))
-    assert structural and resolve(g, rule, structural[0]) is None
-    assert find_matches(g, rule) == []
-    with pytest.raises(RewriteError):
-        apply(g, rule, structural[0])
+    assert structural == [] and find_matches(g, rule) == []
+
+
+def test_kernel_size_is_part_of_a_rule():
+    """pool_avg(conv1x1(x, w)) == conv1x1(pool_avg(x), w) is true for 1x1 kernels only."""
+    def side(pool_first, k):
+        b = GraphBuilder()
+        x, w = b.input("x", (1, 4, 6, 6)), b.input("w", (4, 4, k, k))
+        y = b.add("conv2d", b.add("pool_avg", x), w) if pool_first else \
+            b.add("pool_avg", b.add("conv2d", x, w))
+        return b.build([y])
+    from envcore.execute import equivalent
+    from envcore.rule import Rule
+    rule = Rule("pool_conv1x1", side(False, 1), side(True, 1))
+    assert equivalent(rule.src, rule.dst)[0] and not equivalent(side(False, 3), side(True, 3))[0]
+    assert find_matches(side(False, 3), rule) == []
+    assert len(find_matches(side(False, 1), rule)) == 1
 
 
 def test_a_merge_that_would_close_a_cycle_is_refused():

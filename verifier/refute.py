@@ -16,7 +16,7 @@ import numpy as np
 
 from envcore.execute import evaluate
 from envcore.graph import Graph
-from envcore.ops import SHAPE_PARAMS, ShapeError
+from envcore.ops import SHAPE_PARAMS, ShapeError, semantic_dims
 from envcore.rule import MalformedRule, Rule
 
 RTOL, ATOL = 1e-6, 1e-9
@@ -60,8 +60,10 @@ def _cex(seed, shapes, vals, output, err, note=None) -> dict:
 
 def shape_variants(rule: Rule, count: int = 4, seed: int = 0, max_dim: int = 5):
     """Up to `count` copies of the rule at other shapes (renamed dimension sizes)."""
+    fixed = {size for g in (rule.src, rule.dst) for n in g.nodes.values()
+             for _k, _a, size in semantic_dims(n.op, [g.shape(r) for r in n.inputs])}
     sizes = sorted({d for g in (rule.src, rule.dst) for n in g.nodes.values()
-                    for sh in n.shapes for d in sh})
+                    for sh in n.shapes for d in sh} - fixed)   # kernel sizes are not renamed
     rng = random.Random(seed)
     seen = set()
     for _ in range(count * 4):
