@@ -25,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+WM_MAX_ITERS = 8   # short episodes (BERT's) would otherwise need dozens of ~30 s iterations
 sys.path.insert(0, str(ROOT / "tests"))
 
 
@@ -59,11 +60,11 @@ def search_curve(model, rules, agent, budget, size):
     return [(int(e), float(c)) for e, c in res.trace], res.cost_after, time.perf_counter() - t0
 
 
-def train_curve(module, trainer_cls, args, envs, steps):
+def train_curve(module, trainer_cls, args, envs, steps, max_iters=None):
     trainer = trainer_cls(args, envs)
     t0 = time.perf_counter()
     curve, rows = [], []
-    while trainer.real_steps < steps:
+    while trainer.real_steps < steps and (max_iters is None or trainer.iterations < max_iters):
         m = trainer.iteration()
         rows.append(m)
         curve.append((trainer.real_steps, m["best_cost"]))
@@ -75,22 +76,45 @@ def greedy_cost(agent, env):
     return greedy_episode(agent, env)[0]
 
 
+def first_candidate_cost(env):
+    """Final cost of one episode that always takes candidate 0 (with candidate_order "delta":
+    the best estimated local delta), a trivial policy the learned ones must beat."""
+    env.reset(seed=0)
+    while True:
+        a = 0 if env.unwrapped.action_masks()[0] else env.action_space.n - 1
+        _, _, term, trunc, info = env.step(a)
+        if term or trunc:
+            return info["cost"]
+
+
 def first_step_reaching(curve, target):
     return next((s for s, c in curve if c <= target * (1 + 1e-9)), None)
 
 
-def main(quick=False, which_rules="auto", ppo_steps=None, wm_steps=None, gen=True):
+def main(quick=False, which_rules="auto", ppo_steps=None, wm_steps=None, gen=True,
+         gen_only=False, only_models=None):
     import torch
     torch.set_num_threads(1)
     from agents import ppo, worldmodel as wm
     rules_name, rules = load_rules(which_rules)
     size = "tiny"
-    models = ["nasrnn", "bert", "inception_v3"]
+    models = only_models or ["nasrnn", "bert", "inception_v3"]
     ppo_steps = ppo_steps or (256 if quick else 1024)
     wm_steps = wm_steps or (120 if quick else 300)
     settings = dict(size=size, max_steps=32, max_candidates=64, candidate_order="delta")
     wm_extra = dict(random_episodes=3, episodes_per_iter=2)
     out, curves = [], {}
+    if only_models and (RESULTS / "rl.json").exists():   # add to (or redo in) an earlier run
+        saved = json.loads((RESULTS / "rl.json").read_text())
+        out = [r for r in saved["rows"] if r["model"] not in only_models]
+        curves = {m: c for m, c in saved["curves"].items() if m not in only_models}
+    if gen_only:   # the per-model runs come from an earlier run's rl.json
+        saved = json.loads((RESULTS / "rl.json").read_text())
+        out, curves, models = saved["rows"], saved["curves"], []
+        for r in out:
+            if "cand0" not in r:
+                r["cand0"] = first_candidate_cost(ppo.make_env(r["model"], ppo.Args(
+                    model=r["model"], **settings), rules=rules))
     for model in models:
         pargs = ppo.Args(model=model, total_steps=ppo_steps, num_steps=128, **settings)
         wargs = wm.Args(model=model, total_steps=wm_steps, **settings, **wm_extra)
@@ -101,10 +125,11 @@ def main(quick=False, which_rules="auto", ppo_steps=None, wm_steps=None, gen=Tru
             trace, cost, secs = search_curve(model, rules, name, 1000, size)
             c[name], row[name], row[name + "_s"] = trace, cost, secs
         row["random"] = c["random"][-1][1]
+        row["cand0"] = first_candidate_cost(env)
         _, c["ppo"], prow, row["ppo_s"] = train_curve(ppo, ppo.PPOTrainer, pargs, [env], ppo_steps)
         row["ppo"] = c["ppo"][-1][1]
         trainer, c["worldmodel"], wrow, row["worldmodel_s"] = train_curve(
-            wm, wm.WorldModelTrainer, wargs, [env], wm_steps)
+            wm, wm.WorldModelTrainer, wargs, [env], wm_steps, WM_MAX_ITERS)
         row["worldmodel"] = c["worldmodel"][-1][1]
         held = wrow[1:] or wrow    # held-out: each iteration's new episodes, before M fits them
         mean = lambda k: float(np.mean([r[k] for r in held]))  # noqa: E731
@@ -128,12 +153,13 @@ def main(quick=False, which_rules="auto", ppo_steps=None, wm_steps=None, gen=Tru
     genvs = [ppo.make_env(m, gargs, seed=i, rules=rules) for i, m in enumerate(train_models)]
     gtrainer, *_ = train_curve(ppo, ppo.PPOTrainer, gargs, genvs, ppo_steps)
     wgargs = wm.Args(model=",".join(train_models), total_steps=wm_steps, **settings, **wm_extra)
-    wtrainer, *_ = train_curve(wm, wm.WorldModelTrainer, wgargs, genvs, wm_steps)
+    wtrainer, *_ = train_curve(wm, wm.WorldModelTrainer, wgargs, genvs, wm_steps, WM_MAX_ITERS)
     gen = []
     for m in test_models:
         env = ppo.make_env(m, gargs, rules=rules)
         _, g_cost, _ = search_curve(m, rules, "greedy", 1000, size)
         gen.append({"model": m, "initial": env.unwrapped.initial_cost, "greedy": g_cost,
+                    "cand0": first_candidate_cost(env),
                     "ppo": greedy_cost(gtrainer.agent(), env),
                     "worldmodel": greedy_cost(wtrainer.agent(), env)})
         print(json.dumps(gen[-1]), flush=True)
@@ -160,25 +186,36 @@ def write_results(rows, gen, curves, rules_name, settings, ppo_steps, wm_steps, 
     f = lambda v: "—" if v is None else (f"{v:.4f}" if isinstance(v, float) else str(v))  # noqa: E731
     lines = ["# RL agents vs search (analytic cost)", "",
              f"Rules: {rules_name}.  Models at size `{settings['size']}`, max_steps "
-             f"{settings['max_steps']}, max_candidates {settings['max_candidates']}; ppo "
-             f"{ppo_steps} real steps, worldmodel {wm_steps}; taso/greedy budget 1000 expansions; "
-             "one torch thread on a shared 2-core machine.", "",
-             "| model | initial | random | greedy | taso | ppo | worldmodel | wm steps to ppo's final | "
-             "ppo steps to its final | M mask acc (copy baseline) | M reward RMSE (reward std) | ppo s | wm s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             f"{settings['max_steps']}, max_candidates {settings['max_candidates']}, candidate "
+             f"order `{settings.get('candidate_order', 'rule')}`; ppo {ppo_steps} real steps, "
+             f"worldmodel {wm_steps}; taso/greedy budget 1000 expansions; one torch thread on a "
+             "shared 2-core machine.  `cand0`: always take candidate 0 (the best estimated delta).",
+             "", "| model | initial | random | cand0 | greedy | taso | ppo | worldmodel | "
+             "wm steps to ppo's final | ppo steps to its final | ppo s | wm s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {f(r['initial'])} | {f(r['random'])} | {f(r['greedy'])} | "
+        lines.append(f"| {r['model']} | {f(r['initial'])} | {f(r['random'])} | "
+                     f"{f(r.get('cand0'))} | {f(r['greedy'])} | "
                      f"{f(r['taso'])} | {f(r['ppo'])} | {f(r['worldmodel'])} | "
                      f"{f(r['wm_steps_to_ppo'])} | {f(r['ppo_steps_to_ppo'])} | "
-                     f"{r['mask_acc']:.3f} ({r['mask_copy']:.3f}) | "
-                     f"{r['reward_rmse']:.3f} ({r['reward_std']:.3f}) | {r['ppo_s']:.0f} | "
-                     f"{r['worldmodel_s']:.0f} |")
-    lines += ["", f"Generalisation: trained on {', '.join(train_models)}; greedy evaluation on "
-              "unseen models (final cost, ms).", "",
-              "| unseen model | initial | greedy search | ppo | worldmodel |", "|---|---|---|---|---|"]
-    for g in gen:
-        lines.append(f"| {g['model']} | {f(g['initial'])} | {f(g['greedy'])} | {f(g['ppo'])} | "
-                     f"{f(g['worldmodel'])} |")
+                     f"{r['ppo_s']:.0f} | {r['worldmodel_s']:.0f} |")
+    lines += ["", "M (ensemble member 0) on each iteration's new real episodes, before it is fit "
+              "on them (held out), averaged over iterations after the first:", "",
+              "| model | mask acc | copy baseline | no-rule baseline | mask F1 | copy F1 | "
+              "reward RMSE | reward std |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['mask_acc']:.4f} | {r['mask_copy']:.4f} | "
+                     f"{r.get('mask_none', float('nan')):.4f} | {r.get('mask_f1', float('nan')):.3f} | "
+                     f"{r.get('mask_f1_copy', float('nan')):.3f} | {r['reward_rmse']:.3f} | "
+                     f"{r['reward_std']:.3f} |")
+    if gen:
+        lines += ["", f"Generalisation: trained on {', '.join(train_models)}; greedy evaluation "
+                  "on unseen models (final cost, ms).", "",
+                  "| unseen model | initial | cand0 | greedy search | ppo | worldmodel |",
+                  "|---|---|---|---|---|---|"]
+        for g in gen:
+            lines.append(f"| {g['model']} | {f(g['initial'])} | {f(g.get('cand0'))} | "
+                         f"{f(g['greedy'])} | {f(g['ppo'])} | {f(g['worldmodel'])} |")
     lines += ["", "![best cost vs real steps](rl.png)", ""]
     (RESULTS / "rl.md").write_text("\n".join(lines))
 
@@ -212,5 +249,9 @@ if __name__ == "__main__":
     p.add_argument("--ppo-steps", type=int, default=None)
     p.add_argument("--wm-steps", type=int, default=None)
     p.add_argument("--no-gen", action="store_true", help="skip the generalisation runs")
+    p.add_argument("--gen-only", action="store_true",
+                   help="only the generalisation runs; the per-model rows come from rl.json")
+    p.add_argument("--models", default=None, help="comma separated; merged into rl.json")
     a = p.parse_args()
-    main(a.quick, a.rules, a.ppo_steps, a.wm_steps, not a.no_gen)
+    main(a.quick, a.rules, a.ppo_steps, a.wm_steps, not a.no_gen, a.gen_only,
+         a.models.split(",") if a.models else None)

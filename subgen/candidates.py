@@ -13,7 +13,7 @@ import re
 import numpy as np
 
 from envcore.graph import Graph, Node, Ref
-from envcore.ops import OPS, SHAPE_PARAMS
+from envcore.ops import OPS, SHAPE_PARAMS, semantic_dims
 from envcore.rule import Rule
 from subgen.enumerate import POOL, Enumerator
 from subgen.fingerprint import multiset_hash
@@ -120,6 +120,8 @@ class TermText:
                 n = self.en.nodes[t.node]
                 skip = SHAPE_PARAMS.get(n.op, ())
                 params = tuple(kv for kv in n.params if kv[0] not in skip)
+                # kernel sizes stay part of a rule's identity (envcore.ops.SEMANTIC_DIMS)
+                params += semantic_dims(n.op, [self.en.terms[i].shape for i in n.inputs])
                 s = f"{n.op}{params}({','.join(self.of(i) for i in n.inputs)}).{t.index}"
             self.memo[tid] = s
         return s
