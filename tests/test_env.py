@@ -149,8 +149,9 @@ def test_same_seed_same_trajectory_under_the_analytic_cost_model():
     pytest.importorskip("envcore.cost")
 
     def env():
-        return gym.make("subgen/GraphRewrite-v0", model="resnet50", model_size="tiny",
+        return gym.make("subgen/GraphRewrite-v0", model="inception_v3", model_size="tiny",
                         rules=RULES, cost="analytic", max_candidates=32, max_steps=20)
     a, b = rollout(env(), 7), rollout(env(), 7)
     assert a == b and len(a) >= 5
-    assert rollout(env(), 8) != a                 # the seed does steer the (random) policy
+    # the seed does steer the (random) policy: some other seed takes another path
+    assert any(rollout(env(), s) != a for s in (8, 9, 10, 11))
