@@ -16,7 +16,7 @@ run: $(BIN)/.installed
 	$(BIN)/subgen run
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -p no:cacheprovider -x -q tests
+	$(BIN)/python -m pytest -p no:cacheprovider -x -rs tests
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only

@@ -63,7 +63,8 @@ def search_curve(model, rules, agent, budget, size):
 def train_curve(module, trainer_cls, args, envs, steps, max_iters=None):
     trainer = trainer_cls(args, envs)
     t0 = time.perf_counter()
-    curve, rows = [], []
+    initial = float(np.mean([e.unwrapped.initial_cost for e in envs]))
+    curve, rows = [(0, initial)], []    # points at iteration ends: steps have that granularity
     while trainer.real_steps < steps and (max_iters is None or trainer.iterations < max_iters):
         m = trainer.iteration()
         rows.append(m)

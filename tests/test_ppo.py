@@ -72,3 +72,25 @@ def test_search_through_the_optimize_pipeline(tmp_path):
                    budget=16)
     assert res.equivalent and res.cost_after <= res.cost_before
     assert len(res.rewrites) >= 1
+
+
+def test_delta_order_keeps_the_best_estimated_candidates():
+    """candidate_order="delta" (the agents' default) sorts the applicable candidates by their
+    estimated delta before the max_candidates cut: same candidates as rule order when none are
+    cut, and when some are, no kept candidate is estimated worse than a cut one."""
+    from envcore.env import GraphRewriteEnv
+
+    def env(order, k):
+        e = GraphRewriteEnv(model="inception_v3", model_size="tiny", rules=RULES,
+                            max_candidates=k, candidate_order=order)
+        return e, e.reset(seed=0)
+
+    (full, (obs_r, info_r)), (dfull, (obs_d, info_d)) = env("rule", 512), env("delta", 512)
+    n = int(obs_d["num_candidates"][0])
+    assert n > 4 and sorted(info_r["candidates"]) == sorted(info_d["candidates"])
+    deltas = obs_d["cand_delta"][:n]
+    assert np.all(np.diff(deltas) <= 1e-6) and deltas[0] > deltas[-1]   # best estimate first
+    cut, (obs_c, _) = env("delta", n // 2)
+    assert np.allclose(obs_c["cand_delta"][:n // 2], deltas[:n // 2])
+    with pytest.raises(ValueError):
+        GraphRewriteEnv(model="toy", rules=RULES, candidate_order="random")

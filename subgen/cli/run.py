@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +61,8 @@ def generate(db: Path, quiet: bool = False) -> None:
     """Runs `subgen generate --out DB` in a child process (its own progress bar, its own memory);
     an interrupted run keeps its committed work and resumes next time."""
     db.parent.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-c", "from subgen.cli import main; main()", "generate", "--out", str(db)]
+    cmd = [sys.executable, "-c", "from subgen.cli import main; main()", "generate", "--out", str(db),
+           "--workers", str(max(1, min(8, os.cpu_count() or 1)))]
     if quiet:
         cmd.append("--json")
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None)
