@@ -95,20 +95,23 @@ class RuleDB:
     def add_rules(self, rules: Iterable[Rule], status: str = "candidate",
                   settings: str | None = None) -> list[int]:
         """Adds rules (a rule already present up to renaming keeps its row); returns their ids."""
-        from subgen.prune import canonical_key
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
-        ids = []
         with self.conn:
-            for r in rules:
-                key = canonical_key(r)
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO rules (key, name, rule, status, settings) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (key, r.name, json.dumps(r.to_dict(), separators=(",", ":")), status,
-                     settings))
-                ids.append(self.conn.execute("SELECT id FROM rules WHERE key = ?",
-                                             (key,)).fetchone()[0])
+            return self._insert(rules, status, settings)
+
+    def _insert(self, rules: Iterable[Rule], status: str, settings: str | None) -> list[int]:
+        """Inserts inside the caller's transaction; a rule present up to renaming keeps its row."""
+        from subgen.prune import canonical_key
+        ids = []
+        for r in rules:
+            key = canonical_key(r)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO rules (key, name, rule, status, settings) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (key, r.name, json.dumps(r.to_dict(), separators=(",", ":")), status, settings))
+            ids.append(self.conn.execute("SELECT id FROM rules WHERE key = ?",
+                                         (key,)).fetchone()[0])
         return ids
 
     def set_result(self, rule_id: int, status: str, axioms=(), counterexample=None,
@@ -173,17 +176,8 @@ class RuleDB:
     def store_candidates(self, settings: str, rules: list[Rule], summary: dict) -> list[int]:
         """Candidates and the run record in ONE transaction: a kill leaves both or neither.
         Returns the rules' ids (a rule already stored up to renaming keeps its row)."""
-        from subgen.prune import canonical_key
-        ids = []
         with self.conn:
-            for r in rules:
-                key = canonical_key(r)
-                self.conn.execute(
-                    "INSERT OR IGNORE INTO rules (key, name, rule, status, settings) "
-                    "VALUES (?, ?, ?, 'candidate', ?)",
-                    (key, r.name, json.dumps(r.to_dict(), separators=(",", ":")), settings))
-                ids.append(self.conn.execute("SELECT id FROM rules WHERE key = ?",
-                                             (key,)).fetchone()[0])
+            ids = self._insert(rules, "candidate", settings)
             self.conn.execute("INSERT OR REPLACE INTO runs VALUES (?, 'verifying', ?)",
                               (settings, json.dumps({**summary, "ids": ids})))
         return ids
