@@ -161,6 +161,18 @@ class Graph:
     def __repr__(self) -> str:
         return f"Graph({self.num_ops} ops, {len(self.nodes)} nodes, {len(self.outputs)} outputs)"
 
+    def text(self) -> str:
+        """The outputs as terms, leaves by name: `relu(conv2d(x, w)) | split{'axis': 1}(y).0`."""
+        def term(ref: Ref) -> str:
+            n = self.nodes[ref.node]
+            if n.op in LEAVES:
+                return n.p["name"]
+            keep = {k: v for k, v in n.params
+                    if k in ("axis", "activation", "perm", "groups") and v not in ("none", 1)}
+            s = f"{n.op}{keep if keep else ''}({', '.join(term(r) for r in n.inputs)})"
+            return s + (f".{ref.index}" if n.num_outputs > 1 else "")
+        return " | ".join(term(o) for o in self.outputs)
+
     # -- JSON --------------------------------------------------------------------------------
     def to_dict(self) -> dict:
         return {"nodes": [{"id": i, "op": n.op, "inputs": [list(r) for r in n.inputs],

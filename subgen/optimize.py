@@ -42,6 +42,7 @@ class OptimizeResult:
     trace: list = field(default_factory=list)
     measured: dict | None = None   # from --measure: ms_before, ms_after, measured_speedup
     weights: dict | None = field(default=None, repr=False)   # trained values (ONNX input)
+    rule_texts: dict = field(default_factory=dict, repr=False)  # applied rule -> "src => dst"
 
     @property
     def speedup(self) -> float:
@@ -253,6 +254,9 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
     ok, err = check_equivalent(graph, found.graph, seed) if check else (True, float("nan"))
     res = OptimizeResult(name, agent, cost, graph, found.graph, before, after, list(found.rewrites),
                          seconds, ok, err, found.expansions, found.trace, weights=weights)
+    applied = set(res.rewrites)
+    res.rule_texts = {r.name: f"{r.src.text()}  =>  {r.dst.text()}"
+                      for r in rule_list if r.name in applied}
     if do_measure:
         res.measured = measure(graph, found.graph, cost)
     return res

@@ -68,3 +68,13 @@ def test_cycle_detected():
     n = nodes[mid]
     nodes[mid] = Node(n.op, (Ref(rid, 0), n.inputs[1]), n.params, n.shapes)
     assert not Graph(nodes, g.outputs).is_acyclic()
+
+
+def test_text_names_ops_params_and_outputs():
+    from envcore.graph import GraphBuilder
+    b = GraphBuilder()
+    x, w = b.input("x", (1, 4, 4, 4)), b.input("w", (4, 4, 3, 3))
+    y = b.add("conv2d", x, w, activation="relu")
+    s0, s1 = b.add("split", y, axis=1, sizes=(2, 2))
+    assert b.build([s1, y]).text() == \
+        "split{'axis': 1}(conv2d{'activation': 'relu'}(x, w)).1 | conv2d{'activation': 'relu'}(x, w)"

@@ -80,8 +80,9 @@ def print_result(res, written=None) -> None:
         r = Table(title="rules applied")
         r.add_column("rule")
         r.add_column("times", justify="right")
+        r.add_column("rewrite")
         for name, n in res.rule_counts.items():
-            r.add_row(name, str(n))
+            r.add_row(name, str(n), res.rule_texts.get(name, ""))
         console.print(r)
 
 

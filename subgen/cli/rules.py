@@ -7,19 +7,7 @@ import click
 
 
 def _fmt(g) -> str:
-    """One line per side: op(args) with inputs by name."""
-    from envcore.ops import LEAVES
-
-    def v(ref):
-        n = g.nodes[ref.node]
-        if n.op in LEAVES:
-            return n.p["name"]
-        keep = {k: x for k, x in n.params
-                if k in ("axis", "activation", "perm") and x != "none"}
-        args = ", ".join(v(r) for r in n.inputs)
-        s = f"{n.op}{keep if keep else ''}({args})"
-        return s + (f".{ref.index}" if n.num_outputs > 1 else "")
-    return " | ".join(v(o) for o in g.outputs)
+    return g.text()
 
 
 @click.group()
