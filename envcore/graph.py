@@ -167,8 +167,8 @@ class Graph:
             n = self.nodes[ref.node]
             if n.op in LEAVES:
                 return n.p["name"]
-            keep = {k: v for k, v in n.params
-                    if k in ("axis", "activation", "perm", "groups") and v not in ("none", 1)}
+            keep = {k: v for k, v in n.params if k in ("axis", "perm")
+                    or (k == "activation" and v != "none") or (k == "groups" and v != 1)}
             s = f"{n.op}{keep if keep else ''}({', '.join(term(r) for r in n.inputs)})"
             return s + (f".{ref.index}" if n.num_outputs > 1 else "")
         return " | ".join(term(o) for o in self.outputs)
