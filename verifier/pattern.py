@@ -74,47 +74,41 @@ def op(name: str, *args: Pat, out: int = 0, **params: Any) -> Term:
 # ---------------------------------------------------------------------------------------------
 # structure
 
-def variables(p, acc: dict | None = None) -> dict:
-    """name -> Var/Param of every variable in a pattern (or a param value), in order."""
-    acc = {} if acc is None else acc
-    if isinstance(p, (Var, Param)):
-        acc.setdefault(p.name, p)
-    elif isinstance(p, Dim):
-        acc.setdefault(p.var, Var(p.var))
-        variables(p.axis, acc)
+def parts(p):
+    """Every sub-pattern of a pattern (or a param value), depth first, in order."""
+    yield p
+    if isinstance(p, Dim):
+        yield from parts(p.axis)
     elif isinstance(p, Sum):
-        variables(p.parts, acc)
+        yield from parts(p.parts)
     elif isinstance(p, Half):
-        variables(p.part, acc)
+        yield from parts(p.part)
     elif isinstance(p, Term):
-        for a in p.args:
-            variables(a, acc)
+        yield from parts(p.args)
         for _, v in p.params:
-            variables(v, acc)
+            yield from parts(v)
     elif isinstance(p, (tuple, list)):
         for v in p:
-            variables(v, acc)
+            yield from parts(v)
+
+
+def variables(p) -> dict:
+    """name -> Var/Param of every variable in a pattern (or a param value), in order."""
+    acc: dict = {}
+    for q in parts(p):
+        if isinstance(q, (Var, Param)):
+            acc.setdefault(q.name, q)
+        elif isinstance(q, Dim):
+            acc.setdefault(q.var, Var(q.var))
     return acc
 
 
-def dims(p, acc: list | None = None) -> list:
+def dims(p) -> list:
     """Every distinct Dim in a pattern, in order."""
-    acc = [] if acc is None else acc
-    if isinstance(p, Dim):
-        if p not in acc:
-            acc.append(p)
-    elif isinstance(p, Sum):
-        dims(p.parts, acc)
-    elif isinstance(p, Half):
-        dims(p.part, acc)
-    elif isinstance(p, Term):
-        for a in p.args:
-            dims(a, acc)
-        for _, v in p.params:
-            dims(v, acc)
-    elif isinstance(p, (tuple, list)):
-        for v in p:
-            dims(v, acc)
+    acc: list = []
+    for q in parts(p):
+        if isinstance(q, Dim) and q not in acc:
+            acc.append(q)
     return acc
 
 
