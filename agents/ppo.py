@@ -2,8 +2,10 @@
 
 The action is the environment's flat one: candidate k of the current graph, or stop (the last
 index).  Each candidate's logit comes from its embedding (matched nodes pooled + rule embedding,
-see agents/gnn.py) next to the graph embedding; stop's logit and the value come from the graph
-embedding.  Invalid actions get logit -1e9, so they are never sampled and carry no gradient.
+see agents/gnn.py) next to the graph embedding, plus a learnable weight times the env's
+estimated cost delta of the candidate (`cand_delta`): a greedy prior that PPO refines.  Stop's
+logit and the value come from the graph embedding.  Invalid actions get logit -1e9, so they are
+never sampled and carry no gradient.
 Evaluation is greedy (argmax).
 
 Read top to bottom: Args, make_env, Agent, then one PPO iteration (`PPOTrainer.iteration`): a
@@ -72,6 +74,10 @@ class Args:
     """GNN width"""
     gnn_layers: int = 2
     """GNN depth"""
+    delta_prior: float = 5.0
+    """initial weight of the env's estimated cost delta (`cand_delta`) added to each candidate's
+    logit (learnable): the untrained policy leans towards the greedy choice and PPO learns the
+    residual.  0 starts from a uniform-ish policy (the weight can still grow)"""
 
 
 def make_env(model: str, args, seed: int = 0, rules=None):
@@ -93,20 +99,25 @@ def make_env(model: str, args, seed: int = 0, rules=None):
 
 class Agent(nn.Module):
     def __init__(self, node_dim: int, edge_dim: int, num_rules: int, num_actions: int,
-                 hidden: int = 32, layers: int = 2):
+                 hidden: int = 32, layers: int = 2, delta_prior: float = 0.0):
         super().__init__()
         self.num_actions = num_actions
         self.encoder = GraphEncoder(node_dim, edge_dim, num_rules, hidden, layers)
         self.actor_cand = mlp(2 * hidden, hidden, 1)
         self.actor_stop = mlp(hidden, hidden, 1)
         self.critic = mlp(hidden, hidden, 1)
+        for head in (self.actor_cand, self.actor_stop):   # CleanRL: small actor outputs, so the
+            nn.init.normal_(head[-1].weight, std=0.01)     # initial policy is the prior's
+            nn.init.zeros_(head[-1].bias)
+        self.delta_weight = nn.Parameter(torch.tensor(float(delta_prior)))
 
     def _logits(self, batch, masks):
         emb = self.encoder(batch)
         b = emb.graph.size(0)
         logits = emb.graph.new_full((b, self.num_actions), -1e9)
         cand = self.actor_cand(torch.cat([emb.candidates, emb.graph[emb.cand_graph]], -1))
-        logits[emb.cand_graph, batch.cand_action] = cand.squeeze(-1)
+        cand = cand.squeeze(-1) + self.delta_weight * batch.cand_delta.float()
+        logits[emb.cand_graph, batch.cand_action] = cand
         logits[:, -1] = self.actor_stop(emb.graph).squeeze(-1)
         return logits.masked_fill(~masks, -1e9), emb
 
@@ -130,12 +141,19 @@ class PPOTrainer:
         self.num_actions = envs[0].action_space.n
         torch.manual_seed(args.seed)
         self.agent_net = Agent(node_dim, edge_dim, num_rules, self.num_actions, args.hidden,
-                               args.gnn_layers)
+                               args.gnn_layers, args.delta_prior)
         self.optimizer = torch.optim.Adam(self.agent_net.parameters(), lr=args.learning_rate,
                                           eps=1e-5)
         self.rng = np.random.default_rng(args.seed)
         self.real_steps = self.episodes = self.iterations = 0
         self.best_cost = float("inf")
+        self.best_trace: list[tuple[int, float]] = []   # (real step, best cost) at each new best
+
+    def _seen(self, cost: float) -> None:
+        """Every real step's graph counts: the best cost is the cheapest graph passed so far."""
+        if cost < self.best_cost:
+            self.best_cost = cost
+            self.best_trace.append((self.real_steps, cost))
 
     def iteration(self) -> dict:
         args, agent = self.args, self.agent_net
@@ -143,6 +161,7 @@ class PPOTrainer:
         datas, masks, actions, logprobs, rewards, dones, values = [], [], [], [], [], [], []
         env = self.envs[self.episodes % len(self.envs)]
         obs, info = env.reset(seed=int(self.rng.integers(2**31)))
+        self._seen(float(info["cost"]))
         done, finished = False, []
         for _ in range(args.num_steps):
             data = obs_to_data(obs)
@@ -151,20 +170,18 @@ class PPOTrainer:
                 action, logprob, _, value = agent.get_action_and_value(collate([data]), mask)
             obs, reward, terminated, truncated, info = env.step(int(action))
             self.real_steps += 1
+            self._seen(float(info["cost"]))
             done = terminated or truncated
             datas.append(data), masks.append(mask[0]), actions.append(action[0])
             logprobs.append(logprob[0]), values.append(value[0])
             rewards.append(float(reward)), dones.append(float(done))
             if done:
                 finished.append(float(info["cost"]))
-                self.best_cost = min(self.best_cost, float(info["cost"]))
                 self.episodes += 1
                 env = self.envs[self.episodes % len(self.envs)]
                 obs, info = env.reset(seed=int(self.rng.integers(2**31)))
         with torch.no_grad():   # bootstrap the unfinished episode (unless the last step ended one)
             next_value = 0.0 if done else float(agent.get_value(collate([obs_to_data(obs)])))
-        if not done:
-            self.best_cost = min(self.best_cost, float(info["cost"]))
 
         # ---- GAE --------------------------------------------------------------------------------
         values_t = torch.stack(values)
@@ -243,7 +260,7 @@ class PPOTrainer:
                 "optimizer": self.optimizer.state_dict(), "rng": self.rng.bit_generator.state,
                 "torch_rng": torch.get_rng_state(), "real_steps": self.real_steps,
                 "episodes": self.episodes, "iterations": self.iterations,
-                "best_cost": self.best_cost}
+                "best_cost": self.best_cost, "best_trace": list(self.best_trace)}
 
     def load_state_dict(self, s: dict) -> None:
         self.agent_net.load_state_dict(s["agent"]), self.optimizer.load_state_dict(s["optimizer"])
@@ -251,6 +268,7 @@ class PPOTrainer:
         torch.set_rng_state(s["torch_rng"])
         self.real_steps, self.episodes = s["real_steps"], s["episodes"]
         self.iterations, self.best_cost = s["iterations"], s["best_cost"]
+        self.best_trace = list(s.get("best_trace", []))
 
     def agent(self) -> "PPOAgent":
         return PPOAgent.from_net(self.args, self.agent_net, env_dims(self.envs[0]))
@@ -329,6 +347,7 @@ class PPOAgent:
             raise BadInput(f"no PPO checkpoint in {directory}")
         s = torch.load(path, weights_only=False)
         self.args, self.dims = Args(**s["args"]), tuple(s["dims"])
-        self.net = Agent(*self.dims, s["num_actions"], self.args.hidden, self.args.gnn_layers)
+        self.net = Agent(*self.dims, s["num_actions"], self.args.hidden, self.args.gnn_layers,
+                         self.args.delta_prior)
         self.net.load_state_dict(s["net"])
         self.net.eval()

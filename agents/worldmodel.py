@@ -4,8 +4,14 @@
        reconstruction of the state's own summary (its applicable rules and its cost ratio), which
        keeps z from collapsing to a constant that M could predict trivially.
     M  an MDN-RNN: an LSTM over (z_t, a_t) with a mixture-of-Gaussians head for z_{t+1} and heads for
-       the reward, "done" and the next step's applicable rules.  An ensemble of E independent Ms.
-    C  a small controller on [z_t, h_t] with a policy head over rules (+ stop) and a value head.
+       the reward, "done", the next step's applicable rules and each rule's best estimated cost
+       delta.  The last three are residuals on what the current step already shows: the mask
+       head adds a learnable multiple of the current mask ("nothing changes" is the prior), the
+       delta head adds the current deltas, and the reward head adds the chosen rule's current
+       delta (the env's local estimate of the reward).  An ensemble of E independent Ms.
+    C  a small controller on [z_t, h_t] with a policy head over rules (+ stop) and a value head;
+       each rule's logit also gets a learnable weight times the rule's best delta (real in the
+       env, M's prediction in the dream): a greedy prior that C refines in the dream.
 
 Training alternates (`WorldModelTrainer.iteration`):
     1. collect real episodes: uniformly random at first, then with C;
@@ -97,6 +103,10 @@ class Args:
     """dream temperature on M's mixture (a guard)"""
     disagreement_coef: float = 1.0
     """lambda of the ensemble disagreement penalty (a guard; 0 disables)"""
+    delta_prior: float = 5.0
+    """initial weight of each rule's best estimated delta in C's logits (learnable; 0: none)"""
+    residual_heads: bool = True
+    """M's mask, delta and reward heads are residuals on the current step's mask and deltas"""
     gamma: float = 0.99
     """discount"""
     gae_lambda: float = 0.95
@@ -136,17 +146,31 @@ class M(nn.Module):
         self.reward = nn.Linear(args.rnn_hidden, 1)
         self.done = nn.Linear(args.rnn_hidden, 1)
         self.next_mask = nn.Linear(args.rnn_hidden, num_rules)
+        self.next_delta = nn.Linear(args.rnn_hidden, num_rules)
+        self.residual = args.residual_heads
+        self.copy_weight = nn.Parameter(torch.tensor(4.0))     # logit margin of "unchanged"
+        self.reward_weight = nn.Parameter(torch.tensor(1.0))   # reward ~ the chosen rule's delta
 
-    def forward(self, z, a, state=None):
-        """z [B,T,Z], a [B,T] action (rule index, num_rules = stop) -> heads over [B,T]."""
+    def forward(self, z, a, state=None, mask=None, delta=None):
+        """z [B,T,Z], a [B,T] action (rule index, num_rules = stop) -> heads over [B,T].
+        mask [B,T,R] (0/1) and delta [B,T,R]: the current step's applicable rules and their best
+        deltas; with them (and `residual_heads`) the heads predict changes to them."""
         x = torch.cat([z, F.one_hot(a, self.num_actions).float()], -1)
         h, state = self.lstm(x, state)
         logit_pi, mu, log_sigma = self.mdn(h).split([self.k, self.k * self.z_dim,
                                                      self.k * self.z_dim], -1)
         shape = (*h.shape[:-1], self.k, self.z_dim)
+        reward = self.reward(h).squeeze(-1)
+        next_mask, next_delta = self.next_mask(h), self.next_delta(h)
+        if self.residual and mask is not None:
+            next_mask = next_mask + self.copy_weight * (2 * mask.float() - 1)
+        if self.residual and delta is not None:
+            next_delta = next_delta + delta
+            chosen = F.pad(delta, (0, 1)).gather(-1, a[..., None]).squeeze(-1)   # stop: 0
+            reward = reward + self.reward_weight * chosen
         return dict(logit_pi=logit_pi, mu=mu.view(shape), log_sigma=log_sigma.view(shape).clamp(-5, 2),
-                    reward=self.reward(h).squeeze(-1), done=self.done(h).squeeze(-1),
-                    next_mask=self.next_mask(h), h=h), state
+                    reward=reward, done=self.done(h).squeeze(-1), next_mask=next_mask,
+                    next_delta=next_delta, h=h), state
 
     def z_nll(self, out, z_next):
         """-log p(z_next) under the mixture, per step."""
@@ -173,12 +197,19 @@ class C(nn.Module):
         super().__init__()
         self.pi = mlp(args.z_dim + args.rnn_hidden, 64, num_rules + 1)
         self.v = mlp(args.z_dim + args.rnn_hidden, 64, 1)
+        nn.init.normal_(self.pi[-1].weight, std=0.01)    # CleanRL: the initial policy is the prior
+        nn.init.zeros_(self.pi[-1].bias)
+        self.delta_weight = nn.Parameter(torch.tensor(float(args.delta_prior)))
 
-    def forward(self, z, h, rule_mask):
-        """rule_mask [B, R] bool; stop (the last logit) is always allowed."""
+    def forward(self, z, h, rule_mask, rule_delta=None):
+        """rule_mask [B, R] bool; rule_delta [B, R] each rule's best estimated delta; stop (the
+        last logit) is always allowed."""
         x = torch.cat([z, h], -1)
         allowed = torch.cat([rule_mask, torch.ones_like(rule_mask[:, :1])], -1)
-        logits = self.pi(x).masked_fill(~allowed, -1e9)
+        logits = self.pi(x)
+        if rule_delta is not None:
+            logits = logits + self.delta_weight * F.pad(rule_delta, (0, 1))
+        logits = logits.masked_fill(~allowed, -1e9)
         return torch.distributions.Categorical(logits=logits), self.v(x).squeeze(-1)
 
 
@@ -190,6 +221,13 @@ def rule_mask_of(data, num_rules: int) -> np.ndarray:
     m = np.zeros(num_rules, dtype=bool)
     m[data.cand_rule.numpy()] = True
     return m
+
+
+def rule_delta_of(data, num_rules: int) -> torch.Tensor:
+    """[R] each rule's best estimated delta among its candidates (0 where it has none)."""
+    best = torch.full((num_rules,), -torch.inf)
+    best = best.scatter_reduce(0, data.cand_rule, data.cand_delta.float(), "amax")
+    return torch.where(torch.isinf(best), torch.zeros_like(best), best)
 
 
 def location_for(data, rule: int, num_rules: int, stop_action: int) -> int:
@@ -245,6 +283,14 @@ class WorldModelTrainer:
         self.episodes = 0
         self.iterations = 0
         self.env_calls = 0     # every reset/step on a real env, for the "dream is env-free" test
+        self.best_cost = float("inf")
+        self.best_trace: list[tuple[int, float]] = []   # (real step, best cost) at each new best
+
+    def _seen(self, cost: float) -> None:
+        """Every real step's graph counts: the best cost is the cheapest graph passed so far."""
+        if cost < self.best_cost:
+            self.best_cost = cost
+            self.best_trace.append((self.real_steps, cost))
 
     # -- acting in the real env ------------------------------------------------------------------
     def _reset(self, env):
@@ -259,6 +305,7 @@ class WorldModelTrainer:
     def collect_episode(self, use_c: bool) -> Episode:
         env = self.envs[self.episodes % len(self.envs)]
         obs, info = self._reset(env)
+        self._seen(float(info["cost"]))
         ep = Episode(initial_cost=float(info["initial_cost"]))
         state, h = None, torch.zeros(1, self.args.rnn_hidden)
         data = obs_to_data(obs)
@@ -268,7 +315,8 @@ class WorldModelTrainer:
             ep.cost_ratios.append(float(info["cost"]) / ep.initial_cost)
             if use_c and self.rng.random() >= self.args.explore_eps:
                 z = self.v(collate([data]))
-                dist, _ = self.c(z, h, torch.as_tensor(mask)[None])
+                dist, _ = self.c(z, h, torch.as_tensor(mask)[None],
+                                 rule_delta_of(data, self.num_rules)[None])
                 rule = int(torch.multinomial(dist.probs, 1, generator=self.gen))
             else:   # uniform over the valid candidates (not over rules), like the random agent
                 valid = np.flatnonzero(env.unwrapped.action_masks())
@@ -276,6 +324,7 @@ class WorldModelTrainer:
             action = location_for(data, rule, self.num_rules, self.stop_action)
             obs, reward, terminated, truncated, info = self._step(env, action)
             self.real_steps += 1
+            self._seen(float(info["cost"]))
             ep.actions.append(rule), ep.rewards.append(float(reward))
             ep.dones.append(bool(terminated))
             if use_c:   # keep M's memory of the real trajectory for C's next decision
@@ -308,7 +357,9 @@ class WorldModelTrainer:
                     batch_first=True)
         costs = torch.cat([torch.tensor(ep.cost_ratios, dtype=torch.float32) for ep in episodes])
         valid = torch.arange(a.size(1))[None] < torch.tensor(lens)[:, None]
-        return z_flat, z, a, r, d, masks, costs, valid
+        deltas = pad([torch.stack([rule_delta_of(dt, self.num_rules) for dt in ep.datas])
+                      for ep in episodes], batch_first=True)                  # [B, T+1, R]
+        return z_flat, z, a, r, d, masks, costs, valid, deltas
 
     def fit_world_model(self) -> dict:
         """`wm_updates` Adam steps of V and every M on random batches of real episodes."""
@@ -316,7 +367,8 @@ class WorldModelTrainer:
         for _ in range(self.args.wm_updates):
             pick = self.rng.choice(len(self.buffer), min(self.args.wm_batch, len(self.buffer)),
                                    replace=False)
-            z_flat, z, a, r, d, masks, costs, valid = self._episodes_batch([self.buffer[i] for i in pick])
+            z_flat, z, a, r, d, masks, costs, valid, deltas = self._episodes_batch(
+                [self.buffer[i] for i in pick])
             flat_masks = torch.cat([masks[i, :int(valid[i].sum()) + 1] for i in range(len(pick))])
             losses = {"v_recon": F.binary_cross_entropy_with_logits(self.v.recon_mask(z_flat), flat_masks)
                       + F.mse_loss(self.v.recon_cost(z_flat).squeeze(-1), costs)}
@@ -325,9 +377,13 @@ class WorldModelTrainer:
             def mean(x):
                 return (x * w).sum() / w.sum()
             for m in self.ms:
-                out, _ = m(z[:, :-1], a)
+                out, _ = m(z[:, :-1], a, None, masks[:, :-1], deltas[:, :-1])
+                applicable = masks[:, 1:]    # a rule's delta means something only where it applies
+                delta_err = (((out["next_delta"] - deltas[:, 1:]) ** 2) * applicable).sum(-1) \
+                    / applicable.sum(-1).clamp(min=1)
                 terms = {"m_z_nll": mean(m.z_nll(out, z[:, 1:].detach())) / z.size(-1),
                          "m_reward": mean((out["reward"] - r) ** 2),
+                         "m_delta": mean(delta_err),
                          "m_done": mean(F.binary_cross_entropy_with_logits(out["done"], d, reduction="none")),
                          "m_mask": mean(F.binary_cross_entropy_with_logits(
                              out["next_mask"], masks[:, 1:], reduction="none").mean(-1))}
@@ -349,8 +405,8 @@ class WorldModelTrainer:
         (per rule and step) and F1 on the applicable rules, next to trivial baselines: "nothing
         changes" (copy) and "no rule applies" (none)."""
         episodes = episodes if episodes is not None else self.buffer
-        _, z, a, r, _, masks, _, valid = self._episodes_batch(episodes)
-        out, _ = self.ms[0](z[:, :-1], a)
+        _, z, a, r, _, masks, _, valid, deltas = self._episodes_batch(episodes)
+        out, _ = self.ms[0](z[:, :-1], a, None, masks[:, :-1], deltas[:, :-1])
         pred, truth = out["next_mask"] > 0, masks[:, 1:].bool()
         per_step = valid[..., None].expand_as(truth)
         same_as_now = masks[:, :-1].bool()
@@ -364,6 +420,8 @@ class WorldModelTrainer:
                 "mask_accuracy_none_baseline": float((~truth)[per_step].float().mean()),
                 "mask_f1": f1(pred), "mask_f1_copy_baseline": f1(same_as_now),
                 "reward_rmse": float(((out["reward"] - r) ** 2)[valid].mean().sqrt()),
+                "reward_rmse_delta_baseline": float(((F.pad(deltas[:, :-1], (0, 1)).gather(
+                    -1, a[..., None]).squeeze(-1) - r) ** 2)[valid].mean().sqrt()),
                 "reward_std": float(r[valid].std()) if int(valid.sum()) > 1 else 0.0}
 
     # -- training C inside the dream ---------------------------------------------------------------
@@ -371,7 +429,7 @@ class WorldModelTrainer:
     def dream_starts(self):
         """Real (z, h, c, mask) of every non-terminal buffered state; (h, c) are M's memory after
         reading the real prefix, stepped in a batch over all episodes."""
-        _, z, a, _, _, masks, _, valid = self._episodes_batch(self.buffer)
+        _, z, a, _, _, masks, _, valid, deltas = self._episodes_batch(self.buffer)
         b, t = a.shape
         hs, cs = [], []
         for m in self.ms:          # each member keeps its own memory of the real prefix
@@ -381,28 +439,29 @@ class WorldModelTrainer:
                 mh.append(h[0]), mc.append(c[0])
                 _, (h, c) = m(z[:, i:i + 1], a[:, i:i + 1], (h, c))
             hs.append(torch.stack(mh, 1)[valid]), cs.append(torch.stack(mc, 1)[valid])
-        return z[:, :-1][valid], torch.stack(hs), torch.stack(cs), masks[:, :-1][valid].bool()
+        return (z[:, :-1][valid], torch.stack(hs), torch.stack(cs), masks[:, :-1][valid].bool(),
+                deltas[:, :-1][valid])
 
     def dream(self, starts, env_guard=None) -> dict:
         """One C update from `dream_batch` imagined rollouts of `dream_horizon` steps.
         No real env is touched: everything below reads only M, C and `starts`."""
         a_ = self.args
-        z0, h0, c0, m0 = starts
+        z0, h0, c0, m0, d0 = starts
         idx = torch.randint(len(z0), (a_.dream_batch,), generator=self.gen)
-        z, mask = z0[idx], m0[idx]
+        z, mask, delta = z0[idx], m0[idx], d0[idx]
         states = [(h0[e, idx][None].contiguous(), c0[e, idx][None].contiguous())
                   for e in range(len(self.ms))]
         h = h0[0, idx]
         alive = torch.ones(a_.dream_batch)
         logps, values, rewards, alives, ents = [], [], [], [], []
         for _ in range(a_.dream_horizon):
-            dist, value = self.c(z, h, mask)
+            dist, value = self.c(z, h, mask, delta)
             action = torch.multinomial(dist.probs.detach(), 1, generator=self.gen).squeeze(-1)
             logps.append(dist.log_prob(action)), values.append(value), ents.append(dist.entropy())
             with torch.no_grad():
                 outs, new_states = [], []
                 for m, st in zip(self.ms, states):
-                    o, s = m(z[:, None], action[:, None], st)
+                    o, s = m(z[:, None], action[:, None], st, mask[:, None], delta[:, None])
                     outs.append({k: v[:, 0] for k, v in o.items()}), new_states.append(s)
                 states = new_states
                 r_all = torch.stack([o["reward"] for o in outs])
@@ -415,8 +474,9 @@ class WorldModelTrainer:
                 z = M.sample_z(outs[0], a_.temperature, self.gen)
                 h = outs[0]["h"]
                 mask = outs[0]["next_mask"] > 0
+                delta = outs[0]["next_delta"]
         with torch.no_grad():
-            _, last_value = self.c(z, h, mask)
+            _, last_value = self.c(z, h, mask, delta)
             advantages = torch.zeros(len(rewards), a_.dream_batch)
             gae = torch.zeros(a_.dream_batch)
             next_value = last_value * alive
@@ -461,7 +521,7 @@ class WorldModelTrainer:
         self.iterations += 1
         metrics.update(real_steps=self.real_steps,
                        episode_cost=float(np.mean([e.final_cost for e in eps])),
-                       best_cost=min(e.final_cost for e in self.buffer),
+                       best_cost=self.best_cost,
                        cost_ratio=float(np.mean([e.final_cost / e.initial_cost for e in eps])),
                        loss=metrics["wm_loss"])
         return metrics
@@ -474,7 +534,8 @@ class WorldModelTrainer:
                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                 "buffer": self.buffer, "real_steps": self.real_steps, "episodes": self.episodes,
                 "iterations": self.iterations, "num_rules": self.num_rules,
-                "dims": self.dims, "stop_action": self.stop_action}
+                "dims": self.dims, "stop_action": self.stop_action, "best_cost": self.best_cost,
+                "best_trace": list(self.best_trace)}
 
     def load_state_dict(self, s: dict) -> None:
         self.v.load_state_dict(s["v"]), self.ms.load_state_dict(s["ms"]), self.c.load_state_dict(s["c"])
@@ -483,6 +544,8 @@ class WorldModelTrainer:
         self.gen.set_state(s["gen"]), torch.set_rng_state(s["torch_rng"])
         self.buffer, self.real_steps = s["buffer"], s["real_steps"]
         self.episodes, self.iterations = s["episodes"], s["iterations"]
+        self.best_cost = s.get("best_cost", float("inf"))
+        self.best_trace = list(s.get("best_trace", []))
 
     def agent(self) -> "WorldModelAgent":
         return WorldModelAgent.from_parts(self.args, self.v, self.ms[0], self.c, self.num_rules,
@@ -518,7 +581,8 @@ class WorldModelAgent:
         data = obs_to_data(obs)
         z = self.v(collate([data]))
         h = self._h if self._h is not None else torch.zeros(1, self.args.rnn_hidden)
-        dist, _ = self.c(z, h, torch.as_tensor(rule_mask_of(data, self.num_rules))[None])
+        dist, _ = self.c(z, h, torch.as_tensor(rule_mask_of(data, self.num_rules))[None],
+                         rule_delta_of(data, self.num_rules)[None])
         rule = int(dist.probs.argmax())              # greedy evaluation
         action = location_for(data, rule, self.num_rules, self.stop_action)
         if not mask[action]:

@@ -30,16 +30,17 @@ def test_observation_becomes_candidates_over_matched_nodes():
     assert int(k.max()) < len(info["candidates"]) and int(n.max()) < data.num_nodes
 
 
-def _train(iterations, seed=0):
-    args = ppo.Args(model=MODEL, num_steps=64, seed=seed, max_steps=16)
+def _train(iterations, seed=0, **settings):
+    args = ppo.Args(model=MODEL, num_steps=64, seed=seed, max_steps=16, **settings)
     trainer = ppo.PPOTrainer(args, envs(ppo, args))
     return trainer, [trainer.iteration() for _ in range(iterations)]
 
 
 def test_ppo_loss_falls_and_greedy_policy_improves():
-    args = ppo.Args(model=MODEL, max_steps=16)
+    """Without the greedy prior, so that what the greedy policy gains is learned."""
+    args = ppo.Args(model=MODEL, max_steps=16, delta_prior=0.0)
     env = envs(ppo, args)[0]
-    trainer, _ = _train(0)
+    trainer, _ = _train(0, delta_prior=0.0)
     before, initial, *_ = greedy_episode(trainer.agent(), env)
     rows = [trainer.iteration() for _ in range(5)]            # 320 real steps
     assert trainer.real_steps == 320
@@ -48,6 +49,27 @@ def test_ppo_loss_falls_and_greedy_policy_improves():
     after, *_ = greedy_episode(trainer.agent(), env)
     assert after < before and after < initial
     assert rows[-1]["episode_return"] > rows[0]["episode_return"] * 0.9   # no collapse
+
+
+def test_delta_prior_makes_the_untrained_policy_greedy_on_the_estimate():
+    """With the prior, the untrained policy's greedy choice is the candidate the env estimates
+    best (`cand_delta`'s argmax, up to near-ties that the small initial actor output can break),
+    wherever one is estimated to lower the cost."""
+    trainer, _ = _train(0, delta_prior=5.0)
+    env = trainer.envs[0]
+    obs, _ = env.reset(seed=0)
+    agent, checked = trainer.agent(), 0
+    for _ in range(8):
+        n = int(obs["num_candidates"][0])
+        deltas = obs["cand_delta"][:n]
+        a = agent.act(obs, env.unwrapped.action_masks())
+        if n and deltas.max() > 0.05:
+            assert a < n and deltas[a] >= deltas.max() - 0.01, (a, deltas)
+            checked += 1
+        obs, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            break
+    assert checked >= 1
 
 
 def test_saved_agent_reloads_and_rewrites_to_an_equivalent_graph(tmp_path):
