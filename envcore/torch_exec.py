@@ -92,6 +92,8 @@ def _conv2d(x, p):
         y = F.conv2d(inp, w, stride=tuple(p["stride"]), padding=(t, l), groups=p["groups"])
     else:
         y = F.conv2d(F.pad(inp, (l, r, t, b)), w, stride=tuple(p["stride"]), groups=p["groups"])
+    # the activation runs after the conv: on the CPU an in-place relu_ and oneDNN's fused
+    # conv+relu measured no faster (envcore/cost/profiles.py), so fusing gains nothing here
     return [_act(y, p["activation"])]
 
 
@@ -257,11 +259,27 @@ def num_threads(n: int | None):
 
 
 def time_graph(graph: Graph, device: str = "cpu", repeats: int = 10, warmup: int = 2,
-               seed: int = 0, threads: int | None = None) -> float:
-    """Median end-to-end time of one forward pass in ms, on random float32 leaves.
+               seed: int = 0, threads: int | None = None,
+               stat: Callable[[list], float] = statistics.median, clock: str = "wall") -> float:
+    """End-to-end time of one forward pass in ms, on random float32 leaves: the median over
+    `repeats` runs (pass stat=min for the fastest run, the estimate that ignores time other
+    processes took; the cost models' per-op timings use it too).  clock="thread" counts the
+    calling thread's CPU time instead of wall time (see `time_runs`).
 
     Nodes computable from weights and constants alone are run once beforehand and not timed:
     they fold ahead of time, exactly as the cost models assume."""
+    runs = time_runs(graph, device, repeats, warmup, seed, threads)
+    return float(stat([r[1] if clock == "thread" else r[0] for r in runs]))
+
+
+def time_runs(graph: Graph, device: str = "cpu", repeats: int = 10, warmup: int = 2,
+              seed: int = 0, threads: int | None = None) -> list[tuple[float, float]]:
+    """(wall ms, thread CPU ms) of each of `repeats` forward passes.
+
+    With one torch thread on the CPU every kernel runs on the calling thread, so its CPU time
+    is the pass's own work: what wall time would be on an idle machine, and immune to the
+    preemption that on a loaded 2-core machine stretched wall times 2-4x (cache and memory
+    bandwidth shared with other processes still show)."""
     from envcore.cost.fold import folded_nodes
     from envcore.execute import random_values
     torch = _torch()
@@ -278,13 +296,14 @@ def time_graph(graph: Graph, device: str = "cpu", repeats: int = 10, warmup: int
             env = dict(pre)
             if cuda:
                 torch.cuda.synchronize()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.thread_time()
             _run(graph, vals, device, torch.float32, env, timed, free=True)
             if cuda:
                 torch.cuda.synchronize()
             if k >= warmup:
-                times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+                times.append(((time.perf_counter() - t0) * 1e3, (time.thread_time() - c0) * 1e3))
+    return times
 
 
-__all__ = ["TORCH_OPS", "run_torch", "time_graph", "to_tensors", "num_threads", "warm_allocator"]
+__all__ = ["TORCH_OPS", "run_torch", "time_graph", "time_runs", "to_tensors", "num_threads",
+           "warm_allocator"]

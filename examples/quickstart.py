@@ -20,11 +20,11 @@ print(fuse.name, verify_rule(fuse).status, verify_rule(fuse).axioms)
 # 2. the shipped, proved rule set (both directions), a zoo model and a cost model
 rules = load_rule_set()                       # data/rules.db, proved rules only
 model = build("squeezenet", size="full")
-cost = get_cost_model("analytic")
+cost = get_cost_model("analytic")           # TASO's GPU (a V100); profile="cpu" models this machine
 print(f"{len(rules)} rules; squeezenet costs {cost.graph_cost(model):.3f} ms")
 
 # 3. TASO's backtracking search, checked numerically against the original
-res = optimize(model, rules=rules, agent="taso", budget=200)
+res = optimize(model, rules=rules, agent="taso", budget=200, device="v100")
 print(f"{res.cost_before:.3f} -> {res.cost_after:.3f} ms ({res.speedup:.2f}x), "
       f"{len(res.rewrites)} rewrites, equivalent={res.equivalent}")
 save_onnx(res.graph, "/tmp/squeezenet-opt.onnx")

@@ -41,6 +41,11 @@ class OptimizeResult:
     expansions: int = 0
     trace: list = field(default_factory=list)
     measured: dict | None = None   # from --measure: ms_before, ms_after, measured_speedup
+    device: str | None = None      # the analytic model's device profile ("cpu", "v100")
+    retimed: int = 0               # measured costs: op signatures timed again before reporting
+    search_cost_after: float | None = None   # what the search believed, before re-timing
+    fallback: str | None = None    # why the original graph was handed back, if it was
+    cpu_seconds: float = float("nan")   # the search's own CPU time (wall `seconds` counts waits)
     weights: dict | None = field(default=None, repr=False)   # trained values (ONNX input)
     rule_texts: dict = field(default_factory=dict, repr=False)  # applied rule -> "src => dst"
 
@@ -59,7 +64,10 @@ class OptimizeResult:
                "rules_applied": self.rule_counts, "seconds": self.seconds,
                "equivalent": self.equivalent, "max_abs_err": self.max_abs_err,
                "expansions": self.expansions,
-               "ops_before": self.original.num_ops, "ops_after": self.graph.num_ops}
+               "ops_before": self.original.num_ops, "ops_after": self.graph.num_ops,
+               "device": self.device, "retimed": self.retimed,
+               "search_cost_after": self.search_cost_after, "fallback": self.fallback,
+               "cpu_seconds": self.cpu_seconds}
         if self.measured:
             out.update(self.measured)
         return out
@@ -184,28 +192,42 @@ def check_equivalent(original: Graph, optimized: Graph, seed: int = 0) -> tuple[
 
 
 def measure(original: Graph, optimized: Graph, backend: str = "torch", rounds: int = 3,
-            repeats: int = 5, max_seconds: float = 60.0) -> dict:
+            repeats: int = 5, max_seconds: float = 60.0, threads: int | None = 1,
+            min_seconds: float = 10.0, max_rounds: int = 20) -> dict:
     """End-to-end forward time of both graphs (float32, folded nodes precomputed as the cost
     models assume), interleaved in rounds (A B, B A, A B, ...) so that drift in the machine's
-    speed hits both alike.  Per graph: the best round's median, in ms."""
+    speed hits both alike, with `threads` torch threads (1, as the torch cost model times ops).
+
+    Per graph: the fastest run, in ms (other processes only ever add time, as
+    envcore/cost/measured.py explains).  On the CPU with one thread the time is the thread's
+    CPU time (`torch_exec.time_runs`: the pass's own work, what wall time is on an idle
+    machine); wall-clock numbers come along as ms_*_wall.  At least `rounds` rounds, more (up
+    to `max_rounds`) while under `min_seconds`; past `max_seconds` two rounds are enough."""
     try:
-        from envcore.torch_exec import time_graph
+        from envcore.torch_exec import time_runs
     except ImportError:
         raise BadInput("--measure needs torch (pip install 'subgen[torch]')") from None
     device = "cpu"
     if backend == "cupy":
         import torch
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    best = {0: float("inf"), 1: float("inf")}
+    cpu_clock = device == "cpu" and threads == 1
+    wall, cpu = [float("inf")] * 2, [float("inf")] * 2
     started = time.perf_counter()
-    for k in range(rounds):
-        if k >= 2 and time.perf_counter() - started > max_seconds:
-            break   # big models: two rounds are enough to see a real speedup
+    for k in range(max_rounds):
+        spent = time.perf_counter() - started
+        if k >= rounds and spent > min_seconds or k >= 2 and spent > max_seconds:
+            break
         pair = ((0, original), (1, optimized)) if k % 2 == 0 else ((1, optimized), (0, original))
         for which, g in pair:
-            best[which] = min(best[which], time_graph(g, device=device, repeats=repeats, warmup=1))
-    ta, tb = best[0], best[1]
-    return {"ms_before": ta, "ms_after": tb, "measured_speedup": ta / tb if tb > 0 else float("inf")}
+            for w, c in time_runs(g, device=device, repeats=repeats, warmup=1, threads=threads):
+                wall[which], cpu[which] = min(wall[which], w), min(cpu[which], c)
+    ta, tb = (cpu if cpu_clock else wall)
+    return {"ms_before": ta, "ms_after": tb,
+            "measured_speedup": ta / tb if tb > 0 else float("inf"),
+            "clock": "thread cpu" if cpu_clock else "wall",
+            "ms_before_wall": wall[0], "ms_after_wall": wall[1],
+            "measured_speedup_wall": wall[0] / wall[1] if wall[1] > 0 else float("inf")}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,7 +238,13 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
              agent: str = "taso", budget: int = 1000, cost: str = "analytic",
              alpha: float = 1.05, checkpoint: str | Path | None = None, size: str = "full",
              do_measure: bool = False, seed: int = 0, time_limit: float | None = None,
-             on_step: Callable[[int, float], None] | None = None, check: bool = True) -> OptimizeResult:
+             on_step: Callable[[int, float], None] | None = None, check: bool = True,
+             device: str | None = None, min_gain: float = 0.01) -> OptimizeResult:
+    """`device` picks the analytic model's profile (default "cpu": what `do_measure` times on;
+    "v100" is TASO's GPU).  Under a measured cost model (torch, cupy) every op the result's
+    gain rests on is timed again, and a result whose re-timed gain is below `min_gain` (a
+    fraction) is dropped for the original: a guard against the optimiser's curse, where the
+    search picks whatever a lucky or unlucky timing priced wrong."""
     from agents.base import SearchAgent, get_agent
     from agents.search import SearchProblem
 
@@ -239,21 +267,35 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
         raise BadInput(f"agent {agent!r} learns: pass --checkpoint DIR (written by `subgen train`)")
     if not hasattr(the_agent, "search"):
         raise BadInput(f"agent {agent!r} cannot optimize a graph (it has no search method)")
-    cost_model = _cost_model(cost)
+    cost_model = _cost_model(cost, device)
     rule_list = rules if isinstance(rules, list) else load_rule_set(rules)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     problem = SearchProblem(graph, rule_list, cost_model, on_step=on_step, time_limit=time_limit)
     found = the_agent.search(problem, budget)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
 
     # costs are re-taken on whole graphs, so the report never rests on incremental bookkeeping
     before, after = float(cost_model.graph_cost(graph)), float(cost_model.graph_cost(found.graph))
+    believed, retimed, fallback = after, 0, None
+    if hasattr(cost_model, "retime") and found.graph is not graph:
+        from envcore.cost.measured import retime_differences
+        retimed = retime_differences(cost_model, graph, found.graph)
+        before = float(cost_model.graph_cost(graph))
+        after = float(cost_model.graph_cost(found.graph))
+        if after > before * (1 - min_gain):
+            fallback = (f"re-timed gain {100 * (1 - after / before):.1f}% is below "
+                        f"{100 * min_gain:g}%")
     if after > before:   # never hand back a slower graph (an agent may bet and lose)
+        fallback = fallback or "the search found nothing cheaper"
+    if fallback:
         found.graph, found.rewrites, after = graph, [], before
     ok, err = check_equivalent(graph, found.graph, seed) if check else (True, float("nan"))
     res = OptimizeResult(name, agent, cost, graph, found.graph, before, after, list(found.rewrites),
-                         seconds, ok, err, found.expansions, found.trace, weights=weights)
+                         seconds, ok, err, found.expansions, found.trace, weights=weights,
+                         device=getattr(getattr(cost_model, "profile", None), "name", None),
+                         retimed=retimed, search_cost_after=believed, fallback=fallback,
+                         cpu_seconds=cpu_seconds)
     applied = set(res.rewrites)
     res.rule_texts = {r.name: f"{r.src.text()}  =>  {r.dst.text()}"
                       for r in rule_list if r.name in applied}
@@ -262,10 +304,19 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
     return res
 
 
-def _cost_model(name: str):
+DEVICES = ("cpu", "v100")
+
+
+def _cost_model(name: str, device: str | None = None):
     from envcore.cost import CostModelUnavailable, get_cost_model
+    if device is not None and name != "analytic":
+        raise BadInput(f"--device picks the analytic model's profile; the {name} cost model "
+                       "times the machine it runs on")
+    if device is not None and device not in DEVICES:
+        raise BadInput(f"unknown device {device!r} (one of {', '.join(DEVICES)})")
+    kw = {"profile": device or "cpu"} if name == "analytic" else {}
     try:
-        return get_cost_model(name)
+        return get_cost_model(name, **kw)
     except (KeyError, ValueError, CostModelUnavailable) as e:
         raise BadInput(f"cost model {name!r}: {_first_line(e)}") from None
     except ImportError as e:

@@ -2,8 +2,9 @@
 
 One file is shared by every process and run: WAL journaling lets readers and one writer work
 at once, writes are single `INSERT OR IGNORE` transactions (the first measurement wins; a
-concurrent duplicate is harmless), and a busy timeout waits out other writers.  The default
-path is $SUBGEN_COST_CACHE, else ~/.cache/subgen/costs.db.
+concurrent duplicate is harmless), `lower` lets a re-timing replace a value with a lower one,
+and a busy timeout waits out other writers.  The default path is $SUBGEN_COST_CACHE, else
+~/.cache/subgen/costs.db.
 """
 from __future__ import annotations
 
@@ -59,6 +60,16 @@ class CostCache:
         c = self._conn()
         c.execute("INSERT OR IGNORE INTO costs VALUES (?, ?, ?, ?)",
                   (self.backend, self.device, signature, float(ms)))
+        stored = self.get(signature)
+        return float(ms) if stored is None else stored
+
+    def lower(self, signature: str, ms: float) -> float:
+        """Stores min(stored, ms) (a re-timing keeps the lowest value seen); returns it."""
+        c = self._conn()
+        c.execute("INSERT OR IGNORE INTO costs VALUES (?, ?, ?, ?)",
+                  (self.backend, self.device, signature, float(ms)))
+        c.execute("UPDATE costs SET ms = MIN(ms, ?) WHERE backend=? AND device=? AND signature=?",
+                  (float(ms), self.backend, self.device, signature))
         stored = self.get(signature)
         return float(ms) if stored is None else stored
 

@@ -18,11 +18,16 @@ from subgen.errors import BadInput
               help="Expansions the search may spend.")
 @click.option("--cost", default="analytic", show_default=True,
               type=click.Choice(["analytic", "torch", "cupy"]), help="Cost model.")
+@click.option("--device", type=click.Choice(["cpu", "v100"]), default=None,
+              help="Device the analytic cost model describes: cpu (torch eager on this CPU, one "
+                   "thread: what --measure times; the default) or v100 (TASO's GPU, where fusing "
+                   "conv and relu saves a launch and a pass over memory).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Write the optimized graph to F.onnx or F.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--measure", is_flag=True,
-              help="Also time original and optimized end to end, interleaved, on the backend.")
+              help="Also time original and optimized end to end, interleaved, on the backend "
+                   "(CPU: one thread, its CPU time; wall time is shown too).")
 @click.option("--alpha", default=1.05, show_default=True, type=float,
               help="taso: keep candidates costing below alpha x best.")
 @click.option("--checkpoint", type=click.Path(), default=None,
@@ -32,8 +37,8 @@ from subgen.errors import BadInput
 @click.option("--time-limit", type=click.FloatRange(min=0), default=None,
               help="Stop the search after this many seconds, whatever is left of the budget.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def optimize(model, rules, agent, budget, cost, out, as_json, measure, alpha, checkpoint, size,
-             time_limit, seed):
+def optimize(model, rules, agent, budget, cost, device, out, as_json, measure, alpha, checkpoint,
+             size, time_limit, seed):
     """Optimize MODEL (a zoo name or an .onnx file) and check the result numerically."""
     from subgen import optimize as pipeline
 
@@ -42,7 +47,7 @@ def optimize(model, rules, agent, budget, cost, out, as_json, measure, alpha, ch
     with _progress(not as_json, budget) as on_step:
         res = pipeline.optimize(model, rules, agent=agent, budget=budget, cost=cost, alpha=alpha,
                                 checkpoint=checkpoint, size=size, do_measure=measure, seed=seed,
-                                time_limit=time_limit, on_step=on_step)
+                                time_limit=time_limit, on_step=on_step, device=device)
     written = pipeline.write_result(res, out) if out is not None and res.equivalent else None
     if as_json:
         click.echo(json.dumps(res.to_json()))
@@ -57,15 +62,24 @@ def print_result(res, written=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{res.model}: {res.agent} search, {res.cost_model} cost")
+    cost = res.cost_model + (f" ({res.device})" if res.device else "")
+    t = Table(title=f"{res.model}: {res.agent} search, {cost} cost")
     t.add_column("", style="bold")
     t.add_column("value", justify="right")
     t.add_row("cost before (ms)", f"{res.cost_before:.4f}")
     t.add_row("cost after (ms)", f"{res.cost_after:.4f}")
     t.add_row("predicted speedup", f"{res.speedup:.3f}x")
+    if res.retimed:
+        t.add_row("re-timed ops", f"{res.retimed} (search believed {res.search_cost_after:.4f} ms)")
+    if res.fallback:
+        t.add_row("kept the original", res.fallback)
     if res.measured:
-        t.add_row("measured speedup", f"{res.measured['measured_speedup']:.3f}x "
-                  f"({res.measured['ms_before']:.2f} -> {res.measured['ms_after']:.2f} ms)")
+        m = res.measured
+        t.add_row("measured speedup", f"{m['measured_speedup']:.3f}x "
+                  f"({m['ms_before']:.2f} -> {m['ms_after']:.2f} ms, {m.get('clock', 'wall')})")
+        if m.get("clock") == "thread cpu":
+            t.add_row("measured, wall clock", f"{m['measured_speedup_wall']:.3f}x "
+                      f"({m['ms_before_wall']:.2f} -> {m['ms_after_wall']:.2f} ms)")
     t.add_row("operators", f"{res.original.num_ops} -> {res.graph.num_ops}")
     t.add_row("rewrites", str(len(res.rewrites)))
     t.add_row("expansions", str(res.expansions))
