@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import re
 
 import numpy as np
 
@@ -17,35 +16,55 @@ from envcore.ops import OPS, SHAPE_PARAMS, semantic_dims
 from envcore.rule import Rule
 from subgen.enumerate import POOL, Enumerator
 from subgen.fingerprint import multiset_hash
+from subgen.normal_form import NormalForms, term_describer
 
-ALL_PAIRS_MAX = 12   # buckets up to this size are paired all-with-all, larger ones with their rep
+ALL_PAIRS_MAX = 12   # buckets of up to this many normal forms also pair all-with-all (`pairs`)
 
 
 def buckets(en: Enumerator) -> dict[int, list[tuple[int, ...]]]:
     """Fingerprint -> graphs (tuples of output term ids), every graph of a bucket kept.
 
     Single-output graphs are the terms (leaves included, as 0-operator graphs).  Two-output
-    graphs are the outputs of each split, and beside them the union of the two representatives
-    they match (e.g. {relu(x0), relu(x1)} beside split(relu(concat(x0, x1)))): unions of
-    unrelated graphs are never enumerated themselves, they are looked up."""
+    graphs are the outputs of each split, and beside them the unions of the representatives of
+    the classes they match, or of their spellings (see `pairs`), e.g. {relu(x0), relu(x1)}
+    beside split(relu(concat(x0, x1))), as long as the union has at most `max_ops` operators
+    and its parts share none: unions of unrelated graphs are never enumerated themselves, they
+    are looked up.  The union of the representatives comes first (the bucket's
+    representative)."""
     out: dict[int, list[tuple[int, ...]]] = {}
     for fp, members in en.classes.items():
         out[multiset_hash([fp])] = [(m,) for m in members]
     if en.max_outputs < 2:
         return out
+    splits: dict[int, list[tuple[int, ...]]] = {}
     for n in en.nodes:
-        if len(n.outputs) < 2:
+        if len(n.outputs) >= 2:
+            key = multiset_hash([en.terms[o].fp for o in n.outputs])
+            splits.setdefault(key, []).append(tuple(n.outputs))
+    for key, outs in splits.items():
+        out[key] = _unions(en, [en.terms[o].fp for o in outs[0]]) + outs
+    return out
+
+
+def _unions(en: Enumerator, fps: list[int]) -> list[tuple[int, ...]]:
+    """Graphs made of one spelling of each class's representative, disjoint, within `max_ops`
+    operators; the union of the representatives first.  Equal classes give each unordered
+    union once."""
+    nf = _normal_forms(en)
+    pools = []
+    for f in fps:
+        rep = en.classes[f][0]
+        pools.append([m for m in en.classes[f] if en.terms[m].size <= en.max_ops and
+                      (m == rep or nf((m,)) == nf((rep,)))])
+    out = []
+    for combo in itertools.product(*pools):
+        if len(set(combo)) < len(combo) or en.op_count(combo) > en.max_ops or \
+                _overlap(en, combo):
             continue
-        outs = tuple(n.outputs)
-        fps = [en.terms[o].fp for o in outs]
-        key = multiset_hash(fps)
-        bucket = out.setdefault(key, [])
-        if not bucket:
-            reps = tuple(en.classes[f][0] for f in fps)
-            if len(set(reps)) == len(reps) and en.op_count(reps) <= en.max_ops and \
-                    not _overlap(en, reps):
-                bucket.append(reps)
-        bucket.append(outs)
+        if any(fps[i] == fps[j] and combo[i] > combo[j]
+               for i, j in itertools.combinations(range(len(fps)), 2)):
+            continue
+        out.append(combo)
     return out
 
 
@@ -54,18 +73,39 @@ def _overlap(en: Enumerator, outs) -> bool:
     return any(a & b for a, b in itertools.combinations(ops, 2))
 
 
+def _normal_forms(en: Enumerator):
+    """The normal form of a graph (its outputs' forms, as a multiset), memoized per term."""
+    nf = getattr(en, "_graph_nf", None)
+    if nf is None:
+        nf = en._graph_nf = NormalForms(term_describer(en))
+    return lambda g: nf.of(g[0]) if len(g) == 1 else tuple(sorted(nf.of(o) for o in g))
+
+
 def pairs(en: Enumerator, bucket: list[tuple[int, ...]]):
-    """Candidate rules of one bucket.  The first graph is the representative, the smallest.  A
-    pair of two graphs both bigger than the representative follows from the two rules through
-    it, so it is only formed among graphs as small as the representative (such as the
-    variants of (a+b)+c), and all-with-all only in small buckets."""
-    rep = bucket[0]
-    yield from ((rep, other) for other in bucket[1:])
-    if len(bucket) > ALL_PAIRS_MAX:
+    """Candidate rules of one bucket.  The first graph is the representative, the smallest.
+    Every graph is paired with the representative and with each of its *spellings* (graphs
+    with the representative's normal form: operands commuted or regrouped, a fused activation
+    spelled apart), so two spellings are paired too.  Any other pair of graphs follows from the
+    two rules through a spelling, so it is only formed among graphs as small as the
+    representative, and all-with-all only in buckets of few normal forms (at most
+    `ALL_PAIRS_MAX`: a bucket's spellings do not make it bigger here)."""
+    if len(bucket) < 2:
         return
-    least = en.op_count(rep)
-    same = [g for g in bucket[1:] if en.op_count(g) == least]
-    yield from itertools.combinations(same, 2)
+    nf = _normal_forms(en)
+    forms = [nf(g) for g in bucket]
+    spelled = [i for i in range(len(bucket)) if i == 0 or forms[i] == forms[0]]
+    is_spelling = set(spelled)
+    for i in spelled:
+        for j in range(len(bucket)):
+            if j != i and (j not in is_spelling or j > i):
+                yield bucket[i], bucket[j]
+    if len(set(forms)) > ALL_PAIRS_MAX:
+        return
+    least = en.op_count(bucket[0])
+    same = [i for i in range(1, len(bucket))
+            if i not in is_spelling and en.op_count(bucket[i]) == least]
+    for i, j in itertools.combinations(same, 2):
+        yield bucket[i], bucket[j]
 
 
 def orient(en: Enumerator, a, b):
@@ -102,76 +142,78 @@ def _variables(en: Enumerator, outs) -> frozenset[str]:
 
 
 class TermText:
-    """Memoized structural text of terms, leaves marked as \x01name\x02 and tagged with their
-    rank only: rules are matched rank-generically (`envcore.match`) and proved for any
-    dimensions, so two rules that differ only in the pool's concrete sizes are one rule."""
+    """Memoized structural text of terms, split into a *template* (the text with every leaf
+    written as its rank only: rules are matched rank-generically (`envcore.match`) and proved
+    for any dimensions, so two rules that differ only in the pool's concrete sizes are one
+    rule) and the leaves' names in order of occurrence."""
 
     def __init__(self, en: Enumerator):
         self.en = en
-        self.memo: dict[int, str] = {}
+        self.memo: dict[int, tuple[str, tuple[str, ...]]] = {}
 
-    def of(self, tid: int) -> str:
+    def of(self, tid: int) -> tuple[str, tuple[str, ...]]:
         s = self.memo.get(tid)
         if s is None:
             t = self.en.terms[tid]
             if t.node is None:
-                s = f"\x01{t.name}\x02:{len(t.shape)}"
+                s = (f"\x01{len(t.shape)}", (t.name,))
             else:
                 n = self.en.nodes[t.node]
                 skip = SHAPE_PARAMS.get(n.op, ())
                 params = tuple(kv for kv in n.params if kv[0] not in skip)
                 # kernel sizes stay part of a rule's identity (envcore.ops.SEMANTIC_DIMS)
                 params += semantic_dims(n.op, [self.en.terms[i].shape for i in n.inputs])
-                s = f"{n.op}{params}({','.join(self.of(i) for i in n.inputs)}).{t.index}"
+                kids = [self.of(i) for i in n.inputs]
+                s = (f"{n.op}{params}({','.join(k[0] for k in kids)}).{t.index}",
+                     tuple(name for k in kids for name in k[1]))
             self.memo[tid] = s
         return s
 
 
-_LEAF = re.compile("\x01([^\x02]*)\x02")
-
-
-def _texts(en: Enumerator, src, dst) -> list[str]:
-    """The pair's structural text in every direction and output order, leaves still named."""
+def _texts(en: Enumerator, src, dst) -> list[tuple[str, tuple[str, ...]]]:
+    """The pair's (template, leaf names) in every direction and output order."""
     text = getattr(en, "_term_text", None)
     if text is None:
         text = en._term_text = TermText(en)
     out = []
     for a, b in ((src, dst), (dst, src)):
         for perm in itertools.permutations(range(len(a))):
-            out.append("|".join(text.of(a[i]) for i in perm) + "=>" +
-                       "|".join(text.of(b[i]) for i in perm))
+            parts = [text.of(a[i]) for i in perm] + [text.of(b[i]) for i in perm]
+            template = "|".join(p[0] for p in parts[:len(a)]) + "=>" + \
+                "|".join(p[0] for p in parts[len(a):])
+            out.append((template, tuple(n for p in parts for n in p[1])))
     return out
 
 
-def _canonical(texts) -> str:
-    """The least text after numbering variables in order of first appearance."""
+def _canonical(texts) -> tuple:
+    """The least (template, leaves numbered in order of first appearance)."""
     best = None
-    for s in texts:
+    for template, names in texts:
         ix: dict[str, int] = {}
-        key = _LEAF.sub(lambda m: f"v{ix.setdefault(m.group(1), len(ix))}", s)
+        key = (template, tuple(ix.setdefault(n, len(ix)) for n in names))
         if best is None or key < best:
             best = key
     return best
 
 
-def term_key(en: Enumerator, src, dst) -> str:
+def term_key(en: Enumerator, src, dst) -> tuple:
     """Canonical form of the pair up to renaming, direction, output order and concrete
     dimensions (ranks kept): variables are numbered in order of first appearance."""
     return _canonical(_texts(en, src, dst))
 
 
-def instance_term_keys(en: Enumerator, src, dst) -> set[str]:
+def instance_term_keys(en: Enumerator, src, dst) -> set[tuple]:
     """`term_key`s of every rule made from this one by merging variables of one shape (the
     same as `subgen.prune.instance_keys`, on text, before any Rule is built)."""
-    out: set[str] = set()
+    out: set[tuple] = set()
     frontier = [_texts(en, src, dst)]
     while frontier:
         texts = frontier.pop()
-        names = sorted(set(_LEAF.findall(texts[0])))
+        names = sorted(set(texts[0][1]))
         for a, b in itertools.combinations(names, 2):
             if POOL[a] != POOL[b]:
                 continue
-            merged = [t.replace(f"\x01{b}\x02", f"\x01{a}\x02") for t in texts]
+            merged = [(t, tuple(a if n == b else n for n in ns)) for t, ns in texts]
             key = _canonical(merged)
             if key not in out:
                 out.add(key)
@@ -236,6 +278,6 @@ def to_graph(en: Enumerator, outs) -> Graph:
     return Graph(nodes, refs)
 
 
-def to_rule(en: Enumerator, src, dst, key: str) -> Rule:
-    name = "g-" + hashlib.blake2b(key.encode(), digest_size=5).hexdigest()
+def to_rule(en: Enumerator, src, dst, key) -> Rule:
+    name = "g-" + hashlib.blake2b(repr(key).encode(), digest_size=5).hexdigest()
     return Rule(name, to_graph(en, src), to_graph(en, dst))

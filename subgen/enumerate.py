@@ -9,7 +9,14 @@ modular semantics (`OpDef.exact`): every graph extends its parent by one operato
 Quartz's RepGen idea: terms are grouped into classes by their value's fingerprint, and only the
 first term of a class (its *representative*, the smallest because levels grow by size) is used as
 an input to bigger terms.  Any bigger term built on a non-representative is redundant: a rule
-between the two class members already rewrites that part.
+between the two class members already rewrites that part.  One exception (`_extends`): a member
+of at most `SPELLINGS_UP_TO` operators that is the representative respelled (the same normal
+form: operands commuted or regrouped, scalars moved, a fused activation spelled apart) is
+extended too.  Compound rules that such spellings make are free to keep (they follow from the
+base rules, no proof needed), and rule sets such as TASO's are full of them; without the
+spellings they could never be paired.  Respellings of one operator (b+a beside a+b) cost little;
+those of two operators, (a+b)+c beside a+(b+c), add 40% to the last level and triple the pairs
+at depth 3 (benchmarks/results/generate.md), so they are left out by default.
 
 TASO's split has no sizes: it cuts at the boundary of the concat that produced the tensor.  Terms
 carry that boundary as metadata (`bounds`: axis -> sizes), propagated through the ops in between.
@@ -22,6 +29,7 @@ import numpy as np
 
 from envcore.ops import OPS, PRIME, ShapeError
 from subgen.fingerprint import value_hash
+from subgen.normal_form import NormalForms, term_describer
 
 Shape = tuple[int, ...]
 
@@ -110,10 +118,17 @@ def _propagate_bounds(op: str, p: dict, ins: list[Term], out_shapes) -> list[dic
     return [{} for _ in out_shapes]
 
 
+# respellings of terms of at most this many operators grow like representatives (`_extends`)
+SPELLINGS_UP_TO = 1
+
 # the operators `_instances` knows how to instantiate (the rest of the catalogue is IR-only)
 ENUMERABLE = frozenset({"relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split",
                         "ewadd", "ewmul", "scalar_mul", "matmul", "conv2d", "concat", "enlarge",
                         *CONSTANT_SHAPES})
+
+
+# the enumerable operators of one input (the others take two, constants none)
+UNARY_ENUMERATED = ("relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split")
 
 
 def _is_activation(shape: Shape) -> bool:
@@ -143,7 +158,9 @@ class Enumerator:
         self.nodes: list[OpNode] = []
         self._node_key: dict[tuple, int] = {}
         self.classes: dict[int, list[int]] = {}       # fingerprint -> term ids (first = rep)
-        self.reps_by_size: dict[int, list[int]] = {}  # size -> representative term ids
+        self.reps_by_size: dict[int, list[int]] = {}  # size -> extended term ids (see _extends)
+        self.extended: set[int] = set()
+        self._nf = NormalForms(term_describer(self))
         self.pool = pool_values(seed)
         self._first_leaf = {}
         for name in sorted(POOL):
@@ -159,9 +176,16 @@ class Enumerator:
         self.terms.append(t)
         members = self.classes.setdefault(fp, [])
         members.append(t.id)
-        if len(members) == 1:
+        if len(members) == 1 or self._extends(t, members[0]):
             self.reps_by_size.setdefault(t.size, []).append(t.id)
+            self.extended.add(t.id)
         return t
+
+    def _extends(self, t: Term, rep: int) -> bool:
+        """A non-representative grows when it is its representative respelled (module doc).
+        Terms of the last level never grow, so theirs is not even computed."""
+        return (t.size <= SPELLINGS_UP_TO and t.size < self.max_ops
+                and self._nf.of(t.id) == self._nf.of(rep))
 
     def is_rep(self, t: Term) -> bool:
         return self.classes[t.fp][0] == t.id
@@ -189,29 +213,56 @@ class Enumerator:
         return node
 
     # -- candidate inputs ------------------------------------------------------------------
-    def _input_tuples(self, arity: int, level: int):
-        """Tuples of representative terms whose operator sets together hold level-1 nodes."""
+    def sections(self, arity: int, level: int, budget: int = 100_000) -> list[tuple]:
+        """`_input_tuples(arity, level)` cut into contiguous pieces, in its order, each with
+        about `budget` tuples to look at: the last level's shards are these pieces, so a worker
+        walks only its own (subgen.shard), and the pieces chained are the whole walk."""
         want = level - 1
         reps = self.reps_by_size
+        n = len(reps.get(want, ()))
         if arity == 1:
-            for t in reps.get(want, ()):
+            step = max(1, budget // 4)
+            return [("unary", lo, lo + step) for lo in range(0, n, step)]
+        out = []
+        for s1 in range(want + 1):
+            na, nb = len(reps.get(s1, ())), len(reps.get(want - s1, ()))
+            if na and nb:
+                step = max(1, budget // nb)
+                out += [("disjoint", s1, lo, lo + step) for lo in range(0, na, step)]
+        step = max(1, budget // 64)     # a term has a few dozen terms inside it
+        return out + [("inner", lo, lo + step) for lo in range(0, n, step)]
+
+    def _input_tuples(self, arity: int, level: int, section: tuple | None = None):
+        """Tuples of representative terms whose operator sets together hold level-1 nodes
+        (only those of one piece of `sections` when `section` is given)."""
+        if section is None:
+            for part in self.sections(arity, level, budget=1 << 62):
+                yield from self._input_tuples(arity, level, part)
+            return
+        want = level - 1
+        reps = self.reps_by_size
+        kind = section[0]
+        if kind == "unary":
+            for t in reps.get(want, [])[section[1]:section[2]]:
                 yield (self.terms[t],)
             return
         # disjoint pairs whose sizes add up, plus pairs where one term lies inside the other
-        for s1 in range(want + 1):
-            for a in reps.get(s1, ()):
+        if kind == "disjoint":
+            s1 = section[1]
+            for a in reps.get(s1, [])[section[2]:section[3]]:
                 ta = self.terms[a]
                 for b in reps.get(want - s1, ()):
                     tb = self.terms[b]
                     if not (ta.ops & tb.ops):
                         yield (ta, tb)
-        for b in reps.get(want, ()):
+            return
+        for b in reps.get(want, [])[section[1]:section[2]]:
             tb = self.terms[b]
             inner = {tb.id} | {o for n in tb.ops for o in self.nodes[n].inputs}
             inner |= {o for n in tb.ops for o in self.nodes[n].outputs}
             for a in sorted(inner):
                 ta = self.terms[a]
-                if ta.node is None or not self.is_rep(ta):
+                if ta.node is None or ta.id not in self.extended:
                     continue  # leaves are covered by the disjoint case
                 if ta.ops | tb.ops != tb.ops:
                     continue
@@ -219,15 +270,16 @@ class Enumerator:
                 if ta.id != tb.id:
                     yield (tb, ta)
 
-    def _instances(self, op: str, level: int):
-        """(params, inputs) choices for one operator at one level."""
+    def _instances(self, op: str, level: int, section: tuple | None = None):
+        """(params, inputs) choices for one operator at one level (of one piece of its input
+        tuples: `sections`)."""
         if op in CONSTANT_SHAPES:
             if level == 1:
                 for s in CONSTANT_SHAPES[op]:
                     yield {"shape": s}, []
             return
-        if op in ("relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split"):
-            for (t,) in self._input_tuples(1, level):
+        if op in UNARY_ENUMERATED:
+            for (t,) in self._input_tuples(1, level, section):
                 if op in ("relu", "sigmoid", "tanh"):
                     yield {}, [t]
                 elif op == "transpose" and len(t.shape) == 2:
@@ -239,7 +291,7 @@ class Enumerator:
                         if ax in (0, 1):
                             yield {"axis": ax, "sizes": sizes}, [t]
             return
-        for ta, tb in self._input_tuples(2, level):
+        for ta, tb in self._input_tuples(2, level, section):
             if op in ("ewadd", "ewmul"):
                 if ta.shape == tb.shape and ta.shape != ():
                     yield {}, [ta, tb]

@@ -6,7 +6,9 @@ always finds at depth 2 (and keeps):
     nested chains are flattened, (a+b)+c -> +[a, b, c];
   * commutativity (`COMMUTATIVE`): the flattened operands are sorted;
   * scalars float to the top through ops linear in each input (`LINEAR_IN_EACH_INPUT` without a
-    fused activation): matmul(A*s, B) -> s * matmul(A, B), (x*s)*t -> {s, t} * x.
+    fused activation): matmul(A*s, B) -> s * matmul(A, B), (x*s)*t -> {s, t} * x;
+  * a fused activation is the activation's operator applied to the plain op (the catalogue's own
+    definition, `envcore.ops._act`): conv2d[relu](x, k) -> relu(conv2d(x, k)).
 
 A rule whose two sides share a normal form says nothing the base rules do not (ewadd chains
 reordered, ((xA)B)C -> x(B(C)) ...), and two rules with the same pair of normal forms are each
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from typing import Callable, Hashable
 
-from envcore.ops import ASSOCIATIVE, COMMUTATIVE, LINEAR_IN_EACH_INPUT
+from envcore.ops import ASSOCIATIVE, COMMUTATIVE, LINEAR_IN_EACH_INPUT, OPS
 
 # operators that multiply a tensor by a 0-d operand (the operand becomes a floating scalar)
 SCALING = frozenset({"scalar_mul"})
@@ -57,6 +59,12 @@ class NormalForms:
         return res
 
     def _op(self, op, params, inputs, index, scalar_in) -> tuple:
+        act = dict(params).get("activation", "none")
+        if act != "none" and act in OPS and index == 0:
+            plain = tuple((k, "none" if k == "activation" else v) for k, v in params)
+            inner = self._op(op, plain, inputs, index, scalar_in)
+            key = f"{act}{tuple(sorted(OPS[act].full_params({}).items()))}"
+            return ((), None, f"{key}({_full(inner)}).0")
         kids = [self._nf(i) for i in inputs]
         linear = op in LINEAR_IN_EACH_INPUT and _plain(params) and index == 0
         scalars: tuple = ()
@@ -102,6 +110,20 @@ def graph_describer(g) -> Callable:
             return ("leaf", n.p["name"])
         return ("op", n.op, n.params, n.inputs, ref.index,
                 tuple(g.shape(r) == () for r in n.inputs))
+    return describe
+
+
+def term_describer(en) -> Callable:
+    """`describe` for a `subgen.enumerate.Enumerator`: expressions are its term ids."""
+    terms, nodes = en.terms, en.nodes
+
+    def describe(tid):
+        t = terms[tid]
+        if t.node is None:
+            return ("leaf", t.name)
+        n = nodes[t.node]
+        return ("op", n.op, n.params, n.inputs, t.index,
+                tuple(terms[i].shape == () for i in n.inputs))
     return describe
 
 

@@ -8,8 +8,8 @@
   rank-generic); with `shapes=False` ranks go too, which is how rules over differently shaped
   pools are compared.
 * `generalizes`: the rule is an instance of a smaller one.  Some operator that is not an output
-  can be replaced by a fresh variable (on both sides where it occurs) and the two sides still
-  agree on exact random values.  This covers TASO's "common subgraph" (a shared operator that is
+  can be replaced by a fresh variable (on both sides where it occurs, up to normal form: a+b
+  and b+a are one operator here) and the two sides still agree on exact random values.  This covers TASO's "common subgraph" (a shared operator that is
   not the result) and operands whose value the result ignores, e.g. split(concat(x, T)).0 = x.
 * `common_supergraph`: both sides end in the same operator whose inputs agree pairwise, so the
   rule is the smaller rule on those inputs, put in context.
@@ -116,24 +116,47 @@ def dedupe(rules, shapes: bool | str = True):
 # -- exact evaluation with some operators replaced by fresh values --------------------------
 
 
-def _eval_exact(g: Graph, leaves: dict, override: dict, edges: dict | None = None
-                ) -> list[np.ndarray]:
-    """Exact values of g's outputs; `override` replaces nodes (by Merkle hash), `edges` replaces
-    what one operator reads at one input position ((node id, position) -> value)."""
+def _eval_exact(g: Graph, leaves: dict, override: dict, edges: dict | None = None,
+                keys: dict | None = None, base: dict | None = None) -> list[np.ndarray]:
+    """Exact values of g's outputs; `override` replaces nodes (by `keys[node id]`, the Merkle
+    hash by default), `edges` replaces what one operator reads at one input position
+    ((node id, position) -> value)."""
+    env = _evaluate(g, leaves, override, edges, keys, base)
+    return [env[o.node][o.index] for o in g.outputs]
+
+
+def _evaluate(g: Graph, leaves: dict, override: dict, edges: dict | None = None,
+              keys: dict | None = None, base: dict | None = None) -> dict:
+    """Node id -> output values (see `_eval_exact`).  With `base`, the values of the same
+    graph without overrides, only the nodes that read a replaced value are computed."""
     env = {}
-    hashes = g.node_hashes
+    changed = set()
+    keys = g.node_hashes if keys is None else keys
     edges = edges or {}
     for i in g.topo_order:
         n = g.nodes[i]
-        if hashes[i] in override:
-            env[i] = override[hashes[i]]
+        if keys[i] in override:
+            env[i] = override[keys[i]]
+            changed.add(i)
+        elif base is not None and not any(r.node in changed for r in n.inputs):
+            env[i] = base[i]
         elif n.op in LEAVES:
             env[i] = [leaves[n.p["name"]]]
         else:
             args = [edges.get((i, k), None) for k in range(len(n.inputs))]
             args = [env[r.node][r.index] if a is None else a for a, r in zip(args, n.inputs)]
             env[i] = OPS[n.op].exact(args, n.p)
-    return [env[o.node][o.index] for o in g.outputs]
+            changed.add(i)
+    return env
+
+
+def _node_forms(g: Graph) -> dict[int, tuple]:
+    """Node id -> the normal forms of its outputs (`subgen.normal_form`)."""
+    from envcore.graph import Ref
+    from subgen.normal_form import NormalForms, graph_describer
+    nf = NormalForms(graph_describer(g))
+    return {i: tuple(nf.of(Ref(i, k)) for k in range(len(n.shapes)))
+            for i, n in g.nodes.items()}
 
 
 def _leaf_values(rule: Rule, rng) -> dict:
@@ -151,18 +174,42 @@ def _same(a, b) -> bool:
 
 
 def generalizes(rule: Rule, seed: int = 0) -> bool:
-    """True when the rule is an instance of a rule with fewer operators (see module doc)."""
+    """True when the rule is an instance of a rule with fewer operators (see module doc).
+    Operators are identified by structure first, then by normal form (`subgen.normal_form`):
+    a subgraph that is on both sides up to reordering (a+b on one, b+a on the other) makes
+    the rule the smaller one after a rewrite by the base rules, e.g. (a+b)+c => c+(b+a)."""
     rng = np.random.default_rng(seed)
     leaves = _leaf_values(rule, rng)
-    inner: dict[bytes, tuple] = {}
-    for g in (rule.src, rule.dst):
+    sides = (rule.src, rule.dst)
+    base = [_evaluate(g, leaves, {}) for g in sides]
+    by_hash = [g.node_hashes for g in sides]
+    if _replaceable(sides, by_hash, leaves, base, rng, ()):
+        return True
+    forms = [_node_forms(g) for g in sides]
+    # only the groups the normal form merges are new: the others were just tried
+    merged = {}
+    for g, form, hashes in zip(sides, forms, by_hash):
+        for i in g.nodes:
+            merged.setdefault(form[i], set()).add(hashes[i])
+    new = {f for f, hs in merged.items() if len(hs) > 1}
+    return bool(new) and _replaceable(sides, forms, leaves, base, rng, new)
+
+
+def _replaceable(sides, keys, leaves, base, rng, only) -> bool:
+    """Some inner operator group (nodes with one key; keys in `only` when it is not empty)
+    can be a fresh variable and both sides still agree."""
+    inner: dict = {}
+    for g, key in zip(sides, keys):
         roots = {o.node for o in g.outputs}
         for i, n in g.nodes.items():
-            if n.op not in LEAVES and i not in roots:
-                inner.setdefault(g.node_hashes[i], n.shapes)
-    for h, shapes in inner.items():
-        fresh = {h: [rng.integers(0, PRIME, size=s, dtype=np.int64) for s in shapes]}
-        if _same(_eval_exact(rule.src, leaves, fresh), _eval_exact(rule.dst, leaves, fresh)):
+            if n.op not in LEAVES and i not in roots and (not only or key[i] in only):
+                inner.setdefault(key[i], n.shapes)
+    # a subgraph on both sides is the likely one: try those first
+    both = set(keys[0].values()) & set(keys[1].values())
+    for h in sorted(inner, key=lambda h: h not in both):
+        fresh = {h: [rng.integers(0, PRIME, size=s, dtype=np.int64) for s in inner[h]]}
+        if _same(*(_eval_exact(g, leaves, fresh, keys=k, base=b)
+                   for g, k, b in zip(sides, keys, base))):
             return True
     return False
 
