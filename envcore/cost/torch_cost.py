@@ -77,7 +77,9 @@ class TorchCostModel(MeasuredCostModel):
         if self.cold and OPS[op].kernel in ("conv", "gemm") and len(in_shapes) > 1:
             size = 4 * sum(math.prod(s) for s in in_shapes[1:])
             copies = max(1, min(64, -(-_COLD_BYTES // max(size, 1))))
-        sets = [args] + [args[:1] + [torch.rand_like(a) + 0.5 for a in args[1:]]
+        # clones, not fresh random draws: only distinct memory matters, and filling 64 MB with
+        # random numbers for every new signature cost more than timing it
+        sets = [args] + [args[:1] + [a.clone() for a in args[1:]]
                          for _ in range(copies - 1)]
         turn = itertools.cycle(sets)
         fn = TORCH_OPS[op]
