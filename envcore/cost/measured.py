@@ -38,20 +38,25 @@ def cpu_name() -> str:
 
 def best_ms(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None],
             min_ms: float = 0.2, stat: Callable = min,
-            clock: Callable[[], float] = time.perf_counter) -> float:
+            clock: Callable[[], float] = time.perf_counter, budget_ms: float = 40.0) -> float:
     """`stat` (default the minimum) over `repeats` of the mean time of one call, each repeat
     lasting >= min_ms (short enough that most repeats run without being preempted).  `clock`:
     wall time by default; time.thread_time for the calling thread's CPU time."""
-    for _ in range(warmup):
-        fn()
-    sync()
+    if warmup > 0:
+        fn()    # the first call pays for allocation and kernel selection
+        sync()
     t0 = clock()
     fn()
     sync()
     once = max((clock() - t0) * 1e3, 1e-4)
+    # a long op settles sooner and costs more per call: cap its warm-up and repeats by time
+    # (a search times hundreds of new signatures; nasnet's 7 ms convs made this the search's cost)
+    for _ in range(min(warmup - 1, int(budget_ms / 4 / once))):
+        fn()
+    sync()
     inner = max(1, min(100, int(min_ms / once)))
     times = []
-    for _ in range(repeats):
+    for _ in range(max(min(repeats, 3), min(repeats, int(budget_ms / once)))):
         t0 = clock()
         for _ in range(inner):
             fn()
@@ -72,8 +77,10 @@ class MeasuredCostModel(CostModel):
     # v2: minimum over repeats of thread CPU time on one CPU thread, weights cycled through
     # copies that overflow the cache (v1: median wall time, one copy)
 
+    # 7 repeats, not 15: the minimum settles within a few, and first timings during a search are
+    # cheap on purpose, since optimize re-times every op its result rests on (`retime`)
     def __init__(self, cache_path=None, use_cache: bool = True, warmup: int = 3,
-                 repeats: int = 15):
+                 repeats: int = 7):
         super().__init__()
         self.warmup, self.repeats = warmup, repeats
         self.cache = None
