@@ -49,14 +49,21 @@ class TasoAgent(SearchAgent):
                 continue   # reached before by another order of the same rewrites
             visited.add(state.key)
             expansions += 1
-            for move in problem.moves(state, below=self.alpha * best.cost):
-                if move.cost < best.cost:
-                    nxt = problem.build(move)   # a new best is built at once, so best is real
-                    if nxt is None:
-                        continue
-                    best = nxt
+            moves = problem.moves(state, below=self.alpha * best.cost)
+            # only the cheapest improving move is built (a new best is built at once, so best is
+            # real): building each running minimum in turn cost ~7 builds per expansion under
+            # measured costs, where deltas rarely tie
+            failed = set()
+            for move in sorted((m for m in moves if m.cost < best.cost), key=lambda m: m.cost):
+                if problem.build(move) is not None:
+                    best = move.state
                     trace.append((expansions, best.cost))
-                elif move.cost >= self.alpha * best.cost:
+                    break
+                failed.add(id(move))
+            for move in moves:
+                if id(move) in failed:
+                    continue
+                if move.state is not best and move.cost >= self.alpha * best.cost:
                     continue
                 heapq.heappush(queue, (move.cost, next(tie), move))
             problem.step(expansions, best.cost)
