@@ -76,7 +76,7 @@ def test_generation_depth3(benchmark):
     """The sharded enumeration under every configuration; the serial remainder once."""
     from subgen.enumerate import Enumerator
     from subgen.generate import Settings, find_candidates
-    from subgen.shard import _PREFIX_CACHE, enumerate_sharded
+    from subgen.shard import _PREFIX_CACHE, enumerate_compact
 
     def run_all():
         rows = {}
@@ -87,7 +87,7 @@ def test_generation_depth3(benchmark):
             stats = {}
             with _fresh(kind, workers) as ex:
                 list(ex.map_unordered(abs, [-1] * workers))        # workers up before timing
-                _, s = _timed(lambda: enumerate_sharded(TASO_GENERATOR_OPS, DEPTH, 1, ex,
+                _, s = _timed(lambda: enumerate_compact(TASO_GENERATOR_OPS, DEPTH, 1, ex,
                                                         stats=stats))
             rows[f"{kind}, {workers} worker{'s' * (workers > 1)}"] = {
                 "seconds": s, "shards": stats["shards"], "shard_s_sum": sum(stats["shard_s"]),
@@ -95,7 +95,9 @@ def test_generation_depth3(benchmark):
                 "shard_s_max": max(stats["shard_s"]), "merge_s": stats["merge_s"],
                 "merge_cpu_s": stats["merge_cpu_s"],
                 "prefix_s": stats["prefix_s"], "nodes": stats["last_level_nodes"],
-                "instances": sum(stats["shard_instances"])}
+                "kept_nodes": stats["kept_nodes"],
+                # nodes the workers evaluated (instances that fit their shape rule)
+                "instances": stats["last_level_nodes"]}
         _PREFIX_CACHE.clear()
         stages = []
 

@@ -122,7 +122,7 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     if executor is not None and sharded:
         from subgen.shard import enumerate_compact
         from subgen.sharded_stages import candidate_stages
-        en = enumerate_compact(s.ops, s.max_ops, s.seed, executor, progress, keep_terms=False)
+        en = enumerate_compact(s.ops, s.max_ops, s.seed, executor, progress)
         return candidate_stages(en, s, executor, summary, progress), summary
     en = Enumerator(s.ops, s.max_ops, seed=s.seed)
     for lv in range(1, s.max_ops + 1):

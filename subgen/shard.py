@@ -1,19 +1,12 @@
-"""The enumeration's last level, sharded across workers (an executor: local processes or Ray).
+"""The enumeration's last level, evaluated by workers (an executor: local processes or Ray).
 
 Almost all of the enumeration's time goes into its last level: every operator applied to the
-representatives of the levels below, each new node evaluated exactly and fingerprinted (at depth
-3, 174k of 180k nodes).  The levels below are cheap, identical everywhere, and so are computed
-by the driver and by each worker process (once per process, cached).  The driver lists the last
-level's instances (operator, params, input term ids) in the sequential order, cuts them into
-shards of `shard_size`, and each worker builds its shard's nodes on a private copy of the prefix
-and sends back only what the later stages read: op, params, input ids, and per output its shape,
-fingerprint and split boundary (never the values).
-
-Merging the shards in instance order, skipping a node already made (the sequential `_make`'s
-deduplication), gives exactly the sequential enumerator: the same term and node ids, the same
-classes in the same order, so the same representatives, buckets, pairs and rules.  Term values
-of the last level stay None on the driver; the later stages read only fingerprints and
-structure (`FloatValues` evaluates floats from the structure).
+(extended) terms of the levels below, each new node evaluated exactly and fingerprinted.  The
+levels below are cheap, identical everywhere, and so are computed by the driver and by each
+worker process (once per process, cached: `prefix`).  The last level's input tuples are cut into
+contiguous sections (`Enumerator.sections`); each worker evaluates its sections on the prefix and
+sends back compact arrays, never values.  What the driver keeps of them, and why that gives the
+serial enumerator's rules, is described above `enumerate_compact`.
 """
 from __future__ import annotations
 
@@ -23,8 +16,7 @@ import time
 import numpy as np
 
 from envcore.ops import OPS, ShapeError
-from subgen.enumerate import (CONSTANT_SHAPES, UNARY_ENUMERATED, Enumerator, OpNode, Term,
-                              _propagate_bounds)
+from subgen.enumerate import CONSTANT_SHAPES, UNARY_ENUMERATED, Enumerator, OpNode, Term
 from subgen.fingerprint import value_hash
 
 _PREFIX_CACHE: dict[tuple, Enumerator] = {}
@@ -53,24 +45,6 @@ def _private_copy(en: Enumerator) -> Enumerator:
     return c
 
 
-def build_shard(job) -> tuple[list[tuple], float, float]:
-    """Worker side: the nodes of one shard of instances, as plain tuples, and the wall and CPU
-    seconds taken.  job = (ops, max_ops, seed, op, [(params, input term ids), ...])."""
-    ops, max_ops, seed, op, instances = job
-    t0, c0 = time.perf_counter(), time.process_time()
-    base = prefix(ops, max_ops, seed)
-    en = _private_copy(base)
-    out = []
-    for params, in_ids in instances:
-        node = en._make(op, params, [en.terms[i] for i in in_ids])
-        if node is None:
-            continue
-        outs = [en.terms[o] for o in node.outputs]
-        out.append((node.op, node.params, node.inputs,
-                    tuple((t.shape, t.fp, t.bounds) for t in outs)))
-    return out, time.perf_counter() - t0, time.process_time() - c0
-
-
 def _insert(en: Enumerator, op: str, pkey: tuple, inputs: tuple, outputs: tuple) -> bool:
     """Driver side: the sequential `_make` bookkeeping, with the shard's fingerprints."""
     key = (op, pkey, inputs)
@@ -91,43 +65,6 @@ def _insert(en: Enumerator, op: str, pkey: tuple, inputs: tuple, outputs: tuple)
         ids.append(t.id)
     node.outputs = tuple(ids)
     return True
-
-
-def enumerate_sharded(ops, max_ops: int, seed: int, executor, progress=None,
-                      shard_size: int = 4000, stats: dict | None = None) -> Enumerator:
-    """The same Enumerator as `Enumerator(ops, max_ops, seed).run()`, its last level built by
-    `executor` (see the module doc).  `stats` receives per-shard sizes and seconds."""
-    ops = tuple(ops)
-    t0 = time.perf_counter()
-    en = _private_copy(prefix(ops, max_ops, seed))
-    t_prefix = time.perf_counter() - t0
-    jobs = []
-    for op in en.op_names:
-        inst = [(params, tuple(t.id for t in ins)) for params, ins in en._instances(op, max_ops)]
-        for start in range(0, len(inst), shard_size):
-            jobs.append((ops, max_ops, seed, op, inst[start:start + shard_size]))
-    if progress is not None:
-        progress.start(f"enumerate: {max_ops} ops ({len(jobs)} shards, {executor.kind})",
-                       sum(len(j[4]) for j in jobs))
-    results: dict[int, list] = {}
-    shard_seconds, shard_cpu = [0.0] * len(jobs), [0.0] * len(jobs)
-    for i, (nodes, seconds, cpu) in executor.map_unordered(build_shard, jobs):
-        results[i] = nodes
-        shard_seconds[i], shard_cpu[i] = seconds, cpu
-        if progress is not None:
-            progress.advance(len(jobs[i][4]))
-    t_merge, c_merge = time.perf_counter(), time.process_time()
-    for i in range(len(jobs)):
-        for op, pkey, inputs, outputs in results.pop(i):
-            _insert(en, op, pkey, inputs, outputs)
-    if stats is not None:
-        stats.update(prefix_s=t_prefix, shards=len(jobs), shard_s=shard_seconds,
-                     shard_cpu_s=shard_cpu,
-                     shard_instances=[len(j[4]) for j in jobs],
-                     merge_s=time.perf_counter() - t_merge,
-                     merge_cpu_s=time.process_time() - c_merge,
-                     last_level_nodes=len(en.nodes) - len(prefix(ops, max_ops, seed).nodes))
-    return en
 
 
 # ----------------------------------------------------------------------------------------------
@@ -217,30 +154,12 @@ def _merge_op(parts: list) -> tuple:
     return list(table), pidx[first], ins[first], fps[first], nouts[first]
 
 
-def materialize(en: Enumerator, kept: list) -> int:
-    """Adds the kept last-level nodes (per operator: params table, params index, input ids,
-    fingerprints, output counts) to `en` in order; returns how many were new."""
-    made = 0
-    for op, table, pidx, ins, fps, nouts in kept:
-        opdef = OPS[op]
-        for j in range(len(pidx)):
-            pkey = table[pidx[j]]
-            in_ids = tuple(int(i) for i in ins[j] if i >= 0)
-            terms = [en.terms[i] for i in in_ids]
-            full = dict(pkey)
-            shapes = opdef.infer([t.shape for t in terms], full)
-            bounds = _propagate_bounds(op, full, terms, shapes)
-            outs = tuple((s, int(f), b) for s, f, b in zip(shapes, fps[j][:nouts[j]], bounds))
-            made += _insert(en, op, pkey, in_ids, outs)
-    return made
-
-
 def enumerate_compact(ops, max_ops: int, seed: int, executor, progress=None,
-                      stats: dict | None = None, keep_terms: bool = True) -> Enumerator:
+                      stats: dict | None = None) -> Enumerator:
     """The sequential enumerator less the last-level nodes that cannot be in any rule (see
     above); `en.unkept_terms` counts the terms left out (each a graph of its own), and
-    `en.kept_last_level` holds the kept nodes as arrays (`materialize` rebuilds them).  With
-    `keep_terms` False the kept nodes stay arrays only (subgen.sharded_stages reads them)."""
+    `en.kept_last_level` holds the kept nodes as arrays, which `subgen.sharded_stages` hands to
+    its workers (no Term is built for them here)."""
     ops = tuple(ops)
     t0 = time.perf_counter()
     en = _private_copy(prefix(ops, max_ops, seed))
@@ -275,7 +194,7 @@ def enumerate_compact(ops, max_ops: int, seed: int, executor, progress=None,
         unkept += int(nouts[~keep].sum())
         kept.append((op, table, pidx[keep], ins[keep], fps[keep], nouts[keep]))
     del merged
-    kept_nodes = materialize(en, kept) if keep_terms else sum(len(k[2]) for k in kept)
+    kept_nodes = sum(len(k[2]) for k in kept)
     en.kept_last_level = kept
     en.unkept_terms = unkept
     if stats is not None:

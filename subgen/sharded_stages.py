@@ -194,7 +194,7 @@ def prune_flags(rule_dicts):
 
 def candidate_stages(en, s, executor, summary, progress, stats: dict | None = None,
                      nparts: int | None = None) -> list:
-    """The stages after `enumerate_compact(..., keep_terms=False)` on `executor` (module doc);
+    """The stages after `enumerate_compact(...)` on `executor` (module doc);
     returns the kept rules and records the stage counts in `summary` as the serial stages do.
     `stats` receives the workers' CPU seconds per step, summed over parts."""
     from envcore.rule import Rule

@@ -27,7 +27,7 @@ def test_partitions_give_the_serial_rules(depth2, nparts):
                                     for st in stages)
     with make_executor("local", 1) as ex:
         stats = {}
-        en = enumerate_compact(s.ops, s.max_ops, s.seed, ex, stats=stats, keep_terms=False)
+        en = enumerate_compact(s.ops, s.max_ops, s.seed, ex, stats=stats)
         # the last level really was thinned, and the thinned nodes never reach a worker
         assert 0 < stats["unkept_terms"] and stats["kept_nodes"] < stats["last_level_nodes"]
         summary = Summary()
