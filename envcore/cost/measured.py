@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import platform
 import sqlite3
-import statistics
 import time
 import warnings
 from collections import Counter
@@ -63,10 +62,6 @@ def best_ms(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[],
         sync()
         times.append((clock() - t0) * 1e3 / inner)
     return float(stat(times))
-
-
-def median_ms(fn, warmup, repeats, sync, min_ms: float = 0.2) -> float:
-    return best_ms(fn, warmup, repeats, sync, min_ms, statistics.median)
 
 
 class MeasuredCostModel(CostModel):
