@@ -5,7 +5,10 @@ A successor of a graph is one rule applied at one match (envcore.candidates find
 envcore.rewrite applies them).  Candidates are found incrementally: a successor keeps its parent's
 CandidateSet and the ids the rewrite changed, and re-matches near them only when it is expanded.
 Search agents keep a visited set on `Graph.canonical_hash`, so a graph reached twice (by rules
-applied in another order) is expanded once.
+applied in another order) is expanded once.  Most such repeats are commuting rewrites, and they
+are seen before the graph is built: a match that survives a rewrite untouched is kept as the same
+object, so a state carries the set of match objects applied on the way to it (`applied`), and two
+states with the same set applied the same independent rewrites in another order.
 
 Rewrites are priced before they are built (agents/delta.py), and prices are incremental too: a
 match that survives a rewrite untouched keeps its cost change, so a state prices only the matches
@@ -36,12 +39,16 @@ class State:
     """A graph the search reached: its cost, the rules that led to it and, once it is expanded,
     its candidate matches."""
 
-    __slots__ = ("graph", "cost", "rewrites", "_parent_candidates", "_changed", "_candidates",
-                 "_parent_prices", "_prices")
+    __slots__ = ("graph", "cost", "rewrites", "applied", "_parent_candidates", "_changed",
+                 "_candidates", "_parent_prices", "_prices")
 
     def __init__(self, graph: Graph, cost: float, rewrites: tuple[str, ...] = (),
-                 parent_candidates=None, changed: frozenset = frozenset(), parent_prices=None):
+                 parent_candidates=None, changed: frozenset = frozenset(), parent_prices=None,
+                 applied: frozenset = frozenset()):
         self.graph, self.cost, self.rewrites = graph, cost, rewrites
+        # the match objects applied since the start; they stay referenced (by `applied`), so
+        # their ids are never reused while this state lives
+        self.applied = applied
         self._parent_candidates, self._changed, self._candidates = parent_candidates, changed, None
         # id(match) -> (match, cost change, exact?) for the parent's matches (None: price all)
         self._parent_prices: dict | None = parent_prices
@@ -60,6 +67,27 @@ class Move:
 
     def __init__(self, parent: State, match, cost: float, exact: bool = False):
         self.parent, self.match, self.cost, self.exact, self.state = parent, match, cost, exact, None
+
+    @property
+    def applied(self) -> frozenset:
+        """What the result's `applied` will be: known before the move is built."""
+        return self.parent.applied | {_Applied(self.match)}
+
+
+class _Applied:
+    """A match object compared by identity (Match itself compares by key, and keys of matches
+    found in different branches can coincide: new node ids are reused across branches)."""
+
+    __slots__ = ("match",)
+
+    def __init__(self, match):
+        self.match = match
+
+    def __eq__(self, other):
+        return isinstance(other, _Applied) and other.match is self.match
+
+    def __hash__(self):
+        return id(self.match)
 
 
 @dataclass
@@ -107,25 +135,27 @@ class SearchProblem:
         inherited, prices = state._parent_prices or {}, {}
         state._parent_prices = None
         out = []
-        for m in self.candidates(state).matches:
-            hit = inherited.get(id(m))
-            if hit is not None and hit[0] is m:
-                delta, exact = hit[1], hit[2]
-            else:
-                p = self._pricer.predict(state.graph, state.cost, self.rules[m.rule_index], m)
+        candidates = self.candidates(state)
+        near, cost0, graph = candidates.near_change, state.cost, state.graph
+        inherit, predict, rules = inherited.get, self._pricer.predict, self.rules
+        for m in candidates.matches:
+            key = id(m)
+            price = inherit(key)      # (match, cost change, exact?)
+            if price is None or price[0] is not m or key in near:
+                p = predict(graph, cost0, rules[m.rule_index], m)
                 if p is None:
                     continue
-                delta, exact = p[0] - state.cost, p[1]
-            prices[id(m)] = (m, delta, exact)
-            if exact and state.cost + delta >= below:
+                price = (m, p[0] - cost0, p[1])
+            prices[key] = price
+            cost = cost0 + price[1]
+            if price[2]:
+                if cost < below:
+                    out.append(Move(state, m, cost, True))
                 continue
-            move = Move(state, m, state.cost + delta, exact)
-            if not move.exact:
-                move.state = self.build(move)
-                if move.state is None:
-                    continue
+            move = Move(state, m, cost, False)
+            move.state = self.build(move)
+            if move.state is not None and move.state.cost < below:
                 move.cost = move.state.cost
-            if move.cost < below:
                 out.append(move)
         state._prices = prices
         return out
@@ -145,7 +175,7 @@ class SearchProblem:
         # a predicted cost is exact (agents/delta.py); otherwise cost the whole graph
         cost = move.cost if move.exact else self.cost(g)
         move.state = State(g, cost, parent.rewrites + (rule.name,), self.candidates(parent), changed,
-                           parent._prices if move.exact else None)
+                           parent._prices if move.exact else None, move.applied)
         return move.state
 
     def successors(self, state: State) -> Iterator[State]:

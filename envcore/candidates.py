@@ -4,8 +4,9 @@ Why incremental re-matching is exact: a match depends only on its own nodes (op,
 tensors), on their consumers (internal tensors must not leak) and on shapes, which rewrites keep.
 So after a rewrite a match can only appear or disappear if one of its nodes is *touched*:
 created, changed, or feeding a node that was created, changed or removed (its consumers changed),
-or entering/leaving the graph outputs.  `advance` drops the old matches on touched or removed
-nodes and re-matches only those anchored at a touched node.
+or entering/leaving the graph outputs.  `advance` drops the old matches on changed or removed
+nodes, re-checks the leak condition of those on nodes whose readers changed, and re-matches only
+around the changed nodes (and the few nodes that may have stopped leaking).
 
 Rules are indexed by what a graph node must look like to stand for one of their pattern nodes
 (op, non-shape params, arity), so a node only ever meets the rules that could match there, and
@@ -16,8 +17,8 @@ from __future__ import annotations
 import itertools
 from typing import Iterable, Sequence
 
-from envcore.graph import Graph, Node
-from envcore.match import Match, match_at
+from envcore.graph import Graph, Node, Ref
+from envcore.match import Match, match_at, output_set
 from envcore.pattern import NODE, pattern_of
 from envcore.pattern import non_shape_params
 from envcore.rule import Rule
@@ -62,9 +63,10 @@ class _KeyIndex:
 
 class RuleIndex:
     """Rules grouped by source graph (a source with several targets is matched once), and each
-    source's anchor indexed by what its image must look like.  A pattern also knows its radius
-    (hops from the anchor to its farthest node), which bounds where re-matching must look.
-    Every node of the rare disconnected patterns (no radius) is indexed too (`loose`)."""
+    source's anchor indexed by what its image must look like.  A pattern also knows how far its
+    nodes lie from its anchor (`reach`: upstream hops; else `radius`: hops either way), which
+    bounds where re-matching must look.  Every node of the rare disconnected patterns (neither)
+    is indexed too (`loose`)."""
 
     def __init__(self, rules: Sequence[Rule]):
         self.rules = list(rules)
@@ -76,7 +78,7 @@ class RuleIndex:
         self.rep = {k: rep for rep, members in self.groups for k in members}
         self.multi_output = {k for k, r in enumerate(self.rules) if len(r.src.outputs) > 1}
         self.anchors, self.loose = _KeyIndex(), _KeyIndex()
-        self.max_radius = 0
+        self.max_reach = self.max_radius = 0   # max_radius: over patterns without a reach
         for rep, members in self.groups:
             pat = pattern_of(self.rules[rep].src)
             for pid, pn in pat.nodes.items():
@@ -87,7 +89,48 @@ class RuleIndex:
                     self.loose.add(key, ins, entry)
                 if pid == pat.anchor:
                     self.anchors.add(key, ins, entry)
-                    self.max_radius = max(self.max_radius, pat.radius or 0)
+                    if pat.reach is not None:
+                        self.max_reach = max(self.max_reach, pat.reach)
+                    else:
+                        self.max_radius = max(self.max_radius, pat.radius or 0)
+
+
+_FAR = 1 << 30
+
+
+def _updated(by_node: dict, dropped: list, added: list, removed: set) -> dict:
+    """by_node after dropping and adding matches (a new dict; the lists that change are new
+    lists, so the old set's index stays as it was)."""
+    out = dict(by_node)
+    for x in removed:
+        out.pop(x, None)
+    if dropped:
+        gone_ids = {id(m) for m in dropped}
+        for x in {x for m in dropped for x in m.nodes | m.bound_nodes} - removed:
+            if x in out:
+                out[x] = [m for m in out[x] if id(m) not in gone_ids]
+    fresh: dict[int, list] = {}
+    for m in added:
+        for x in m.nodes | m.bound_nodes:
+            fresh.setdefault(x, []).append(m)
+    for x, ms in fresh.items():
+        out[x] = out.get(x, []) + ms
+    return out
+
+
+def _hops(start: set[int], limit: int, neighbours) -> dict[int, int]:
+    """node -> hops from `start` (breadth first), for nodes at most `limit` hops away."""
+    dist = {t: 0 for t in start}
+    frontier = sorted(start)
+    for d in range(1, limit + 1):
+        nxt = []
+        for v in frontier:
+            for w in neighbours(v):
+                if w not in dist:
+                    dist[w] = d
+                    nxt.append(w)
+        frontier = nxt
+    return dist
 
 
 def _ops_fit(want, ops) -> bool:
@@ -124,15 +167,33 @@ class CandidateSet:
                 for m in self._match_entries(graph, g, self.index.anchors.at(nodes, g)):
                     _matches[m.key] = m
         self._by_key: dict[tuple, Match] = _matches
+        # ids of matches kept from the graph this set advanced from whose surroundings changed
+        # (a node or input with other readers now): what depends on more than the match's own
+        # nodes, such as its price (agents/delta.py), must be recomputed for them
+        self.near_change: frozenset[int] = frozenset()
         self._sorted: list[Match] | None = None
         self._applicable: list[Match] | None = None
+        self._by_node: dict[int, list[Match]] | None = None
 
     @property
     def matches(self) -> list[Match]:
         """All applicable matches (shape-wise), ordered by rule then by location."""
         if self._sorted is None:
-            self._sorted = [self._by_key[k] for k in sorted(self._by_key)]
+            keys = sorted(self._by_key)
+            self._sorted = list(map(self._by_key.__getitem__, keys))
+            # sorted again, so that the next set's sort (after a few additions) is nearly linear
+            self._by_key = dict(zip(keys, self._sorted))
         return self._sorted
+
+    def by_node(self) -> dict[int, list[Match]]:
+        """node id -> the matches that map an operator to it or bind a variable to it."""
+        if self._by_node is None:
+            idx: dict[int, list[Match]] = {}
+            for m in self._by_key.values():
+                for x in m.nodes | m.bound_nodes:
+                    idx.setdefault(x, []).append(m)
+            self._by_node = idx
+        return self._by_node
 
     def applicable(self) -> list[Match]:
         """`matches` without those whose rewrite would close a cycle in this graph (a global
@@ -163,43 +224,73 @@ class CandidateSet:
         changed = {i for i in changed_node_ids if i in new.nodes}
         changed |= {i for i, n in new.nodes.items() if old.nodes.get(i) is not n}
         removed = {i for i in old.nodes if i not in new.nodes}
-        touched = set(changed)
+        readers = set()   # the same node, with other readers (or in or out of the outputs)
         for i in changed:
-            touched.update(r.node for r in new.nodes[i].inputs)
+            readers.update(r.node for r in new.nodes[i].inputs)
             if i in old.nodes:
-                touched.update(r.node for r in old.nodes[i].inputs)
+                readers.update(r.node for r in old.nodes[i].inputs)
         for i in removed:
-            touched.update(r.node for r in old.nodes[i].inputs)
-        touched.update(o.node for o in set(old.outputs) ^ set(new.outputs))
-        touched &= new.nodes.keys()
-        gone = touched | removed
-        # in the old sorted order, so that re-sorting after the additions is nearly linear
-        kept = {m.key: m for m in self.matches
-                if gone.isdisjoint(m.nodes) and removed.isdisjoint(m.bound_nodes)}
-        for m in self._rematch(new, touched, kept):
-            kept.setdefault(m.key, m)
-        return CandidateSet(self.index, new, kept)
+            readers.update(r.node for r in old.nodes[i].inputs)
+        flipped = {o.node for o in set(old.outputs) ^ set(new.outputs)}
+        readers = (readers | flipped) & new.nodes.keys() - changed
+        # A node whose readers changed keeps its matches unless it is internal to one and now
+        # leaks (checked below).  It is in a new match only as an internal node that stopped
+        # leaking: the match then holds all its readers, so it is found from a changed reader,
+        # unless none of its readers changed (it lost a reader or left the outputs).
+        seeds = set(changed)
+        new_cons, old_cons = new.consumers, old.consumers
+        for t in readers:
+            if changed.isdisjoint(new_cons[t]) and (
+                    t in flipped or not set(old_cons.get(t, ())) <= set(new_cons[t])):
+                seeds.add(t)
+        gone = changed | removed
+        by_node = self.by_node()
+        affected = {id(m): m for x in gone | readers for m in by_node.get(x, ())}
+        kept = dict(self._by_key)   # in the old order, so re-sorting is nearly linear
+        dropped, near = [], set()
+        for m in affected.values():
+            if (gone.isdisjoint(m.nodes) and removed.isdisjoint(m.bound_nodes)
+                    and (readers.isdisjoint(m.nodes) or self._closed(new, m))):
+                near.add(id(m))
+            else:
+                del kept[m.key]
+                dropped.append(m)
+        added = [m for m in self._rematch(new, seeds, kept) if kept.setdefault(m.key, m) is m]
+        out = CandidateSet(self.index, new, kept)
+        out.near_change = frozenset(near)
+        out._by_node = _updated(by_node, dropped, added, removed)
+        return out
+
+    def _closed(self, graph: Graph, m: Match) -> bool:
+        """Whether no internal tensor of match m (one the source does not output) is read
+        outside m or is a graph output: the condition a change of readers can break."""
+        outs = pattern_of(self.rules[m.rule_index].src).output_tensors
+        nodes, cons, graph_outs = graph.nodes, graph.consumers, output_set(graph)
+        for pid, g in m.mapping.items():
+            for idx in range(len(nodes[g].shapes)):
+                if (pid, idx) in outs:
+                    continue
+                t = Ref(g, idx)
+                if t in graph_outs or any(c not in m.nodes and t in nodes[c].inputs
+                                          for c in cons[g]):
+                    return False
+        return True
 
     def _rematch(self, graph: Graph, touched: set[int], known: dict) -> list[Match]:
-        """Matches with a node in `touched`.  Such a match's anchor lies within its pattern's
-        radius of that node, so anchors are tried on the nodes that near the change only."""
+        """Matches with a node in `touched`.  Such a match's anchor lies downstream of that node
+        within its pattern's reach (or, for a pattern without one, within its radius either
+        way), so anchors are tried on the nodes near the change only."""
         index, nodes, cons = self.index, graph.nodes, graph.consumers
-        dist = {t: 0 for t in touched}
-        frontier = sorted(touched)
-        for d in range(1, index.max_radius + 1):
-            nxt = []
-            for v in frontier:
-                for w in itertools.chain((r.node for r in nodes[v].inputs), cons[v]):
-                    if w not in dist:
-                        dist[w] = d
-                        nxt.append(w)
-            frontier = nxt
+        down = _hops(touched, index.max_reach, lambda v: cons[v])
+        around = _hops(touched, index.max_radius,
+                       lambda v: itertools.chain((r.node for r in nodes[v].inputs), cons[v]))
         out = []
-        for g in sorted(dist):
-            d = dist[g]
+        for g in sorted(down.keys() | around.keys()):
+            d_down, d_around = down.get(g, _FAR), around.get(g, _FAR)
             entries = [e for e in index.anchors.at(nodes, g)
-                       if e[4].radius is not None and e[4].radius >= d]
-            if d == 0:
+                       if (e[4].reach >= d_down if e[4].reach is not None
+                           else e[4].radius is not None and e[4].radius >= d_around)]
+            if d_around == 0:
                 entries += index.loose.at(nodes, g)
             out += self._match_entries(graph, g, entries, known)
         return out

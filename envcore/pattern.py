@@ -80,6 +80,7 @@ class Pattern:
         self.key = src.to_json()          # rules with equal keys have the same source
         self._plans: dict[int, tuple[Step, ...]] = {}
         self.radius = self._radius()
+        self.reach = self._reach()
 
     def _radius(self) -> int | None:
         """Hops from the anchor to the farthest operator node, walking pattern edges both ways
@@ -104,6 +105,24 @@ class Pattern:
             frontier = nxt
         ops = [dist.get((NODE, pid)) for pid in self.nodes]
         return None if any(d is None for d in ops) else max(ops)
+
+    def _reach(self) -> int | None:
+        """Hops from the farthest operator node down to the anchor along pattern edges (inputs
+        to consumers), or None when some node does not feed the anchor (a multi-output pattern).
+        Where it is set, a match's nodes lie upstream of its anchor within this many hops, so a
+        change can only make matches anchored downstream of it: a far smaller region than the
+        `radius` around it once the graph fans in (weights, branches)."""
+        dist = {self.anchor: 0}
+        frontier = [self.anchor]
+        while frontier:
+            nxt = []
+            for v in frontier:
+                for s in self.nodes[v].inputs:
+                    if s[0] == NODE and s[1] not in dist:
+                        dist[s[1]] = dist[v] + 1
+                        nxt.append(s[1])
+            frontier = nxt
+        return None if len(dist) < len(self.nodes) else max(dist.values())
 
     def _default_anchor(self) -> int:
         """The first output's producer: usually the most constrained place to start."""

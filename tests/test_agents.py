@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from agents.base import BUILTIN, get_agent, registry
-from agents.search import SearchProblem
+from agents.search import Move, SearchProblem
 from envcore import zoo
 from envcore.cost import CostModel, get_cost_model
 from envcore.execute import equivalent
@@ -157,6 +157,36 @@ def test_predicted_costs_equal_the_built_graphs_cost(model, walk, rules, graphs)
         if nxt is None:
             break
         state = nxt
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(MODELS), picks=st.tuples(st.integers(0, 10_000), st.integers(0, 10_000)))
+def test_the_same_rewrites_in_either_order_are_one_state(model, picks, rules, graphs):
+    """taso skips a move before building it when the set of match objects applied on its way
+    (`applied`) was seen: that must mean the same graph.  Two rewrites that both survive the
+    other (each match object is kept by the other's rewrite) commute."""
+    p = SearchProblem(graphs[model], rules, get_cost_model("analytic"))
+    start = p.start()
+    moves = p.moves(start)
+    if len(moves) < 2:
+        return
+    a, b = moves[picks[0] % len(moves)], moves[picks[1] % len(moves)]
+    if a is b:
+        return
+    ends = []
+    for first, second in ((a, b), (b, a)):
+        mid = p.build(Move(start, first.match, first.cost, first.exact))
+        if mid is None:
+            return
+        again = [m for m in p.moves(mid) if m.match is second.match]
+        if not again:
+            return   # the first rewrite re-made or dropped the second's match: not this case
+        end = p.build(again[0])
+        if end is None:
+            return
+        ends.append(end)
+    assert ends[0].applied == ends[1].applied
+    assert ends[0].key == ends[1].key
 
 
 def test_predicted_costs_are_exact_with_the_shipped_rules():
