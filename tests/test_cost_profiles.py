@@ -82,18 +82,19 @@ class Scripted(MeasuredCostModel):
         return seq.pop(0) if len(seq) > 1 else seq[0]
 
 
-def test_retime_keeps_the_lowest_timing_here_and_in_the_shared_cache(tmp_path):
+def test_retime_believes_the_median_and_the_shared_cache_keeps_the_lowest(tmp_path):
     db = tmp_path / "c.db"
-    script = {("conv2d", "none"): [5.0, 1.0, 3.0], ("relu", "none"): [0.1]}
+    script = {("conv2d", "none"): [5.0, 1.0, 1.3, 0.4, 1.2], ("relu", "none"): [0.1]}
     cm = Scripted(script, cache_path=db)
     g = conv_relu(False)
     assert cm.graph_cost(g) == pytest.approx(5.1)          # the first, inflated timing
     conv = next(n for n in g.nodes.values() if n.op == "conv2d")
     sig = cm.signature(g, conv)
-    assert cm.retime("conv2d", dict(conv.params), sig[2], conv.shapes) == 1.0
-    assert cm.graph_cost(g) == pytest.approx(1.1)          # memoised graph costs were dropped
+    # 5.0 (busy) and 0.4 (lucky) are outliers either way: the median of five is 1.2
+    assert cm.retime("conv2d", dict(conv.params), sig[2], conv.shapes, rounds=4) == 1.2
+    assert cm.graph_cost(g) == pytest.approx(1.3)          # memoised graph costs were dropped
     fresh = Scripted({("conv2d", "none"): [99.0], ("relu", "none"): [99.0]}, cache_path=db)
-    assert fresh.graph_cost(g) == pytest.approx(1.1)        # the cache holds the lower value
+    assert fresh.graph_cost(g) == pytest.approx(0.5)        # the cache holds the lowest value
 
 
 def test_best_ms_is_the_fastest_repeat_where_a_median_sees_the_load():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import platform
 import sqlite3
+import statistics
 import time
 import warnings
 from collections import Counter
@@ -104,19 +105,22 @@ class MeasuredCostModel(CostModel):
     def key(op, params, in_shapes) -> str:
         return repr((op, tuple(sorted(params.items())), tuple(in_shapes)))
 
-    def retime(self, op, params, in_shapes, out_shapes, rounds: int = 2) -> float:
-        """Times a signature again (`rounds` more times) and keeps the lowest timing seen, here
-        and in the shared cache.  For the few ops a decision rests on (optimize re-times every
-        op that differs between the original and the optimized graph): a timing inflated by a
-        busy moment would otherwise make whatever replaces that op look like a gain."""
+    def retime(self, op, params, in_shapes, out_shapes, rounds: int = 4) -> float:
+        """Times a signature again (`rounds` more times) and believes the median of those
+        timings and the first one; the shared cache keeps the lowest timing seen.  For the few
+        ops a decision rests on (optimize re-times every op that differs between the original
+        and the optimized graph): a timing inflated by a busy moment would otherwise make
+        whatever replaces that op look like a gain, and a lucky one (a memory-bound GEMV timed
+        while the other core idled: 0.29 against 0.36-0.38 ms) would make it look like a loss,
+        or a replacement look like a bigger gain than any whole run shows."""
         key = self.key(op, params, in_shapes)
-        ms = self.measure(op, params, in_shapes, out_shapes)
-        for _ in range(rounds):
-            ms = min(ms, self.time_op(op, params, tuple(in_shapes), tuple(out_shapes)))
+        times = [self.measure(op, params, in_shapes, out_shapes)]
+        times += [self.time_op(op, params, tuple(in_shapes), tuple(out_shapes))
+                  for _ in range(rounds)]
         self.measured += rounds
         if self.cache is not None:
-            ms = self.cache.lower(key, ms)
-        self._disk[key] = ms
+            self.cache.lower(key, min(times))
+        ms = self._disk[key] = float(statistics.median(times))
         self.forget()           # costs memoised from the older timing
         return ms
 
@@ -144,7 +148,7 @@ def op_signatures(cm: CostModel, graph) -> Counter:
                    if i not in folded and n.op not in LEAVES and n.op not in CONSTANTS)
 
 
-def retime_differences(cm: MeasuredCostModel, before, after, rounds: int = 2) -> int:
+def retime_differences(cm: MeasuredCostModel, before, after, rounds: int = 4) -> int:
     """Re-times every op signature whose count differs between two graphs: exactly the timings
     on which "after is cheaper" rests.  Returns how many signatures were re-timed."""
     a, b = op_signatures(cm, before), op_signatures(cm, after)
