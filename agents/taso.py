@@ -57,6 +57,8 @@ class TasoAgent(SearchAgent):
                 heapq.heappush(queue, (costs[k], (tie[0], tie[1] + 1), stream, moves[k]))
             if item.applied in visited_applied:
                 continue   # the same rewrites, applied in another order
+            if built is None and problem.undoes(item):
+                continue   # back to the graph before the last rewrite: expanded already
             state = built or problem.build(item)
             if state is None:
                 continue

@@ -203,7 +203,8 @@ def to_markdown(rows, extras, rules_name, budget, time_limit) -> str:
             "minimum over 15 repeats of the thread's CPU time, a conv's or matmul's weight "
             "cycled through copies that overflow the 32 MB L3 (in a forward pass each weight comes from memory); before a "
             "result is reported every op signature that differs between the original and the "
-            "result is timed twice more, keeping the lowest, and a result whose re-timed gain "
+            "result is timed four times more, believing the median of the five timings (the "
+            "shared cache keeps the lowest), and a result whose re-timed gain "
             "is under 1% is dropped for the original.",
             "- measured: `subgen.optimize.measure`: original and optimized graphs interleaved "
             "over at least 3 rounds of 5 runs (more, up to 20, while under 10 s; 2 past "

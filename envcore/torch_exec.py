@@ -292,6 +292,10 @@ def time_runs(graph: Graph, device: str = "cpu", repeats: int = 10, warmup: int 
     times = []
     with torch.inference_mode(), num_threads(threads):
         pre = _run(graph, vals, device, torch.float32, only=[i for i in order if i in folded])
+        # folded values are materialised, as ahead-of-time folding stores them: a split of a
+        # weight is otherwise a strided view, and a GEMV on it runs slower than the cost models
+        # (which time contiguous operands) assume
+        pre = {i: [t.contiguous() for t in ts] for i, ts in pre.items()}
         for k in range(warmup + repeats):
             env = dict(pre)
             if cuda:

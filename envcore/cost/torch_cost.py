@@ -21,7 +21,15 @@ from envcore.ops import OPS
 from envcore.torch_exec import num_threads, warm_allocator
 
 
-_COLD_BYTES = 64 << 20   # twice a server CPU's last-level cache (32 MB here)
+# Eight times a server CPU's last-level cache (32 MB here).  Cycling weights through twice the
+# cache still left part of them resident: a 512x4096 GEMV then timed anywhere in 0.21-0.44 ms
+# (0.38-0.50 with this pool), and whichever low timing a search met made nasrnn's fused matmuls
+# look 2.6x faster than the graph runs.
+_COLD_BYTES = 256 << 20
+_MAX_COPIES = 1024
+
+
+_POOLS: dict = {}
 
 
 class TorchCostModel(MeasuredCostModel):
@@ -44,13 +52,22 @@ class TorchCostModel(MeasuredCostModel):
         if device.startswith("cuda"):
             self.device_key = f"cuda:{torch.cuda.get_device_name(torch.device(device))}"
         else:
-            self.device_key = f"cpu:{cpu_name()}:threads={self.threads}:cold-weights={int(cold)}"
+            self.device_key = (f"cpu:{cpu_name()}:threads={self.threads}:"
+                               f"cold-weights={'256MB' if cold else 0}")
         self.device_key += f":torch={torch.__version__}"
         warm_allocator()
         super().__init__(**kw)
 
     def __repr__(self) -> str:
         return f"TorchCostModel(device={self.device!r})"
+
+    def _cold_pool(self):
+        """_COLD_BYTES of float32, made once per process and device."""
+        pool = _POOLS.get(self.device)
+        if pool is None:
+            pool = _POOLS[self.device] = self.torch.full((_COLD_BYTES // 4,), 0.75,
+                                                         device=self.device)
+        return pool
 
     def _clock(self):
         """The thread's CPU time where the op runs on this thread alone (CPU, one thread)."""
@@ -73,14 +90,20 @@ class TorchCostModel(MeasuredCostModel):
         # a fifth of their time in the model (2 ms against 9 ms end to end).
         # positive values keep batchnorm's variance and the like valid
         args = [(torch.rand(s, generator=gen) + 0.5).to(self.device) for s in in_shapes]
-        copies = 1
+        sets = [args]
         if self.cold and OPS[op].kernel in ("conv", "gemm") and len(in_shapes) > 1:
-            size = 4 * sum(math.prod(s) for s in in_shapes[1:])
-            copies = max(1, min(64, -(-_COLD_BYTES // max(size, 1))))
-        # clones, not fresh random draws: only distinct memory matters, and filling 64 MB with
-        # random numbers for every new signature cost more than timing it
-        sets = [args] + [args[:1] + [a.clone() for a in args[1:]]
-                         for _ in range(copies - 1)]
+            # the weights' copies are views into one pool filled once: only distinct memory
+            # matters, and filling 256 MB for every new signature would cost more than timing it
+            pool = self._cold_pool()
+            sizes = [math.prod(s) for s in in_shapes[1:]]
+            step = max(sum(sizes), 1)
+            # more copies than a timing makes calls would go unused
+            for start in range(0, min(pool.numel() - step, _MAX_COPIES * step) + 1, step):
+                views, at = [], start
+                for shape, n in zip(in_shapes[1:], sizes):
+                    views.append(pool[at:at + n].view(shape))
+                    at += n
+                sets.append(args[:1] + views)
         turn = itertools.cycle(sets)
         fn = TORCH_OPS[op]
         with torch.inference_mode(), num_threads(self.threads):
