@@ -44,6 +44,7 @@ class TasoAgent(SearchAgent):
         # stream = (costs, moves, move indices in cost order): the moves of one expansion
         visited: set[str] = set()
         visited_applied: set[frozenset] = set()
+        unbuildable: dict[int, object] = {}   # id -> match that failed to build
         trace = [(0, best.cost)]
         expansions = 0
         while queue and expansions < budget and not problem.out_of_time():
@@ -62,6 +63,9 @@ class TasoAgent(SearchAgent):
             state = built or problem.build(item)
             if state is None:
                 continue
+            if state.cost < best.cost:   # a move skipped below as unbuildable built after all
+                best = state
+                trace.append((expansions, best.cost))
             if state.key in visited:
                 continue   # reached before by another path
             visited.add(state.key)
@@ -73,18 +77,27 @@ class TasoAgent(SearchAgent):
             # expansion under measured costs, where deltas rarely tie
             costs = [m.cost for m in moves]
             ordered = sorted(range(len(moves)), key=costs.__getitem__)
-            failed = 0
-            for k in ordered:
+            # A match that did not build (its rewrite closes a cycle) is inherited unchanged by
+            # the states below, where it would be the cheapest move again: nasnet_a under torch
+            # cost built 19 such per expansion.  So it is tried once here; later it is left to
+            # the queue, which builds it when popped (and takes it as best if it builds then).
+            failed = []
+            for pos, k in enumerate(ordered):
                 if costs[k] >= best.cost:
                     break
+                match = moves[k].match
+                if id(match) in unbuildable:
+                    continue
                 if problem.build(moves[k]) is not None:
                     best = moves[k].state
                     trace.append((expansions, best.cost))
                     break
-                failed += 1
-            del ordered[:failed]
+                unbuildable[id(match)] = match   # kept alive: its id is not reused
+                failed.append(pos)
+            for pos in reversed(failed):
+                del ordered[pos]
             # the stream: moves still inside the window (the best comes first among equal costs:
-            # the sort is stable and any before it failed)
+            # the sort is stable, and any before it failed or was skipped)
             cut = bisect.bisect_left(ordered, self.alpha * best.cost, key=costs.__getitem__)
             if cut < len(ordered) and moves[ordered[cut]].state is best:
                 cut += 1   # alpha = 1: the best itself sits on the window's edge

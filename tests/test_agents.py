@@ -189,6 +189,39 @@ def test_the_same_rewrites_in_either_order_are_one_state(model, picks, rules, gr
     assert ends[0].key == ends[1].key
 
 
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(model=st.sampled_from(MODELS), pick=st.integers(0, 10_000))
+def test_a_move_that_undoes_the_last_rewrite_leads_back(model, pick, rules, graphs):
+    """taso skips the moves `undoes` flags without building them: each must rebuild the graph
+    before the last rewrite."""
+    from subgen.optimize import with_reverses
+    both = with_reverses(rules)
+    p = SearchProblem(graphs[model], both, get_cost_model("analytic"))
+    start = p.start()
+    moves = p.moves(start)
+    if not moves:
+        return
+    mid = p.build(moves[pick % len(moves)])
+    if mid is None:
+        return
+    flagged = [m for m in p.moves(mid) if p.undoes(m)]
+    for m in flagged:
+        back = p.build(m)
+        assert back is not None and back.key == start.key
+
+
+def test_undo_detection_is_not_vacuous(rules, graphs):
+    from subgen.optimize import with_reverses
+    p = SearchProblem(graphs["toy"], with_reverses(rules), get_cost_model("analytic"))
+    start = p.start()
+    found = 0
+    for move in p.moves(start):
+        mid = p.build(move)
+        if mid is not None:
+            found += sum(p.undoes(m) for m in p.moves(mid))
+    assert found > 0
+
+
 def test_predicted_costs_are_exact_with_the_shipped_rules():
     """The same on the rule DB `subgen optimize` uses (thousands of generated rules, both ways)."""
     from subgen.optimize import load_rule_set
