@@ -17,8 +17,8 @@ from __future__ import annotations
 import itertools
 from typing import Iterable, Sequence
 
-from envcore.graph import Graph, Node, Ref
-from envcore.match import Match, match_at, output_set
+from envcore.graph import Graph, Node
+from envcore.match import Match, leaks, match_at
 from envcore.pattern import NODE, pattern_of
 from envcore.pattern import non_shape_params
 from envcore.rule import Rule
@@ -250,7 +250,8 @@ class CandidateSet:
         dropped, near = [], set()
         for m in affected.values():
             if (gone.isdisjoint(m.nodes) and removed.isdisjoint(m.bound_nodes)
-                    and (readers.isdisjoint(m.nodes) or self._closed(new, m))):
+                    and (readers.isdisjoint(m.nodes) or not leaks(
+                        new, pattern_of(self.rules[m.rule_index].src), m.mapping, m.nodes))):
                 near.add(id(m))
             else:
                 del kept[m.key]
@@ -260,21 +261,6 @@ class CandidateSet:
         out.near_change = frozenset(near)
         out._by_node = _updated(by_node, dropped, added, removed)
         return out
-
-    def _closed(self, graph: Graph, m: Match) -> bool:
-        """Whether no internal tensor of match m (one the source does not output) is read
-        outside m or is a graph output: the condition a change of readers can break."""
-        outs = pattern_of(self.rules[m.rule_index].src).output_tensors
-        nodes, cons, graph_outs = graph.nodes, graph.consumers, output_set(graph)
-        for pid, g in m.mapping.items():
-            for idx in range(len(nodes[g].shapes)):
-                if (pid, idx) in outs:
-                    continue
-                t = Ref(g, idx)
-                if t in graph_outs or any(c not in m.nodes and t in nodes[c].inputs
-                                          for c in cons[g]):
-                    return False
-        return True
 
     def _rematch(self, graph: Graph, touched: set[int], known: dict) -> list[Match]:
         """Matches with a node in `touched`.  Such a match's anchor lies downstream of that node

@@ -98,6 +98,20 @@ def _could_match(nodes, pat: Pattern, pid: int, gid: int) -> bool:
                for s, r in zip(p.inputs, n.inputs))
 
 
+def leaks(graph: Graph, pat: Pattern, mapping: dict[int, int], used) -> bool:
+    """Whether an internal tensor of the match `mapping` (one the pattern does not output) is a
+    graph output or is read by a node outside `used` (the match's nodes)."""
+    outs, nodes, cons = output_set(graph), graph.nodes, graph.consumers
+    for pid, g in mapping.items():
+        for idx in range(len(nodes[g].shapes)):
+            if (pid, idx) in pat.output_tensors:
+                continue
+            t = Ref(g, idx)
+            if t in outs or any(c not in used and t in nodes[c].inputs for c in cons[g]):
+                return True
+    return False
+
+
 def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int, rule_index: int = 0,
              prechecked: bool = False) -> Iterator[Match]:
     """Every structural match that maps pattern node `anchor` to graph node `gid`
@@ -157,15 +171,7 @@ def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int, rule_index: int 
     def complete() -> bool:
         if any(b.node in used for b in bindings.values()):
             return False
-        outs = output_set(graph)
-        for pid, g in mapping.items():
-            for idx in range(len(nodes[g].shapes)):
-                if (pid, idx) in pat.output_tensors:
-                    continue
-                t = Ref(g, idx)
-                if t in outs or any(c not in used and t in nodes[c].inputs for c in cons[g]):
-                    return False
-        return True
+        return not leaks(graph, pat, mapping, used)
 
     def search(i: int) -> Iterator[Match]:
         if i == len(plan):
