@@ -53,7 +53,7 @@ class RichProgress:
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
 @click.option("--no-verify", is_flag=True, help="store candidates without proving them")
-@click.option("--timeout-ms", type=int, default=10000, show_default=True,
+@click.option("--timeout-ms", type=int, default=2000, show_default=True,
               help="verifier time limit per rule")
 @click.option("--fresh", is_flag=True, help="discard whatever the DB holds first")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary as the last line")
