@@ -21,7 +21,7 @@ from subgen.normal_form import NormalForms, term_describer
 ALL_PAIRS_MAX = 12   # buckets of up to this many normal forms also pair all-with-all (`pairs`)
 
 
-def buckets(en: Enumerator) -> dict[int, list[tuple[int, ...]]]:
+def buckets(en: Enumerator, two_output=lambda key: True) -> dict[int, list[tuple[int, ...]]]:
     """Fingerprint -> graphs (tuples of output term ids), every graph of a bucket kept.
 
     Single-output graphs are the terms (leaves included, as 0-operator graphs).  Two-output
@@ -30,7 +30,8 @@ def buckets(en: Enumerator) -> dict[int, list[tuple[int, ...]]]:
     beside split(relu(concat(x0, x1))), as long as the union has at most `max_ops` operators
     and its parts share none: unions of unrelated graphs are never enumerated themselves, they
     are looked up.  The union of the representatives comes first (the bucket's
-    representative)."""
+    representative).  Only two-output buckets whose key passes `two_output` are made (a
+    worker of `subgen.sharded_stages` makes those of its part)."""
     out: dict[int, list[tuple[int, ...]]] = {}
     for fp, members in en.classes.items():
         out[multiset_hash([fp])] = [(m,) for m in members]
@@ -42,7 +43,8 @@ def buckets(en: Enumerator) -> dict[int, list[tuple[int, ...]]]:
             key = multiset_hash([en.terms[o].fp for o in n.outputs])
             splits.setdefault(key, []).append(tuple(n.outputs))
     for key, outs in splits.items():
-        out[key] = _unions(en, [en.terms[o].fp for o in outs[0]]) + outs
+        if two_output(key):
+            out[key] = _unions(en, [en.terms[o].fp for o in outs[0]]) + outs
     return out
 
 
@@ -50,12 +52,7 @@ def _unions(en: Enumerator, fps: list[int]) -> list[tuple[int, ...]]:
     """Graphs made of one spelling of each class's representative, disjoint, within `max_ops`
     operators; the union of the representatives first.  Equal classes give each unordered
     union once."""
-    nf = _normal_forms(en)
-    pools = []
-    for f in fps:
-        rep = en.classes[f][0]
-        pools.append([m for m in en.classes[f] if en.terms[m].size <= en.max_ops and
-                      (m == rep or nf((m,)) == nf((rep,)))])
+    pools = [_spellings(en, f) for f in fps]
     out = []
     for combo in itertools.product(*pools):
         if len(set(combo)) < len(combo) or en.op_count(combo) > en.max_ops or \
@@ -66,6 +63,22 @@ def _unions(en: Enumerator, fps: list[int]) -> list[tuple[int, ...]]:
             continue
         out.append(combo)
     return out
+
+
+def _spellings(en: Enumerator, fp: int) -> list[int]:
+    """The class's representative and the members with its normal form, within `max_ops`
+    (memoized: at depth 4 a class of thousands of members is read by many splits)."""
+    memo = getattr(en, "_spelling_memo", None)
+    if memo is None:
+        memo = en._spelling_memo = {}
+    members = en.classes[fp]
+    pool = memo.get((fp, len(members)))        # a class only grows, at its end
+    if pool is None:
+        nf = _normal_forms(en)
+        rep = members[0]
+        pool = memo[(fp, len(members))] = [m for m in members if en.terms[m].size <= en.max_ops and
+                           (m == rep or nf((m,)) == nf((rep,)))]
+    return pool
 
 
 def _overlap(en: Enumerator, outs) -> bool:

@@ -4,7 +4,9 @@ Rule sets over differently shaped input pools (ours within 4x4x4x4, TASO's with 
 are compared on canonical forms without concrete dimensions (`canonical_key(shapes=False)`).
 Each of THEIRS rules is one of
   covered     OURS holds it (up to input renaming, direction and dimensions);
-  derivable   OURS's *proved* rules rewrite one side into the other in a few steps
+  derivable   OURS's *proved* rules rewrite one side into the other in a few steps (counted
+              apart, `in_one_rewrite`: one step, i.e. a more general rule of ours, an instance
+              or a context of which THEIRS rule is, does its rewrite in a single application)
               (`subgen.derive`, a bidirectional search over both rule directions), or, where
               that search is out of bounds, it is an instance of ours or a rule of ours in
               context (the pruning removes exactly these on purpose);
@@ -78,18 +80,20 @@ def compare(ours_path, theirs_path, max_steps: int = 4) -> dict:
         steps = derivable(r, rewriting, max_steps=max_steps)
         if steps is not None:
             plural = "s" if steps > 1 else ""
-            derived.append({**entry, "why": f"derivable in {steps} rewrite step{plural}"})
+            derived.append({**entry, "steps": steps,
+                            "why": f"derivable in {steps} rewrite step{plural}"})
             continue
         if inst is None:
             inst = set()
             for p in proved:
                 inst |= instance_keys(p, shapes=False)
         if k in inst or _in_context(r, {canonical_key(p, shapes=False) for p in proved}):
-            derived.append({**entry, "why": "derivable: an instance or a smaller rule of ours "
-                                            "in context"})
+            derived.append({**entry, "steps": 1, "why": "derivable: an instance or a smaller "
+                                                        "rule of ours in context"})
             continue
         missing.append({**entry, "why": _why(r)})
     return {"theirs": len(theirs), "covered": covered, "derivable": len(derived),
+            "in_one_rewrite": sum(1 for d in derived if d["steps"] == 1),
             "missing": len(missing), "ours": len(ours), "ours_proved": len(proved),
             "derivable_rules": derived, "missing_rules": missing}
 

@@ -78,6 +78,28 @@ class NoProgress:
     def advance(self, n: int = 1) -> None: ...
 
 
+class TimedProgress:
+    """Passes progress on and notes each phase's wall seconds (phases are what `start` names),
+    so a summary says where a long run's time went."""
+
+    def __init__(self, inner):
+        self.inner, self.seconds, self._name, self._t = inner, {}, None, 0.0
+
+    def start(self, name: str, total: int | None = None) -> None:
+        self.stop()
+        self._name, self._t = name.split(" (")[0], time.perf_counter()
+        self.inner.start(name, total)
+
+    def advance(self, n: int = 1) -> None:
+        self.inner.advance(n)
+
+    def stop(self) -> None:
+        if self._name is not None:
+            dt = time.perf_counter() - self._t
+            self.seconds[self._name] = round(self.seconds.get(self._name, 0.0) + dt, 3)
+            self._name = None
+
+
 @dataclass
 class Summary:
     enumerated: int = 0
@@ -90,6 +112,7 @@ class Summary:
     rules: int = 0
     seconds: float = 0.0
     stages: list = field(default_factory=list)
+    phase_seconds: dict = field(default_factory=dict)
     resumed: bool = False
     out: str = ""
 
@@ -209,21 +232,21 @@ def inherit_results(db, derived: dict) -> None:
     base rules, proved themselves, rewrite one into the other), else its leader's status."""
     if not derived:
         return
-    by_id = {sr.id: sr for sr in db.rules()}
+    status, name = db.statuses(), db.names()
     results = []
     for rid, lead in derived.items():
-        if by_id[rid].status != "candidate":
+        if status[rid] != "candidate":
             continue   # inherited before a kill
         if lead is None:
             results.append((rid, "proved", ("normal-form",), None, 0.0))
             continue
-        leader = by_id.get(lead)
-        if leader is None or leader.status == "candidate":
+        lead_status = status.get(lead)
+        if lead_status is None or lead_status == "candidate":
             continue
-        results.append((rid, leader.status,
-                        ("normal-form", leader.rule.name) if leader.status == "proved" else (),
-                        {"same normal form as": leader.rule.name}
-                        if leader.status == "refuted" else None, 0.0))
+        results.append((rid, lead_status,
+                        ("normal-form", name[lead]) if lead_status == "proved" else (),
+                        {"same normal form as": name[lead]}
+                        if lead_status == "refuted" else None, 0.0))
     db.set_results(results)
 
 
@@ -253,16 +276,23 @@ def verify_pending(db, ids: list[int], timeout_ms: int, workers: int = 1, execut
     is "local", "ray" or an executor from subgen.executors."""
     from subgen.executors import make_executor
     wanted = set(ids)
-    pending = [sr for sr in db.rules("candidate") if sr.id in wanted]
-    progress.start("verify", len(pending))
-    jobs = [(sr.id, sr.rule.to_dict(), timeout_ms) for sr in pending]
+    jobs = [(i, d, timeout_ms) for i, d in db.rule_dicts("candidate") if i in wanted]
+    progress.start("verify", len(jobs))
     ex = executor if hasattr(executor, "map_unordered") else make_executor(executor, workers)
     chunk = max(1, min(4, len(jobs) // (8 * ex.workers)))
+    # results are committed in small batches (each one transaction): a kill loses at most
+    # a second's worth, which the rerun verifies again; one fsync per rule cost 20 s at depth 4
+    batch, flushed = [], time.perf_counter()
     try:
-        for _, (rule_id, status, axioms, cex, sec) in ex.map_unordered(_verify_one, jobs, chunk):
-            db.set_result(rule_id, status, axioms, cex, sec)
+        for _, result in ex.map_unordered(_verify_one, jobs, chunk):
+            batch.append(result)
             progress.advance()
+            if len(batch) >= 64 or time.perf_counter() - flushed > 1.0:
+                db.set_results(batch)
+                batch, flushed = [], time.perf_counter()
     finally:
+        if batch:
+            db.set_results(batch)
         if ex is not executor:
             ex.close()
 
@@ -273,6 +303,7 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
     from subgen.ruledb import RuleDB
 
     t0 = time.perf_counter()
+    progress = TimedProgress(progress)
     check_settings(settings.max_ops, settings.ops)
     if executor not in ("local", "ray"):
         raise BadInput(f"unknown executor {executor!r} (local or ray)")
@@ -308,11 +339,10 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
             own_proof = [i for i in ids if i not in derived]
             verify_pending(db, own_proof, settings.timeout_ms, workers, ex, progress)
             inherit_results(db, derived)
+        status_of = db.statuses()
         by_status = {}
-        idset = set(ids)
-        for sr in db.rules():
-            if sr.id in idset:
-                by_status[sr.status] = by_status.get(sr.status, 0) + 1
+        for i in set(ids):
+            by_status[status_of[i]] = by_status.get(status_of[i], 0) + 1
         numeric_refuted = next((st["in"] - st["out"] for st in summary.stages
                                 if st["name"] == "refute"), 0)
         summary.proved = by_status.get("proved", 0)
@@ -323,10 +353,14 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
         summary.stages = [st for st in summary.stages if st["name"] != "verify"]
         if settings.verify:
             verified = {i for i in ids if i not in derived}
-            proved_own = sum(1 for sr in db.rules("proved") if sr.id in verified)
+            status_of = db.statuses()
+            proved_own = sum(1 for i in verified if status_of[i] == "proved")
             summary.stage("verify", len(verified), proved_own)
+        progress.stop()
+        summary.phase_seconds = {**summary.phase_seconds, **progress.seconds}
         final = {**asdict(summary), "ids": ids, "derived": stored.get("derived", [])}
         final.pop("seconds")
+        final.pop("phase_seconds")
         db.finish_run(skey, final)
     summary.seconds = round(time.perf_counter() - t0, 3)
     return summary

@@ -156,6 +156,22 @@ class RuleDB:
             raise BadInput(f"{self.path}: unreadable rule ({str(e).splitlines()[0]})") from None
         return out
 
+    def statuses(self) -> dict[int, str]:
+        """Every rule's status by id, without reading the rules."""
+        return dict(self.conn.execute("SELECT id, status FROM rules"))
+
+    def names(self) -> dict[int, str]:
+        return dict(self.conn.execute("SELECT id, name FROM rules"))
+
+    def rule_dicts(self, status: str) -> list[tuple[int, dict]]:
+        """(id, rule as a dict) of the rules with this status, as stored: for handing rules to
+        workers without building them here."""
+        try:
+            return [(i, json.loads(rule)) for i, rule in self.conn.execute(
+                "SELECT id, rule FROM rules WHERE status = ? ORDER BY id", (status,))]
+        except (sqlite3.DatabaseError, json.JSONDecodeError) as e:
+            raise BadInput(f"{self.path}: unreadable rule ({str(e).splitlines()[0]})") from None
+
     def proved_rules(self) -> list[Rule]:
         return [s.rule for s in self.rules("proved")]
 

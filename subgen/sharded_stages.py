@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import time
-import uuid
 
 import numpy as np
 
@@ -71,12 +70,22 @@ def _part_masks(en, flat: dict, nparts: int) -> list[np.ndarray]:
     multi_kept = [[int(f) for f in fps[i, :nouts[i]]] for i in np.flatnonzero(nouts > 1)]
     for outs in multi_prefix + multi_kept:
         reads[multiset_hash(outs) % nparts].update(outs)
+    # one sorted table of the classes read, looked up once (np.isin per part sorted 5 M
+    # fingerprints 2 x nparts times: a minute of the driver's time at depth 4)
+    read = np.array(sorted(set().union(*reads)), dtype=np.uint64)
+    read_by = [np.isin(read, np.array(sorted(r), dtype=np.uint64)) for r in reads]
+    two = nouts > 1
+    looked_up = []
+    for k in range(2):
+        col = fps[:, k]
+        ix = np.minimum(np.searchsorted(read, col), max(len(read) - 1, 0))
+        hit = read[ix] == col if len(read) else np.zeros(len(col), bool)
+        looked_up.append((col % p, ix, hit))
     masks = []
     for part in range(nparts):
-        r = np.array(sorted(reads[part]), dtype=np.uint64)
-        m = (fps[:, 0] % p == part) | np.isin(fps[:, 0], r)
-        two = nouts > 1
-        m |= two & ((fps[:, 1] % p == part) | np.isin(fps[:, 1], r))
+        (home0, ix0, hit0), (home1, ix1, hit1) = looked_up
+        m = (home0 == part) | (hit0 & read_by[part][ix0] if len(read) else False)
+        m |= two & ((home1 == part) | (hit1 & read_by[part][ix1] if len(read) else False))
         masks.append(m)
     return masks
 
@@ -119,25 +128,15 @@ def _bucket_place(en, bucket, pos) -> tuple:
     return (1, min(firsts))
 
 
-_PART: dict = {}
-
-
-def _part(ops, max_ops, seed, token, part, nodes):
-    """One part's enumerator and term positions, kept for the next stage on the same part."""
-    if (token, part) not in _PART:
-        _PART.clear()
-        _PART[(token, part)] = _rebuild(ops, max_ops, seed, nodes)
-    return _PART[(token, part)]
-
-
 def pair_part(job):
     """Worker side, first round: (graphs, pairs, records, cpu) for the buckets of one part; a
-    record per key, its first pair in the part: (key digest, place, part, src, dst), term ids
-    local to the part's enumerator (rebuilt identically wherever the second round runs)."""
-    ops, max_ops, seed, token, part, nparts, nodes = job
+    record per key, its first pair in the part: (key digest, place, part, src, dst), terms
+    named by their position in the full enumeration (`_rebuild`), so the second round can
+    rebuild only the terms its winners need."""
+    ops, max_ops, seed, part, nparts, nodes = job
     c0 = time.process_time()
-    en, pos = _part(ops, max_ops, seed, token, part, nodes)
-    bks = C.buckets(en)
+    en, pos = _rebuild(ops, max_ops, seed, nodes)
+    bks = C.buckets(en, two_output=lambda key: key % nparts == part)
     c1 = time.process_time()
     first: dict = {}
     graphs = pairs = 0
@@ -155,35 +154,37 @@ def pair_part(job):
                 if k not in first:
                     place = place or _bucket_place(en, bucket, pos)
                     first[k] = (place + (j,), o)
-    records = [(_digest(k), place, part, a, c) for k, (place, (a, c)) in first.items()]
+    records = [(_digest(k), place, part, tuple(pos[t] for t in a), tuple(pos[t] for t in c))
+               for k, (place, (a, c)) in first.items()]
     cpu = {"rebuild+buckets": c1 - c0, "pair+renaming": time.process_time() - c1}
     return graphs, pairs, records, cpu
 
 
 def check_part(job):
-    """Worker side, second round: for the winning pairs of one part, (agrees, instance
-    digests, rule dict or None) each, and the CPU seconds."""
-    ops, max_ops, seed, token, part, nodes, winners = job
+    """Worker side, second round: for the winning pairs of one part (terms by position), (agrees,
+    instance digests, rule or None) each, and the CPU seconds.  Only the last-level nodes the
+    winners use are rebuilt: a term's value and text depend on its subterms alone."""
+    ops, max_ops, seed, nodes, winners = job
     c0 = time.process_time()
-    en, _ = _part(ops, max_ops, seed, token, part, nodes)
+    en, pos = _rebuild(ops, max_ops, seed, nodes)
+    local = {p: t for t, p in enumerate(pos)}
     c1 = time.process_time()
     fv = C.FloatValues(en)
     out = []
     for a, c in winners:
+        a, c = tuple(local[p] for p in a), tuple(local[p] for p in c)
         agrees = fv.agree(a, c)
         inst = [_digest(x) for x in C.instance_term_keys(en, a, c)] if agrees else []
-        rule = C.to_rule(en, a, c, C.term_key(en, a, c)).to_dict() if agrees else None
+        rule = C.to_rule(en, a, c, C.term_key(en, a, c)) if agrees else None
         out.append((agrees, inst, rule))
     return out, {"rebuild": c1 - c0, "refute+instances": time.process_time() - c1}
 
 
-def prune_flags(rule_dicts):
+def prune_flags(rules):
     """Worker side: per rule, (an instance of a smaller rule, a smaller rule in context)."""
-    from envcore.rule import Rule
     from subgen.prune import common_supergraph, generalizes
     out = []
-    for d in rule_dicts:
-        r = Rule.from_dict(d)
+    for r in rules:
         smaller = generalizes(r)
         out.append((smaller, False if smaller else common_supergraph(r)))
     return out
@@ -197,7 +198,6 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     """The stages after `enumerate_compact(...)` on `executor` (module doc);
     returns the kept rules and records the stage counts in `summary` as the serial stages do.
     `stats` receives the workers' CPU seconds per step, summed over parts."""
-    from envcore.rule import Rule
     flat = _flatten(en.kept_last_level, en.op_names)
     n_kept = len(flat["nouts"])
     nparts = nparts or max(2 * executor.workers, n_kept // 250_000)
@@ -208,9 +208,8 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
         return {"op": flat["op"][m], "pidx": flat["pidx"][m], "ins": flat["ins"][m],
                 "fps": flat["fps"][m], "nouts": flat["nouts"][m], "ordinal": ordinal[m],
                 "tables": flat["tables"]}
-    token = uuid.uuid4().hex
-    jobs = [(s.ops, s.max_ops, s.seed, token, p, nparts, nodes_of(m))
-            for p, m in enumerate(masks)]
+    jobs = [(s.ops, s.max_ops, s.seed, p, nparts, nodes_of(m)) for p, m in enumerate(masks)]
+    del masks
     cpu: dict[str, float] = {}
 
     def add_cpu(part_cpu):
@@ -228,6 +227,8 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
             if old is None or rec[1] < old[1]:
                 best[rec[0]] = rec
         progress.advance()
+    nodes_per_part = [len(j[5]["op"]) for j in jobs]
+    del jobs
     winners = sorted(best.values(), key=lambda r: r[1])
     del best
     by_part: list[list[int]] = [[] for _ in range(nparts)]
@@ -235,21 +236,26 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
         by_part[part].append(i)
     progress.start("refute (float), prune: instances", len(winners))
     checks: list = [None] * len(winners)
-    jobs2 = [(s.ops, s.max_ops, s.seed, token, p, job[6],
-              [(winners[i][3], winners[i][4]) for i in by_part[p]])
-             for p, job in enumerate(jobs)]
-    del jobs
-    for p, (out, part_cpu) in executor.map_unordered(check_part, jobs2):
+    base = len(en.terms)
+
+    def winners_job(p):
+        pairs_p = [(winners[i][3], winners[i][4]) for i in by_part[p]]
+        used = np.zeros(n_kept, dtype=bool)
+        last = [q - base for a, c in pairs_p for q in a + c if q >= base]
+        used[np.array(last, dtype=np.int64) // 2] = True
+        return (s.ops, s.max_ops, s.seed, nodes_of(used), pairs_p)
+    jobs2 = (winners_job(p) for p in range(nparts) if by_part[p])
+    parts_done = [p for p in range(nparts) if by_part[p]]
+    for j, (out, part_cpu) in executor.map_unordered(check_part, jobs2):
         add_cpu(part_cpu)
-        for i, res in zip(by_part[p], out):
+        for i, res in zip(by_part[parts_done[j]], out):
             checks[i] = res
         progress.advance(len(out))
-    _PART.clear()
     if stats is not None:
         stats["partition_cpu_s"] = cpu
         stats["parts"] = nparts
-        stats["nodes_per_part"] = [int(m.sum()) for m in masks]
-    del masks, flat, jobs2
+        stats["nodes_per_part"] = nodes_per_part
+    del flat
     unkept = getattr(en, "unkept_terms", 0)
     graphs += unkept
     summary.enumerated = graphs
@@ -263,22 +269,21 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     summary.refuted += len(winners) - len(true_pairs)
     summary.stage("refute", len(winners), len(true_pairs))
     instances = set().union(*(ch[1] for _, ch in true_pairs))
-    dicts = [ch[2] for k, ch in true_pairs if k not in instances]
-    summary.stage("prune-instances", len(true_pairs), len(dicts))
+    rules = [ch[2] for k, ch in true_pairs if k not in instances]
+    summary.stage("prune-instances", len(true_pairs), len(rules))
     del winners, checks, true_pairs, instances
 
-    progress.start("prune: smaller rules, common supergraph", len(dicts))
-    chunk = max(1, min(256, len(dicts) // (8 * executor.workers) or 1))
-    chunks = [dicts[i:i + chunk] for i in range(0, len(dicts), chunk)]
+    progress.start("prune: smaller rules, common supergraph", len(rules))
+    chunk = max(1, min(256, len(rules) // (8 * executor.workers) or 1))
+    chunks = [rules[i:i + chunk] for i in range(0, len(rules), chunk)]
     parts: list = [None] * len(chunks)
     for i, part in executor.map_unordered(prune_flags, chunks):
         parts[i] = part
         progress.advance(len(part))
     flags = [f for part in parts for f in part]
-    general = [d for d, (smaller, _) in zip(dicts, flags) if not smaller]
-    summary.stage("prune-smaller", len(dicts), len(general))
-    kept_rules = [Rule.from_dict(d) for d, (smaller, sup) in zip(dicts, flags)
-                  if not smaller and not sup]
+    general = [r for r, (smaller, _) in zip(rules, flags) if not smaller]
+    summary.stage("prune-smaller", len(rules), len(general))
+    kept_rules = [r for r, (smaller, sup) in zip(rules, flags) if not smaller and not sup]
     summary.stage("prune-supergraph", len(general), len(kept_rules))
     summary.after_pruning = len(kept_rules)
     return kept_rules

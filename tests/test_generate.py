@@ -249,9 +249,15 @@ def test_compare_sorts_every_rule_into_covered_derivable_or_missing(tmp_path):
     other = Rule("m", _graph(lambda b, x: b.add("ewmul", x["a"], x["b"])),
                  _graph(lambda b, x: b.add("ewmul", x["b"], x["a"])))
     save_json([comm, assoc], tmp_path / "ours.json")
-    save_json([assoc.reversed("renamed"), derived, other], tmp_path / "theirs.json")
+    in_context = Rule("c", _graph(lambda b, x: b.add("ewmul", b.add("ewadd", x["a"], x["b"]),
+                                                     x["c"])),
+                      _graph(lambda b, x: b.add("ewmul", b.add("ewadd", x["b"], x["a"]),
+                                                x["c"])))
+    save_json([assoc.reversed("renamed"), derived, other, in_context], tmp_path / "theirs.json")
     res = compare(tmp_path / "ours.json", tmp_path / "theirs.json")
-    assert (res["covered"], res["derivable"], res["missing"]) == (1, 1, 1)
+    assert (res["covered"], res["derivable"], res["missing"]) == (1, 2, 1)
+    assert res["in_one_rewrite"] == 1
+    assert [d["name"] for d in res["derivable_rules"] if d["steps"] == 1] == ["c"]
     assert res["missing_rules"][0]["name"] == "m"
 
 

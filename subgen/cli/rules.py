@@ -84,7 +84,8 @@ def compare(ours, theirs, as_json, list_missing):
         click.echo(json.dumps(res))
         return
     click.echo(f"theirs {res['theirs']}  covered {res['covered']}  "
-               f"derivable {res['derivable']}  missing {res['missing']}  "
+               f"derivable {res['derivable']} ({res['in_one_rewrite']} in one rewrite)  "
+               f"missing {res['missing']}  "
                f"(covered: held up to renaming and direction; derivable: our proved rules "
                f"rewrite one side into the other)")
     if list_missing:
