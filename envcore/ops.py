@@ -54,40 +54,47 @@ def _out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int
 
 
 def _windows(x: np.ndarray, kh: int, kw: int, stride, padding, fill=0) -> np.ndarray:
-    """(N,C,H,W) -> (N,C,OH,OW,kh,kw) view of the padded input's sliding windows."""
+    """(..., H, W) -> (..., OH, OW, kh, kw) view of the padded input's sliding windows (any
+    leading dims: (N, C) for one tensor, (B, N, C) for a batch of them)."""
     t, b, l, r = _pads(kh, kw, padding, stride)
     # built by hand: np.pad and sliding_window_view cost 5x more, and the generator runs this
     # millions of times on tiny tensors
-    n, c, h, w = x.shape
-    xp = np.full((n, c, h + t + b, w + l + r), fill, dtype=x.dtype)
-    xp[:, :, t:t + h, l:l + w] = x
+    lead, (h, w) = x.shape[:-2], x.shape[-2:]
+    xp = np.full(lead + (h + t + b, w + l + r), fill, dtype=x.dtype)
+    xp[..., t:t + h, l:l + w] = x
     oh, ow = (h + t + b - kh) // stride[0] + 1, (w + l + r - kw) // stride[1] + 1
     s = xp.strides
     return np.lib.stride_tricks.as_strided(
-        xp, (n, c, max(oh, 0), max(ow, 0), kh, kw),
-        (s[0], s[1], s[2] * stride[0], s[3] * stride[1], s[2], s[3]), writeable=False)
+        xp, lead + (max(oh, 0), max(ow, 0), kh, kw),
+        s[:-2] + (s[-2] * stride[0], s[-1] * stride[1], s[-2], s[-1]), writeable=False)
 
 
 def _conv(x, w, stride, padding, groups, exact: bool):
-    n, c, h, wd = x.shape
-    co, cig, kh, kw = w.shape
-    win = _windows(x, kh, kw, stride, padding)  # N,C,OH,OW,kh,kw
-    oh, ow = win.shape[2], win.shape[3]
-    win = win.reshape(n, groups, c // groups, oh, ow, kh, kw)
-    wg = w.reshape(groups, co // groups, cig, kh, kw)
+    """NCHW x OIHW; leading dims before those are a batch of independent convs (the generator
+    evaluates thousands of tiny ones at once)."""
+    lead = x.shape[:-4]
+    n, c, h, wd = x.shape[-4:]
+    co, cig, kh, kw = w.shape[-4:]
+    win = _windows(x, kh, kw, stride, padding)  # ...,N,C,OH,OW,kh,kw
+    oh, ow = win.shape[-4], win.shape[-3]
+    win = win.reshape(lead + (n, groups, c // groups, oh, ow, kh, kw))
+    wg = w.reshape(lead + (groups, co // groups, cig, kh, kw))
     if exact and (c // groups) * kh * kw * (PRIME - 1) ** 2 < 2 ** 63:
         # every product and their whole sum fit in int64: one matmul over (channel, kh, kw)
-        cols = win.transpose(0, 1, 3, 4, 2, 5, 6).reshape(n, groups, oh * ow, -1)
-        out = _mod(np.matmul(cols, wg.reshape(groups, co // groups, -1).transpose(0, 2, 1)))
-        return out.transpose(0, 1, 3, 2).reshape(n, co, oh, ow)
+        L = len(lead)
+        cols = np.moveaxis(win, L + 2, L + 4).reshape(lead + (n, groups, oh * ow, -1))
+        wk = np.swapaxes(wg.reshape(lead + (groups, co // groups, -1)), -1, -2)
+        out = _mod(np.matmul(cols, wk[..., None, :, :, :]))
+        return np.swapaxes(out, -1, -2).reshape(lead + (n, co, oh, ow))
     if exact:  # reduce the products before summing so int64 never overflows
-        out = np.zeros((n, groups, co // groups, oh, ow), dtype=np.int64)
+        out = np.zeros(lead + (n, groups, co // groups, oh, ow), dtype=np.int64)
         for i in range(kh):
             for j in range(kw):
-                out = _mod(out + _mod(np.einsum("ngchw,goc->ngohw", win[..., i, j], wg[..., i, j])))
-        return out.reshape(n, co, oh, ow)
-    out = np.einsum("ngchwij,gocij->ngohw", win, wg, optimize=True)
-    return out.reshape(n, co, oh, ow)
+                out = _mod(out + _mod(np.einsum("...ngchw,...goc->...ngohw", win[..., i, j],
+                                                wg[..., i, j])))
+        return out.reshape(lead + (n, co, oh, ow))
+    out = np.einsum("...ngchwij,...gocij->...ngohw", win, wg, optimize=True)
+    return out.reshape(lead + (n, co, oh, ow))
 
 
 def _act(y, act: str, exact: bool):
@@ -117,6 +124,10 @@ class OpDef:
     kernel: str                      # cost-model kernel key
     defaults: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
+    # how `exact` runs on a batch (every input with one more leading axis): True when `exact`
+    # itself broadcasts over leading axes, else a function of (inputs, params) doing it; None:
+    # one call per batch element (`exact_many`)
+    batched: bool | Callable | None = None
 
     def infer(self, shapes: list[Shape], params: Params) -> list[Shape]:
         if self.num_inputs is None:
@@ -136,13 +147,23 @@ class OpDef:
             raise ShapeError(f"{self.name} needs parameter(s) {missing}")
         return out
 
+    def exact_many(self, xs: list[np.ndarray], params: Params) -> list[np.ndarray]:
+        """`exact` on a batch: xs[i][b] is input i of batch element b; outputs alike."""
+        if self.batched is True:
+            return self.exact(xs, params)
+        if self.batched is not None:
+            return self.batched(xs, params)
+        outs = [self.exact([x[b] for x in xs], params) for b in range(len(xs[0]))]
+        return [np.stack([o[k] for o in outs]) for k in range(len(outs[0]))]
+
 
 OPS: dict[str, OpDef] = {}
 
 
-def op(name, num_inputs, params, shape, ref, exact, z3, kernel, defaults=None, doc=""):
+def op(name, num_inputs, params, shape, ref, exact, z3, kernel, defaults=None, doc="",
+       batched=None):
     OPS[name] = OpDef(name, num_inputs, tuple(params), shape, ref, exact, z3, kernel,
-                      dict(defaults or {}), doc)
+                      dict(defaults or {}), doc, batched)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -214,9 +235,9 @@ def _same(s, _p):
 
 
 op("ewadd", 2, [], _same, lambda x, p: [x[0] + x[1]], lambda x, p: [_mod(x[0] + x[1])],
-   "ewadd", "ew", doc="a + b")
+   "ewadd", "ew", doc="a + b", batched=True)
 op("ewmul", 2, [], _same, lambda x, p: [x[0] * x[1]], lambda x, p: [_mod(x[0] * x[1])],
-   "ewmul", "ew", doc="a * b")
+   "ewmul", "ew", doc="a * b", batched=True)
 
 
 def _scalar_shape(s, _p):
@@ -224,8 +245,14 @@ def _scalar_shape(s, _p):
     return [s[0]]
 
 
-op("scalar_mul", 2, [], _scalar_shape, lambda x, p: [x[0] * x[1]],
-   lambda x, p: [_mod(x[0] * x[1])], "smul", "ew", doc="a * s, s a scalar")
+def _scaled(a, s):
+    """a * s, s 0-d (or, in a batch, one scalar per element: its axes line up on the left)."""
+    return a * np.reshape(s, np.shape(s) + (1,) * (np.ndim(a) - np.ndim(s)))
+
+
+op("scalar_mul", 2, [], _scalar_shape, lambda x, p: [_scaled(x[0], x[1])],
+   lambda x, p: [_mod(_scaled(x[0], x[1]))], "smul", "ew", doc="a * s, s a scalar",
+   batched=True)
 
 
 def _bias_shape(s, p):
@@ -257,7 +284,7 @@ _UNARY = {
 }
 for _n, (_f, _e) in _UNARY.items():
     op(_n, 1, [], lambda s, p: [s[0]], lambda x, p, f=_f: [f(x[0])],
-       lambda x, p, e=_e: [e(x[0])], _n, "ew", doc=f"elementwise {_n}")
+       lambda x, p, e=_e: [e(x[0])], _n, "ew", doc=f"elementwise {_n}", batched=True)
 
 # ----------------------------------------------------------------------------------------------
 # linear algebra
@@ -280,7 +307,8 @@ def _matmul_exact(x, p):
 
 op("matmul", 2, ["activation"], _matmul_shape,
    lambda x, p: [_act(np.matmul(x[0], x[1]), p["activation"], False)], _matmul_exact,
-   "matmul", "gemm", defaults={"activation": "none"}, doc="batched a @ b, fused activation")
+   "matmul", "gemm", defaults={"activation": "none"}, doc="batched a @ b, fused activation",
+   batched=True)
 
 
 def _conv_shape(s, p):
@@ -304,7 +332,7 @@ def _conv_ref(x, p, exact=False):
 op("conv2d", 2, ["stride", "padding", "activation", "groups"], _conv_shape, _conv_ref,
    lambda x, p: _conv_ref(x, p, True), "conv2d", "conv",
    defaults={"stride": (1, 1), "padding": "same", "activation": "none", "groups": 1},
-   doc="2-D convolution, NCHW x OIHW, fused activation")
+   doc="2-D convolution, NCHW x OIHW, fused activation", batched=True)
 
 
 def _pool_shape(s, p):
@@ -334,7 +362,7 @@ for _kind in ("avg", "max"):
        lambda x, p, k=_kind: _pool(x, p, k), lambda x, p, k=_kind: _pool(x, p, k, True),
        f"pool_{_kind}", "pool",
        defaults={"kernel": (3, 3), "stride": (1, 1), "padding": "same", "activation": "none"},
-       doc=f"{_kind} pooling, NCHW")
+       doc=f"{_kind} pooling, NCHW", batched=True)
 
 # ----------------------------------------------------------------------------------------------
 # data movement
@@ -353,7 +381,8 @@ def _concat_shape(s, p):
 
 op("concat", None, ["axis"], _concat_shape, lambda x, p: [np.concatenate(x, axis=p["axis"])],
    lambda x, p: [np.concatenate(x, axis=p["axis"])], "concat", "copy",
-   doc="concatenate along an axis")
+   doc="concatenate along an axis",
+   batched=lambda x, p: [np.concatenate(x, axis=p["axis"] + 1)])
 
 
 def _split_shape(s, p):
@@ -365,13 +394,14 @@ def _split_shape(s, p):
     return [x[:ax] + (k,) + x[ax + 1:] for k in sizes]
 
 
-def _split(x, p):
+def _split(x, p, lead=0):
     cuts = np.cumsum(p["sizes"])[:-1]
-    return list(np.split(x[0], cuts, axis=p["axis"]))
+    return list(np.split(x[0], cuts, axis=p["axis"] + lead))
 
 
 op("split", 1, ["axis", "sizes"], _split_shape, _split, _split, "split", "copy",
-   doc="split along an axis into pieces of the given sizes (one output each)")
+   doc="split along an axis into pieces of the given sizes (one output each)",
+   batched=lambda x, p: _split(x, p, lead=1))
 
 
 def _transpose_shape(s, p):
@@ -382,7 +412,8 @@ def _transpose_shape(s, p):
 
 
 op("transpose", 1, ["perm"], _transpose_shape, lambda x, p: [np.transpose(x[0], p["perm"])],
-   lambda x, p: [np.transpose(x[0], p["perm"])], "transpose", "copy", doc="permute axes")
+   lambda x, p: [np.transpose(x[0], p["perm"])], "transpose", "copy", doc="permute axes",
+   batched=lambda x, p: [np.transpose(x[0], (0,) + tuple(a + 1 for a in p["perm"]))])
 
 
 def _reshape_shape(s, p):
@@ -406,12 +437,12 @@ def _enlarge_shape(s, p):
 
 def _enlarge(x, p):
     w, r = x
-    dh, dw = (r.shape[2] - w.shape[2]) // 2, (r.shape[3] - w.shape[3]) // 2
-    return [np.pad(w, ((0, 0), (0, 0), (dh, dh), (dw, dw)))]
+    dh, dw = (r.shape[-2] - w.shape[-2]) // 2, (r.shape[-1] - w.shape[-1]) // 2
+    return [np.pad(w, ((0, 0),) * (w.ndim - 2) + ((dh, dh), (dw, dw)))]
 
 
 op("enlarge", 2, [], _enlarge_shape, _enlarge, _enlarge, "enlarge", "copy",
-   doc="zero-pad kernel w, centred, to the spatial size of kernel r")
+   doc="zero-pad kernel w, centred, to the spatial size of kernel r", batched=True)
 
 # ----------------------------------------------------------------------------------------------
 # what real models also carry

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envcore.ops import OPS, PRIME, ShapeError
+from envcore.ops import PRIME
 from subgen.fingerprint import value_hash
 from subgen.normal_form import NormalForms, term_describer
 
@@ -170,8 +170,8 @@ class Enumerator:
             self._add_term(None, 0, v.shape, v, frozenset(), {}, name)
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _add_term(self, node, index, shape, value, ops, bounds, name=None) -> Term:
-        fp = value_hash(value)
+    def _add_term(self, node, index, shape, value, ops, bounds, name=None, fp=None) -> Term:
+        fp = value_hash(value) if fp is None else fp
         t = Term(len(self.terms), node, index, tuple(shape), value, fp, ops, bounds, name)
         self.terms.append(t)
         members = self.classes.setdefault(fp, [])
@@ -190,26 +190,16 @@ class Enumerator:
     def is_rep(self, t: Term) -> bool:
         return self.classes[t.fp][0] == t.id
 
-    def _make(self, op: str, params: dict, ins: list[Term]) -> OpNode | None:
-        opdef = OPS[op]
-        full = opdef.full_params(params)
-        pkey = tuple(sorted(full.items()))
-        key = (op, pkey, tuple(t.id for t in ins))
-        if key in self._node_key:
-            return None
-        self._node_key[key] = -1
-        try:
-            shapes = opdef.infer([t.shape for t in ins], full)
-            values = opdef.exact([t.value for t in ins], full)
-        except ShapeError:
-            return None
+    def _insert(self, op: str, pkey: tuple, ins: list[Term], shapes, values, fps) -> OpNode:
+        """A new node whose outputs were evaluated and fingerprinted (`subgen.level_arrays`);
+        values are None on the last level."""
         node = OpNode(len(self.nodes), op, pkey, tuple(t.id for t in ins))
         self.nodes.append(node)
-        self._node_key[key] = node.id
+        self._node_key[(op, pkey, node.inputs)] = node.id
         ops = frozenset().union(*(t.ops for t in ins)) | {node.id}
-        bounds = _propagate_bounds(op, full, ins, shapes)
-        node.outputs = tuple(self._add_term(node.id, k, s, np.asarray(v), ops, b).id
-                             for k, (s, v, b) in enumerate(zip(shapes, values, bounds)))
+        bounds = _propagate_bounds(op, dict(pkey), ins, shapes)
+        node.outputs = tuple(self._add_term(node.id, k, s, v, ops, b, fp=f).id
+                             for k, (s, v, b, f) in enumerate(zip(shapes, values, bounds, fps)))
         return node
 
     # -- candidate inputs ------------------------------------------------------------------
@@ -278,59 +268,59 @@ class Enumerator:
                 for s in CONSTANT_SHAPES[op]:
                     yield {"shape": s}, []
             return
-        if op in UNARY_ENUMERATED:
-            for (t,) in self._input_tuples(1, level, section):
-                if op in ("relu", "sigmoid", "tanh"):
-                    yield {}, [t]
-                elif op == "transpose" and len(t.shape) == 2:
-                    yield {"perm": (1, 0)}, [t]
-                elif op in ("pool_avg", "pool_max") and _is_activation(t.shape):
-                    yield {"kernel": (3, 3), "stride": (1, 1), "padding": "same"}, [t]
-                elif op == "split":
-                    for ax, sizes in sorted(t.bounds.items()):
-                        if ax in (0, 1):
-                            yield {"axis": ax, "sizes": sizes}, [t]
-            return
-        for ta, tb in self._input_tuples(2, level, section):
-            if op in ("ewadd", "ewmul"):
-                if ta.shape == tb.shape and ta.shape != ():
-                    yield {}, [ta, tb]
-            elif op == "scalar_mul":
-                if tb.shape == () and ta.shape != ():
-                    yield {}, [ta, tb]
-            elif op == "matmul":
-                if len(ta.shape) == 2 and len(tb.shape) == 2 and ta.shape[1] == tb.shape[0]:
-                    yield {"activation": "none"}, [ta, tb]
-            elif op == "conv2d":
-                x, w = ta.shape, tb.shape
-                if _conv_operands(ta, tb) and x[1] % w[1] == 0:
-                    g = x[1] // w[1]
-                    if w[0] % g == 0 and w[2] <= x[2] and w[3] <= x[3]:
-                        for act in ("none", "relu"):
-                            yield {"stride": (1, 1), "padding": "same", "activation": act,
-                                   "groups": g}, [ta, tb]
-            elif op == "concat":
-                if len(ta.shape) in (2, 4) and len(ta.shape) == len(tb.shape):
-                    for ax in (0, 1):
-                        if ta.shape[:ax] + ta.shape[ax + 1:] == tb.shape[:ax] + tb.shape[ax + 1:]:
-                            yield {"axis": ax}, [ta, tb]
-            elif op == "enlarge":
-                # the reference kernel only lends its shape: one leaf per shape is enough
-                if (len(ta.shape) == 4 and tb.node is None and tb.name == self._first_leaf[tb.shape]
-                        and ta.shape != tb.shape and not _is_activation(tb.shape)):
-                    yield {}, [ta, tb]
+        for ins in self._input_tuples(1 if op in UNARY_ENUMERATED else 2, level, section):
+            for params in self._params_for(op, *ins):
+                yield params, list(ins)
+
+    def _params_for(self, op: str, ta: Term, tb: Term | None = None) -> list[dict]:
+        """The parameter choices of `op` on these inputs (none: the op does not apply).  They
+        depend on the inputs' shapes, their `bounds`, whether they are one term and whether tb
+        is the first leaf of its shape, nothing else (`_features`: answers are shared)."""
+        if op in ("relu", "sigmoid", "tanh"):
+            return [{}]
+        if op == "transpose":
+            return [{"perm": (1, 0)}] if len(ta.shape) == 2 else []
+        if op in ("pool_avg", "pool_max"):
+            return ([{"kernel": (3, 3), "stride": (1, 1), "padding": "same"}]
+                    if _is_activation(ta.shape) else [])
+        if op == "split":
+            return [{"axis": ax, "sizes": sizes} for ax, sizes in sorted(ta.bounds.items())
+                    if ax in (0, 1)]
+        if op in ("ewadd", "ewmul"):
+            return [{}] if ta.shape == tb.shape and ta.shape != () else []
+        if op == "scalar_mul":
+            return [{}] if tb.shape == () and ta.shape != () else []
+        if op == "matmul":
+            return ([{"activation": "none"}] if len(ta.shape) == 2 and len(tb.shape) == 2
+                    and ta.shape[1] == tb.shape[0] else [])
+        if op == "conv2d":
+            x, w = ta.shape, tb.shape
+            if _conv_operands(ta, tb) and x[1] % w[1] == 0:
+                g = x[1] // w[1]
+                if w[0] % g == 0 and w[2] <= x[2] and w[3] <= x[3]:
+                    return [{"stride": (1, 1), "padding": "same", "activation": act,
+                             "groups": g} for act in ("none", "relu")]
+            return []
+        if op == "concat":
+            if len(ta.shape) in (2, 4) and len(ta.shape) == len(tb.shape):
+                return [{"axis": ax} for ax in (0, 1)
+                        if ta.shape[:ax] + ta.shape[ax + 1:] == tb.shape[:ax] + tb.shape[ax + 1:]]
+            return []
+        if op == "enlarge":
+            # the reference kernel only lends its shape: one leaf per shape is enough
+            return ([{}] if len(ta.shape) == 4 and self._is_first_leaf(tb)
+                    and ta.shape != tb.shape and not _is_activation(tb.shape) else [])
+        raise ValueError(f"{op} is not enumerable")
+
+    def _is_first_leaf(self, t: Term) -> bool:
+        return t.node is None and t.name == self._first_leaf[t.shape]
 
     # -- the levels -------------------------------------------------------------------------
     def level(self, level: int, progress=None) -> int:
-        """Adds every term with `level` operators; returns how many nodes were made."""
-        made = 0
-        for op in self.op_names:
-            for params, ins in list(self._instances(op, level)):
-                if self._make(op, params, ins) is not None:
-                    made += 1
-                    if progress:
-                        progress(1)
-        return made
+        """Adds every term with `level` operators (evaluated as arrays: `subgen.level_arrays`);
+        returns how many nodes were made."""
+        from subgen.level_arrays import add_level
+        return add_level(self, level, progress)
 
     def run(self, progress=None) -> "Enumerator":
         for lv in range(1, self.max_ops + 1):

@@ -15,9 +15,8 @@ import time
 
 import numpy as np
 
-from envcore.ops import OPS, ShapeError
-from subgen.enumerate import CONSTANT_SHAPES, UNARY_ENUMERATED, Enumerator, OpNode, Term
-from subgen.fingerprint import value_hash
+from subgen.enumerate import Enumerator
+from subgen.level_arrays import MAX_OUTPUTS, merge_sections, op_sections, section_arrays
 
 _PREFIX_CACHE: dict[tuple, Enumerator] = {}
 
@@ -45,28 +44,6 @@ def _private_copy(en: Enumerator) -> Enumerator:
     return c
 
 
-def _insert(en: Enumerator, op: str, pkey: tuple, inputs: tuple, outputs: tuple) -> bool:
-    """Driver side: the sequential `_make` bookkeeping, with the shard's fingerprints."""
-    key = (op, pkey, inputs)
-    if key in en._node_key:
-        return False
-    node = OpNode(len(en.nodes), op, pkey, inputs)
-    en.nodes.append(node)
-    en._node_key[key] = node.id
-    ops = frozenset().union(*(en.terms[i].ops for i in inputs)) | {node.id}
-    ids = []
-    for k, (shape, fp, bounds) in enumerate(outputs):
-        t = Term(len(en.terms), node.id, k, tuple(shape), None, fp, ops, bounds)
-        en.terms.append(t)
-        members = en.classes.setdefault(fp, [])
-        members.append(t.id)
-        if len(members) == 1:
-            en.reps_by_size.setdefault(t.size, []).append(t.id)
-        ids.append(t.id)
-    node.outputs = tuple(ids)
-    return True
-
-
 # ----------------------------------------------------------------------------------------------
 # The last level, kept only where it can make a rule.
 #
@@ -80,78 +57,15 @@ def _insert(en: Enumerator, op: str, pkey: tuple, inputs: tuple, outputs: tuple)
 # multi-output nodes (their outputs form two-output graphs), in the sequential order: the terms
 # it keeps get the same classes, representatives and buckets, so the same pairs and rules.
 
-MAX_ARITY = MAX_OUTPUTS = 2
-
-
-def _op_sections(en: Enumerator, op: str, level: int) -> list:
-    if op in CONSTANT_SHAPES:
-        return [None] if level == 1 else []
-    return en.sections(1 if op in UNARY_ENUMERATED else 2, level)
-
-
 def evaluate_section(job):
-    """Worker side: the nodes of one section of the last level as arrays (see above) and the
-    wall and CPU seconds taken.  job = (ops, max_ops, seed, op, section)."""
+    """Worker side: the nodes of one section of the last level as arrays
+    (`level_arrays.section_arrays`) and the wall and CPU seconds taken.
+    job = (ops, max_ops, seed, op, section)."""
     ops, max_ops, seed, op, section = job
     t0, c0 = time.perf_counter(), time.process_time()
     base = prefix(ops, max_ops, seed)
-    opdef = OPS[op]
-    seen, pkeys = set(), {}
-    shape_ok: dict = {}        # (params, input shapes) -> the shape rule accepts them
-    pidx, inputs, fps, nouts = [], [], [], []
-    for params, ins in base._instances(op, max_ops, section):
-        full = opdef.full_params(params)
-        pkey = tuple(sorted(full.items()))
-        in_ids = tuple(t.id for t in ins)
-        if (pkey, in_ids) in seen:
-            continue
-        seen.add((pkey, in_ids))
-        # a few shapes recur millions of times: the shape rule (pure) is asked once per combo
-        skey = (pkey, tuple(t.shape for t in ins))
-        ok = shape_ok.get(skey)
-        if ok is None:
-            try:
-                opdef.infer([t.shape for t in ins], full)
-                ok = True
-            except ShapeError:
-                ok = False
-            shape_ok[skey] = ok
-        if not ok:
-            continue
-        try:
-            values = opdef.exact([t.value for t in ins], full)
-        except ShapeError:
-            continue
-        assert len(in_ids) <= MAX_ARITY and len(values) <= MAX_OUTPUTS, (op, len(values))
-        pidx.append(pkeys.setdefault(pkey, len(pkeys)))
-        inputs.append(in_ids + (-1,) * (MAX_ARITY - len(in_ids)))
-        out = [value_hash(np.asarray(v)) for v in values]
-        nouts.append(len(out))
-        fps.append(out + [0] * (MAX_OUTPUTS - len(out)))
-    arrays = (np.array(pidx, dtype=np.int32),
-              np.array(inputs, dtype=np.int64).reshape(-1, MAX_ARITY),
-              np.array(fps, dtype=np.uint64).reshape(-1, MAX_OUTPUTS),
-              np.array(nouts, dtype=np.int8))
-    return list(pkeys), arrays, time.perf_counter() - t0, time.process_time() - c0
-
-
-def _merge_op(parts: list) -> tuple:
-    """One operator's sections joined in order, params numbered per operator, and duplicate
-    nodes (the same params and inputs reached from two sections) dropped after the first."""
-    table: dict = {}
-    cols = [[np.zeros(0, np.int64)], [np.zeros((0, MAX_ARITY), np.int64)],
-            [np.zeros((0, MAX_OUTPUTS), np.uint64)], [np.zeros(0, np.int8)]]
-    for pkeys, (pidx, ins, fps, nouts) in parts:
-        remap = np.array([table.setdefault(k, len(table)) for k in pkeys] or [0], dtype=np.int64)
-        cols[0].append(remap[pidx] if len(pidx) else pidx.astype(np.int64))
-        for c, a in zip(cols[1:], (ins, fps, nouts)):
-            c.append(a)
-    pidx, ins, fps, nouts = (np.concatenate(c) for c in cols)
-    # one int64 per node key: params index, then the two input ids (+1: -1 marks none)
-    key = (pidx << 42) | ((ins[:, 0] + 1) << 21) | (ins[:, 1] + 1)
-    assert len(table) < 1 << 20 and (ins < (1 << 21) - 1).all(), "too many terms to key"
-    first = np.sort(np.unique(key, return_index=True)[1])
-    return list(table), pidx[first], ins[first], fps[first], nouts[first]
+    pkeys, *arrays, _ = section_arrays(base, op, max_ops, section)
+    return pkeys, tuple(arrays), time.perf_counter() - t0, time.process_time() - c0
 
 
 def enumerate_compact(ops, max_ops: int, seed: int, executor, progress=None,
@@ -165,7 +79,7 @@ def enumerate_compact(ops, max_ops: int, seed: int, executor, progress=None,
     en = _private_copy(prefix(ops, max_ops, seed))
     t_prefix = time.perf_counter() - t0
     jobs = [(ops, max_ops, seed, op, sec) for op in en.op_names
-            for sec in _op_sections(en, op, max_ops)]
+            for sec in op_sections(en, op, max_ops)]
     if progress is not None:
         progress.start(f"enumerate: {max_ops} ops ({len(jobs)} sections, {executor.kind} x "
                        f"{executor.workers})", len(jobs))
@@ -180,16 +94,22 @@ def enumerate_compact(ops, max_ops: int, seed: int, executor, progress=None,
     merged, start = [], 0
     for op in en.op_names:
         n = sum(1 for j in jobs if j[3] == op)
-        merged.append((op, _merge_op([results.pop(i) for i in range(start, start + n)])))
+        merged.append((op, merge_sections([results.pop(i) for i in range(start, start + n)])[:5]))
         start += n
     # fingerprints held by two terms or more (the prefix's classes count as one term each)
-    all_fps = np.concatenate([fps[nouts >= k + 1, k] for _, (_, _, _, fps, nouts) in merged
-                              for k in range(MAX_OUTPUTS)] or [np.zeros(0, np.uint64)])
-    uniq, counts = np.unique(all_fps, return_counts=True)
-    shared = np.union1d(uniq[counts >= 2], np.array(list(en.classes), dtype=np.uint64))
-    kept, unkept, made = [], 0, 0
+    columns = [fps[nouts >= k + 1, k] for _, (_, _, _, fps, nouts) in merged
+               for k in range(MAX_OUTPUTS)]
+    prefix_fps = np.array(list(en.classes), dtype=np.uint64)
+    _, inverse, counts = np.unique(np.concatenate(columns + [prefix_fps]), return_inverse=True,
+                                   return_counts=True)
+    shared_at = counts[inverse] >= 2
+    kept, unkept, made, at = [], 0, 0, 0
     for op, (table, pidx, ins, fps, nouts) in merged:
-        keep = (nouts >= 2) | np.isin(fps[:, 0], shared)
+        n_first = int((nouts >= 1).sum())
+        first_shared = shared_at[at:at + n_first]
+        at += sum(int((nouts >= k + 1).sum()) for k in range(MAX_OUTPUTS))
+        keep = nouts >= 2
+        keep[nouts >= 1] |= first_shared
         made += len(nouts)
         unkept += int(nouts[~keep].sum())
         kept.append((op, table, pidx[keep], ins[keep], fps[keep], nouts[keep]))

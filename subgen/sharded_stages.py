@@ -35,6 +35,7 @@ import numpy as np
 
 from subgen import candidates as C
 from subgen.fingerprint import multiset_hash
+from subgen.level_arrays import is_in, lookup
 
 
 def _digest(key) -> int:
@@ -73,13 +74,12 @@ def _part_masks(en, flat: dict, nparts: int) -> list[np.ndarray]:
     # one sorted table of the classes read, looked up once (np.isin per part sorted 5 M
     # fingerprints 2 x nparts times: a minute of the driver's time at depth 4)
     read = np.array(sorted(set().union(*reads)), dtype=np.uint64)
-    read_by = [np.isin(read, np.array(sorted(r), dtype=np.uint64)) for r in reads]
+    read_by = [is_in(read, np.array(sorted(r), dtype=np.uint64)) for r in reads]
     two = nouts > 1
     looked_up = []
     for k in range(2):
         col = fps[:, k]
-        ix = np.minimum(np.searchsorted(read, col), max(len(read) - 1, 0))
-        hit = read[ix] == col if len(read) else np.zeros(len(col), bool)
+        ix, hit = lookup(read, col)
         looked_up.append((col % p, ix, hit))
     masks = []
     for part in range(nparts):
@@ -96,26 +96,21 @@ def _part_masks(en, flat: dict, nparts: int) -> list[np.ndarray]:
 def _rebuild(ops, max_ops, seed, nodes: dict):
     """The prefix plus the given kept nodes, and each term's position in the full enumeration
     (prefix terms keep their ids; a kept node's outputs come after, in serial order)."""
-    from envcore.ops import OPS
-    from subgen.enumerate import _propagate_bounds
-    from subgen.shard import _insert, _private_copy, prefix
+    from subgen.level_arrays import node_shapes
+    from subgen.shard import _private_copy, prefix
     en = _private_copy(prefix(ops, max_ops, seed))
     base = len(en.terms)
     pos = list(range(base))
-    op_names = en.op_names
-    for op_i, pidx, ins, fps, nouts, ordinal in zip(nodes["op"], nodes["pidx"], nodes["ins"],
-                                                   nodes["fps"], nodes["nouts"],
-                                                   nodes["ordinal"]):
+    op_names, memo = en.op_names, {}
+    for op_i, pidx, ins, fps, nouts, ordinal in zip(
+            nodes["op"].tolist(), nodes["pidx"].tolist(), nodes["ins"].tolist(),
+            nodes["fps"].tolist(), nodes["nouts"].tolist(), nodes["ordinal"].tolist()):
         op = op_names[op_i]
-        pkey = nodes["tables"][int(op_i)][pidx]
-        in_ids = tuple(int(i) for i in ins if i >= 0)
-        terms = [en.terms[i] for i in in_ids]
-        full = dict(pkey)
-        shapes = OPS[op].infer([t.shape for t in terms], full)
-        bounds = _propagate_bounds(op, full, terms, shapes)
-        outs = tuple((s, int(f), b) for s, f, b in zip(shapes, fps[:nouts], bounds))
-        assert _insert(en, op, pkey, in_ids, outs), "kept nodes are distinct"
-        pos += [base + 2 * int(ordinal) + k for k in range(len(outs))]
+        pkey = nodes["tables"][op_i][pidx]
+        terms = [en.terms[i] for i in ins if i >= 0]
+        en._insert(op, pkey, terms, node_shapes(op, pkey, terms, memo), [None] * nouts,
+                   fps[:nouts])
+        pos += [base + 2 * ordinal + k for k in range(nouts)]
     return en, pos
 
 

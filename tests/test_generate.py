@@ -32,8 +32,9 @@ def test_fingerprint_ignores_output_order(seed, n):
 def test_enumerated_split_graph_fingerprint_ignores_output_order():
     from subgen.candidates import buckets
     from subgen.enumerate import Enumerator
-    en = Enumerator(("concat", "split"), 2)
-    en.run()
+    en = Enumerator(("concat", "split"), 3)     # levels 1 and 2 keep their values
+    en.level(1)
+    en.level(2)
     split = next(n for n in en.nodes if n.op == "split" and
                  len(set(en.nodes[en.terms[n.inputs[0]].node].inputs)) == 2)
     vals = [en.terms[o].value for o in split.outputs]

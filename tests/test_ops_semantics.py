@@ -47,3 +47,35 @@ def test_relu_stand_in_has_no_spurious_zeros():
     x = np.mod(np.arange(-50, 51), PRIME).astype(np.int64)
     y = OPS["relu"].exact([x], {})[0]
     assert len(set(y.tolist())) > 50
+
+
+BATCH_CASES = CASES + [
+    ("relu", {}, [(2, 4, 4, 4)]),
+    ("sigmoid", {}, [(2, 4)]),
+    ("pool_avg", {}, [(2, 4, 4, 4)]),
+    ("pool_max", {}, [(2, 4, 4, 4)]),
+    ("conv2d", {"activation": "relu"}, [(2, 4, 4, 4), (4, 4, 3, 3)]),
+    ("conv2d", {"groups": 2}, [(2, 4, 4, 4), (4, 2, 3, 3)]),
+    ("conv2d", {}, [(4, 4, 3, 3), (4, 4, 3, 3)]),
+    ("matmul", {"activation": "relu"}, [(4, 4), (4, 4)]),
+    ("split", {"axis": 0, "sizes": (2, 2)}, [(4, 4, 3, 3)]),
+    ("transpose", {"perm": (1, 0)}, [(4, 2)]),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(case=st.sampled_from(BATCH_CASES), batch=st.integers(1, 5), seed=st.integers(0, 2**31))
+def test_exact_on_a_batch_is_exact_on_each_element(case, batch, seed):
+    """The generator evaluates thousands of nodes of one operator in one call (`exact_many`);
+    element b of the batched result must be `exact` on element b of the inputs."""
+    name, params, shapes = case
+    opdef = OPS[name]
+    full = opdef.full_params(params)
+    rng = np.random.default_rng(seed)
+    xs = [rng.integers(0, PRIME, size=(batch,) + tuple(s), dtype=np.int64) for s in shapes]
+    many = opdef.exact_many(xs, full)
+    for b in range(batch):
+        one = opdef.exact([x[b] for x in xs], full)
+        assert len(one) == len(many)
+        for o, m in zip(one, many):
+            np.testing.assert_array_equal(m[b], o)
