@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import json
 import time
+
+import numpy as np
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -140,7 +142,7 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     None picks by depth (`SHARDED_FROM_DEPTH`)."""
     from subgen import candidates as C
     from subgen.enumerate import Enumerator
-    from subgen.prune import common_supergraph, generalizes
+    from subgen.term_prune import ExactValues, common_supergraph, generalizes
 
     summary = summary or Summary()
     if sharded is None:
@@ -161,20 +163,19 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
                   graphs)
 
     progress.start("pair", len(bks))
-    raw, keys = [], {}
+    raw = []
     for b in bks.values():
         progress.advance()
-        for a, c in C.pairs(en, b):
-            raw.append((a, c))
+        raw.extend(C.pairs(en, b))
     summary.candidates = len(raw)
     summary.stage("pair", graphs, len(raw))
 
     progress.start("prune: renaming", len(raw))
-    for a, c in raw:
-        progress.advance()
-        o = C.orient(en, a, c)
-        if o is not None:
-            keys.setdefault(C.term_key(en, *o), o)
+    oriented = [o for o in (C.orient(en, a, c) for a, c in raw) if o is not None]
+    keys: dict[int, tuple] = {}
+    for d, o in zip(oriented_digests(en, oriented), oriented):
+        keys.setdefault(d, o)
+    progress.advance(len(raw))
     summary.stage("prune-renaming", len(raw), len(keys))
 
     progress.start("refute (float)", len(keys))
@@ -189,31 +190,57 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     summary.stage("refute", len(keys), len(true_pairs))
 
     progress.start("prune: instances", len(true_pairs))
-    instances: set[str] = set()
-    for k, a, c in true_pairs:
-        progress.advance()
-        instances |= C.instance_term_keys(en, a, c)
-    rules = [C.to_rule(en, a, c, k) for k, a, c in true_pairs if k not in instances]
-    summary.stage("prune-instances", len(true_pairs), len(rules))
+    instances = instance_digests(en, [(a, c) for _, a, c in true_pairs])
+    kept = [(a, c) for k, a, c in true_pairs if k not in instances]
+    progress.advance(len(true_pairs))
+    summary.stage("prune-instances", len(true_pairs), len(kept))
 
-    progress.start("prune: smaller rules", len(rules))
+    progress.start("prune: smaller rules", len(kept))
+    vals, nf = ExactValues(en), C._normal_forms(en)
     general = []
-    for r in rules:
+    for a, c in kept:
         progress.advance()
-        if not generalizes(r):
-            general.append(r)
-    summary.stage("prune-smaller", len(rules), len(general))
-    rules = general
+        if not generalizes(en, vals, a, c, lambda t: nf((t,))):
+            general.append((a, c))
+    summary.stage("prune-smaller", len(kept), len(general))
 
-    progress.start("prune: common supergraph", len(rules))
-    kept = []
-    for r in rules:
+    progress.start("prune: common supergraph", len(general))
+    rules = []
+    for a, c in general:
         progress.advance()
-        if not common_supergraph(r):
-            kept.append(r)
-    summary.stage("prune-supergraph", len(rules), len(kept))
-    summary.after_pruning = len(kept)
-    return kept, summary
+        if not common_supergraph(en, a, c):
+            rules.append(C.to_rule(en, a, c, C.term_key(en, a, c)))
+    summary.stage("prune-supergraph", len(general), len(rules))
+    summary.after_pruning = len(rules)
+    return rules, summary
+
+
+def oriented_digests(en, pairs: list[tuple]) -> list[int]:
+    """The key digest (`subgen.rule_digest`) of each oriented pair of the enumerator: one-output
+    pairs with arrays, the others one by one."""
+    from subgen.rule_digest import ColumnArrays, columns, pair_digests, single_digests
+    out = [0] * len(pairs)
+    one = [i for i, (a, _) in enumerate(pairs) if len(a) == 1]
+    if one:
+        cols = ColumnArrays.of_terms(en, {})
+        x = np.array([pairs[i][0][0] for i in one], np.int64)
+        y = np.array([pairs[i][1][0] for i in one], np.int64)
+        for i, d in zip(one, single_digests(cols, x, y).tolist()):
+            out[i] = d
+    many = [i for i, (a, _) in enumerate(pairs) if len(a) != 1]
+    for i, d in zip(many, pair_digests(columns(en), [pairs[i] for i in many])):
+        out[i] = d
+    return out
+
+
+def instance_digests(en, pairs: list[tuple]) -> set[int]:
+    """Digests of every rule made from these by merging variables of one shape."""
+    from subgen.rule_digest import columns, encodings, instance_encodings, least_digests
+    cols = columns(en)
+    groups = []
+    for a, c in pairs:
+        groups.extend(instance_encodings(encodings(cols, a, c)))
+    return set(least_digests(groups))
 
 
 def normal_form_stage(rules, summary: Summary, progress=NoProgress()) -> list:
