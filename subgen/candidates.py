@@ -21,7 +21,8 @@ from subgen.normal_form import NormalForms, term_describer
 ALL_PAIRS_MAX = 12   # buckets of up to this many normal forms also pair all-with-all (`pairs`)
 
 
-def buckets(en: Enumerator, two_output=lambda key: True) -> dict[int, list[tuple[int, ...]]]:
+def buckets(en: Enumerator, two_output=lambda key: True,
+            one_output: bool = True) -> dict[int, list[tuple[int, ...]]]:
     """Fingerprint -> graphs (tuples of output term ids), every graph of a bucket kept.
 
     Single-output graphs are the terms (leaves included, as 0-operator graphs).  Two-output
@@ -30,10 +31,11 @@ def buckets(en: Enumerator, two_output=lambda key: True) -> dict[int, list[tuple
     beside split(relu(concat(x0, x1))), as long as the union has at most `max_ops` operators
     and its parts share none: unions of unrelated graphs are never enumerated themselves, they
     are looked up.  The union of the representatives comes first (the bucket's
-    representative).  Only two-output buckets whose key passes `two_output` are made (a
-    worker of `subgen.sharded_stages` makes those of its part)."""
+    representative).  Only two-output buckets whose key passes `two_output` are made, and
+    one-output ones only with `one_output` (a worker of `subgen.sharded_stages` makes the
+    two-output buckets of its part)."""
     out: dict[int, list[tuple[int, ...]]] = {}
-    for fp, members in en.classes.items():
+    for fp, members in (en.classes.items() if one_output else ()):
         out[multiset_hash([fp])] = [(m,) for m in members]
     if en.max_outputs < 2:
         return out

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import time
-
-import numpy as np
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -142,6 +140,7 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     None picks by depth (`SHARDED_FROM_DEPTH`)."""
     from subgen import candidates as C
     from subgen.enumerate import Enumerator
+    from subgen.rule_digest import instance_digests, oriented_digests
     from subgen.term_prune import ExactValues, common_supergraph, generalizes
 
     summary = summary or Summary()
@@ -213,34 +212,6 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     summary.stage("prune-supergraph", len(general), len(rules))
     summary.after_pruning = len(rules)
     return rules, summary
-
-
-def oriented_digests(en, pairs: list[tuple]) -> list[int]:
-    """The key digest (`subgen.rule_digest`) of each oriented pair of the enumerator: one-output
-    pairs with arrays, the others one by one."""
-    from subgen.rule_digest import ColumnArrays, columns, pair_digests, single_digests
-    out = [0] * len(pairs)
-    one = [i for i, (a, _) in enumerate(pairs) if len(a) == 1]
-    if one:
-        cols = ColumnArrays.of_terms(en, {})
-        x = np.array([pairs[i][0][0] for i in one], np.int64)
-        y = np.array([pairs[i][1][0] for i in one], np.int64)
-        for i, d in zip(one, single_digests(cols, x, y).tolist()):
-            out[i] = d
-    many = [i for i, (a, _) in enumerate(pairs) if len(a) != 1]
-    for i, d in zip(many, pair_digests(columns(en), [pairs[i] for i in many])):
-        out[i] = d
-    return out
-
-
-def instance_digests(en, pairs: list[tuple]) -> set[int]:
-    """Digests of every rule made from these by merging variables of one shape."""
-    from subgen.rule_digest import columns, encodings, instance_encodings, least_digests
-    cols = columns(en)
-    groups = []
-    for a, c in pairs:
-        groups.extend(instance_encodings(encodings(cols, a, c)))
-    return set(least_digests(groups))
 
 
 def normal_form_stage(rules, summary: Summary, progress=NoProgress()) -> list:

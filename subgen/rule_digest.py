@@ -147,9 +147,16 @@ def _fused(params: tuple, index: int) -> int:
 
 
 def columns(en) -> TermColumns:
+    """The enumerator's columns, grown to its terms.  A private copy of an enumerator
+    (`subgen.shard._private_copy`) starts from the original's columns."""
     c = getattr(en, "_term_columns", None)
     if c is None or c.en is not en:
+        origin = getattr(en, "copied_from", None)
+        old = getattr(origin, "_term_columns", None)
         c = en._term_columns = TermColumns(en)
+        if old is not None and old.en is origin:
+            for name in ("th", "leaves", "vmask", "expanded", "lms"):
+                setattr(c, name, list(getattr(old, name)))
     return c.grow()
 
 
@@ -332,3 +339,32 @@ def single_digests(cols: ColumnArrays, x: np.ndarray, y: np.ndarray,
                               np.concatenate([ly, lx], axis=1))
         out[lo:lo + chunk] = np.minimum(d1, d2)
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# digests of an enumerator's pairs
+
+def oriented_digests(en, pairs: list[tuple]) -> list[int]:
+    """The key digest (`subgen.rule_digest`) of each oriented pair of the enumerator: one-output
+    pairs with arrays, the others one by one."""
+    out = [0] * len(pairs)
+    one = [i for i, (a, _) in enumerate(pairs) if len(a) == 1]
+    if one:
+        cols = ColumnArrays.of_terms(en, {})
+        x = np.array([pairs[i][0][0] for i in one], np.int64)
+        y = np.array([pairs[i][1][0] for i in one], np.int64)
+        for i, d in zip(one, single_digests(cols, x, y).tolist()):
+            out[i] = d
+    many = [i for i, (a, _) in enumerate(pairs) if len(a) != 1]
+    for i, d in zip(many, pair_digests(columns(en), [pairs[i] for i in many])):
+        out[i] = d
+    return out
+
+
+def instance_digests(en, pairs: list[tuple]) -> set[int]:
+    """Digests of every rule made from these by merging variables of one shape."""
+    cols = columns(en)
+    groups = []
+    for a, c in pairs:
+        groups.extend(instance_encodings(encodings(cols, a, c)))
+    return set(least_digests(groups))

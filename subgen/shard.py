@@ -37,6 +37,11 @@ def _private_copy(en: Enumerator) -> Enumerator:
     """A copy whose containers can grow without touching `en` (terms themselves are shared,
     never mutated)."""
     c = copy.copy(en)
+    for memo in ("_graph_nf", "_term_text", "_term_vars", "_spelling_memo", "_term_arrays",
+                 "_term_columns"):
+        # memos by term id: the copy's new terms would meet another copy's entries
+        c.__dict__.pop(memo, None)
+    c.copied_from = en
     c.terms, c.nodes = list(en.terms), list(en.nodes)
     c._node_key = dict(en._node_key)
     c.classes = {k: list(v) for k, v in en.classes.items()}

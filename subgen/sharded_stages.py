@@ -2,33 +2,35 @@
 prune-smaller, prune-supergraph) run by an executor's workers on a partition of the fingerprint
 space; the driver never builds a last-level term and only merges small results.
 
-At depth 4 the last level keeps most of its ten million nodes (commuted operands and the like
-share their fingerprint), and every pair costs tens of microseconds of Python in every stage,
-so neither the driver's memory nor its one core can take them.  Instead:
+At depth 4 the last level keeps five million nodes (commuted operands and the like share their
+fingerprint), so neither the driver's memory nor Python objects per node can take them:
 
 * Fingerprint f belongs to part f % nparts; a two-output bucket (keyed by the multiset hash of
   its outputs' fingerprints) to part key % nparts.  Part p gets the kept last-level nodes
   (`subgen.shard.enumerate_compact`, as arrays) with an output fingerprint of part p, or of a
   class that a two-output bucket of part p reads: its whole buckets, and nothing else.
-* A worker rebuilds the prefix (cached per process) plus its nodes, makes the buckets, and for
-  the buckets of its part computes what the serial stages compute: pairs, orientation, the key
-  up to renaming and, per key, its first pair, tagged with that pair's place in the serial order
-  (bucket place, pair number): term positions in the full enumeration order are carried along.
-  Keys travel as 64-bit digests (a false merge of two rules needs a collision among a few million
-  digests: odds below 1e-6).
+* Round 1 (pair, orient, key).  The worker computes its terms' columns (`subgen.rule_digest`:
+  template hash, leaves, variables, size, form signature) from the arrays, without a Term.  A
+  one-output bucket whose only spelling of the representative is the representative itself (no
+  other member has its form signature) and that pairs nobody all-with-all pairs the
+  representative with every other member: that, the orientation and the key digests are array
+  operations.  The other buckets (spellings to compare by normal form) and the two-output ones
+  run the reference code (`candidates.pairs`, `orient`) on Terms rebuilt for their nodes only.
+  Per key the worker keeps its first pair, tagged with its place in the serial order (bucket
+  place, pair number); term positions in the full enumeration order travel with it.
 * The driver keeps, per key, the pair first in the serial order: exactly the pair the serial
-  `keys.setdefault` keeps.  A second round sends each part its winners; the worker (holding the
-  part from the first round, or rebuilding it) does the float check, the instance keys (again
-  as digests) and the rule, so these are the serial ones, in the serial order.
-* prune-smaller and prune-supergraph look at one rule at a time: a plain parallel map.
+  `keys.setdefault` keeps.
+* Round 2 (refute, instances): each part gets its winners back and rebuilds only their nodes;
+  float check and instance digests.  Round 3 (prune-smaller, prune-supergraph, Rules): the
+  survivors of the instance pruning, the same way; Rules are built for the final ones only.
 
-The bucket order assumed (`_bucket_place`) is `candidates.buckets`': one-output classes in class
-order, then two-output buckets in the order of their first multi-output node; the test comparing
-this path with the serial one guards it.
+So the rules, their order and the stage counts are the serial path's (`tests/
+test_sharded_generation.py`).  The bucket order assumed (`_bucket_place`) is
+`candidates.buckets`': one-output classes in class order, then two-output buckets in the order
+of their first multi-output node.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 
 import numpy as np
@@ -36,15 +38,13 @@ import numpy as np
 from subgen import candidates as C
 from subgen.fingerprint import multiset_hash
 from subgen.level_arrays import is_in, lookup
-
-
-def _digest(key) -> int:
-    """64 bits of a rule key (`candidates.term_key`: text, or a tuple of texts and numbers)."""
-    return int.from_bytes(hashlib.blake2b(repr(key).encode(), digest_size=8).digest(), "little")
-
+from subgen.rule_digest import (ColumnArrays, chain_columns, columns, encodings,
+                                instance_encodings, least_digests, node_columns,
+                                oriented_digests, single_digests)
 
 # ----------------------------------------------------------------------------------------------
 # driver: cut the kept last level into parts
+
 
 def _flatten(kept: list, op_names: tuple) -> dict:
     """The kept last level (per operator arrays) as one set of arrays in serial order."""
@@ -62,8 +62,9 @@ def _flatten(kept: list, op_names: tuple) -> dict:
             "tables": {ix[k[0]]: k[1] for k in parts}}
 
 
-def _part_masks(en, flat: dict, nparts: int) -> list[np.ndarray]:
-    """Which kept nodes each part needs (module doc)."""
+def _part_masks(en, flat: dict, nparts: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Which kept nodes each part needs (module doc), and the classes each part's two-output
+    buckets read (sorted arrays)."""
     fps, nouts = flat["fps"], flat["nouts"]
     p = np.uint64(nparts)
     reads = [set() for _ in range(nparts)]        # classes read by each part's 2-output buckets
@@ -71,10 +72,10 @@ def _part_masks(en, flat: dict, nparts: int) -> list[np.ndarray]:
     multi_kept = [[int(f) for f in fps[i, :nouts[i]]] for i in np.flatnonzero(nouts > 1)]
     for outs in multi_prefix + multi_kept:
         reads[multiset_hash(outs) % nparts].update(outs)
-    # one sorted table of the classes read, looked up once (np.isin per part sorted 5 M
-    # fingerprints 2 x nparts times: a minute of the driver's time at depth 4)
+    read_arrays = [np.array(sorted(r), dtype=np.uint64) for r in reads]
+    # one sorted table of the classes read, looked up once for all parts
     read = np.array(sorted(set().union(*reads)), dtype=np.uint64)
-    read_by = [is_in(read, np.array(sorted(r), dtype=np.uint64)) for r in reads]
+    read_by = [is_in(read, r) for r in read_arrays]
     two = nouts > 1
     looked_up = []
     for k in range(2):
@@ -87,11 +88,30 @@ def _part_masks(en, flat: dict, nparts: int) -> list[np.ndarray]:
         m = (home0 == part) | (hit0 & read_by[part][ix0] if len(read) else False)
         m |= two & ((home1 == part) | (hit1 & read_by[part][ix1] if len(read) else False))
         masks.append(m)
-    return masks
+    return masks, read_arrays
 
 
 # ----------------------------------------------------------------------------------------------
 # worker: one part
+
+_PREFIX_COLUMNS: dict[tuple, tuple] = {}
+
+
+def _prefix_columns(ops, max_ops, seed):
+    """(prefix enumerator, its ColumnArrays, shape ids), cached per process."""
+    from subgen.shard import prefix
+    key = (tuple(ops), max_ops, seed)
+    if key not in _PREFIX_COLUMNS:
+        _PREFIX_COLUMNS.clear()
+        en = prefix(ops, max_ops, seed)
+        shapes: dict = {}
+        _PREFIX_COLUMNS[key] = (en, ColumnArrays.of_terms(en, shapes), shapes)
+    return _PREFIX_COLUMNS[key]
+
+
+def _select(nodes: dict, mask: np.ndarray) -> dict:
+    return {k: (v[mask] if k != "tables" else v) for k, v in nodes.items()}
+
 
 def _rebuild(ops, max_ops, seed, nodes: dict):
     """The prefix plus the given kept nodes, and each term's position in the full enumeration
@@ -123,66 +143,177 @@ def _bucket_place(en, bucket, pos) -> tuple:
     return (1, min(firsts))
 
 
+def _concat(parts: list[ColumnArrays]) -> ColumnArrays:
+    width = max(p.leaves.shape[1] for p in parts)
+    leaves = [np.pad(p.leaves, ((0, 0), (0, width - p.leaves.shape[1])), constant_values=-1)
+              for p in parts]
+    return ColumnArrays(*(np.concatenate([getattr(p, f) for p in parts]) if f != "leaves"
+                          else np.concatenate(leaves)
+                          for f in ("th", "leaves", "vmask", "expanded", "lms", "size", "fp",
+                                    "sid")))
+
+
+def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start index and length of each run of equal values in a sorted array."""
+    if not len(keys):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    return starts, np.diff(np.r_[starts, len(keys)])
+
+
 def pair_part(job):
-    """Worker side, first round: (graphs, pairs, records, cpu) for the buckets of one part; a
+    """Worker side, round 1: (graphs, pairs, records, cpu) for the buckets of one part; a
     record per key, its first pair in the part: (key digest, place, part, src, dst), terms
-    named by their position in the full enumeration (`_rebuild`), so the second round can
-    rebuild only the terms its winners need."""
-    ops, max_ops, seed, part, nparts, nodes = job
+    named by their position in the full enumeration."""
+    ops, max_ops, seed, part, nparts, nodes, reads = job
     c0 = time.process_time()
-    en, pos = _rebuild(ops, max_ops, seed, nodes)
-    bks = C.buckets(en, two_output=lambda key: key % nparts == part)
+    pre, pcols, shapes = _prefix_columns(ops, max_ops, seed)
+    base = len(pre.terms)
+    op_i, pidx, ins = nodes["op"], nodes["pidx"], nodes["ins"]
+    fps, nouts, ordinal = nodes["fps"], nodes["nouts"], nodes["ordinal"]
+    two = nouts >= 2
+    # the part's one-output terms: prefix terms and last-level outputs of an owned fingerprint
+    p = np.uint64(nparts)
+    rows_p = np.flatnonzero(pcols.fp % p == part)
+    rows0 = np.flatnonzero(fps[:, 0] % p == part)
+    rows1 = np.flatnonzero(two & (fps[:, 1] % p == part))
+    parts, pos, node_of = [pcols.take(rows_p)], [rows_p], [np.full(len(rows_p), -1)]
+    for k, rows in ((0, rows0), (1, rows1)):
+        parts.append(node_columns(pcols, shapes, pre.op_names, nodes["tables"], max_ops,
+                                  op_i[rows], pidx[rows], ins[rows], fps[rows], nouts[rows], k))
+        pos.append(base + 2 * ordinal[rows] + k)
+        node_of.append(rows)
+    T = _concat(parts)
+    pos, node_of = np.concatenate(pos), np.concatenate(node_of)
+    order = np.lexsort((pos, T.fp))
+    T, pos, node_of = T.take(order), pos[order], node_of[order]
+    starts, sizes = _segments(T.fp)
+    seg = np.repeat(np.arange(len(starts)), sizes)
+    rep = starts[seg]
+    graphs = int((T.size > 0).sum())
     c1 = time.process_time()
+    # which buckets need the reference code (module doc)
+    not_rep = np.arange(len(T.fp)) != rep
+    same_sig = not_rep & (T.expanded == T.expanded[rep]) & (T.lms == T.lms[rep])
+    least = not_rep & (T.size == T.size[rep])
+    sig = chain_columns([T.expanded, T.lms])
+    o2 = np.lexsort((sig, seg))
+    new_sig = np.r_[True, (seg[o2][1:] != seg[o2][:-1]) | (sig[o2][1:] != sig[o2][:-1])]
+    distinct = np.bincount(seg[o2], weights=new_sig, minlength=len(starts))
+    n_same = np.bincount(seg, weights=same_sig, minlength=len(starts))
+    n_least = np.bincount(seg, weights=least, minlength=len(starts))
+    complex_seg = (sizes >= 2) & ((n_same > 0) | ((n_least >= 2) &
+                                                  (distinct <= C.ALL_PAIRS_MAX)))
+    # the simple buckets: representative with every other member, in member order
+    simple = not_rep & ~complex_seg[seg]
+    members = np.flatnonzero(simple)
+    reps = rep[members]
+    j = members - reps - 1
+    va, vc = T.vmask[reps], T.vmask[members]
+    one = ((vc & ~va) == 0) & (T.size[reps] > 0)
+    other = ((va & ~vc) == 0) & (T.size[members] > 0)
+    ok = one | other
+    src = np.where(one, reps, members)[ok]
+    dst = np.where(one, members, reps)[ok]
+    place_pos, j = pos[reps][ok], j[ok]
+    digests = single_digests(T, src, dst)
     first: dict = {}
-    graphs = pairs = 0
-    for key, bucket in bks.items():
-        own = (en.terms[bucket[0][0]].fp if len(bucket[0]) == 1 else key) % nparts == part
-        if not own:
-            continue
-        graphs += sum(1 for g in bucket if en.op_count(g) > 0)
-        place = None
-        for j, (a, c) in enumerate(C.pairs(en, bucket)):
+    o3 = np.lexsort((j, place_pos))
+    d_sorted = digests[o3]
+    _, at = np.unique(d_sorted, return_index=True)
+    for i in o3[at].tolist():
+        first[int(digests[i])] = ((0, int(place_pos[i]), int(j[i])), (int(pos[src[i]]),),
+                                  (int(pos[dst[i]]),))
+    pairs = len(members)
+    c2 = time.process_time()
+    # the rest on Terms: complex buckets, and the two-output buckets of the part
+    complex_rows = np.flatnonzero(complex_seg[seg] & (node_of >= 0))
+    need = np.zeros(len(op_i), bool)
+    need[node_of[complex_rows]] = True
+    need |= is_in(fps[:, 0], reads) | (two & is_in(fps[:, 1], reads))
+    en, tpos = _rebuild(ops, max_ops, seed, _select(nodes, need))
+    found = []
+    complex_fps = set(T.fp[starts[complex_seg]].tolist())
+    for fp in sorted(complex_fps, key=lambda f: tpos[en.classes[f][0]]):
+        bucket = [(m,) for m in en.classes[fp]]
+        found.append((bucket, C.pairs(en, bucket)))
+    bks = C.buckets(en, two_output=lambda key: key % nparts == part, one_output=False)
+    for bucket in bks.values():
+        if len(bucket[0]) >= 2:
+            graphs += sum(1 for g in bucket if en.op_count(g) > 0)
+            found.append((bucket, C.pairs(en, bucket)))
+    oriented, places = [], []
+    for bucket, bucket_pairs in found:
+        place = _bucket_place(en, bucket, tpos)
+        for jj, (a, c) in enumerate(bucket_pairs):
             pairs += 1
             o = C.orient(en, a, c)
             if o is not None:
-                k = C.term_key(en, *o)
-                if k not in first:
-                    place = place or _bucket_place(en, bucket, pos)
-                    first[k] = (place + (j,), o)
-    records = [(_digest(k), place, part, tuple(pos[t] for t in a), tuple(pos[t] for t in c))
-               for k, (place, (a, c)) in first.items()]
-    cpu = {"rebuild+buckets": c1 - c0, "pair+renaming": time.process_time() - c1}
+                oriented.append(o)
+                places.append(place + (jj,))
+    for d, o, place in zip(oriented_digests(en, oriented), oriented, places):
+        old = first.get(d)
+        if old is None or place < old[0]:
+            first[d] = (place, tuple(tpos[t] for t in o[0]), tuple(tpos[t] for t in o[1]))
+    records = [(d, place, part, a, c) for d, (place, a, c) in first.items()]
+    cpu = {"columns+buckets": c1 - c0, "pair+keys (arrays)": c2 - c1,
+           "pair+keys (terms)": time.process_time() - c2}
     return graphs, pairs, records, cpu
 
 
+def _winner_nodes(nodes_all: dict, base: int, pairs: list[tuple]) -> dict:
+    """The kept nodes the given pairs' last-level terms belong to."""
+    used = np.zeros(len(nodes_all["op"]), dtype=bool)
+    last = [q - base for a, c in pairs for q in a + c if q >= base]
+    used[np.array(last, dtype=np.int64) // 2] = True
+    return _select(nodes_all, used)
+
+
 def check_part(job):
-    """Worker side, second round: for the winning pairs of one part (terms by position), (agrees,
-    instance digests, rule or None) each, and the CPU seconds.  Only the last-level nodes the
-    winners use are rebuilt: a term's value and text depend on its subterms alone."""
+    """Worker side, round 2: for winning pairs (terms by position), (agrees, instance digests)
+    each, and the CPU seconds.  Only the last-level nodes the winners use are rebuilt: a term's
+    value and text depend on its subterms alone."""
     ops, max_ops, seed, nodes, winners = job
     c0 = time.process_time()
+    _prefix_columns(ops, max_ops, seed)        # the prefix's columns, shared by every copy
     en, pos = _rebuild(ops, max_ops, seed, nodes)
     local = {p: t for t, p in enumerate(pos)}
     c1 = time.process_time()
     fv = C.FloatValues(en)
-    out = []
-    for a, c in winners:
+    cols = columns(en)
+    agrees, groups, owner = [], [], []
+    for w, (a, c) in enumerate(winners):
         a, c = tuple(local[p] for p in a), tuple(local[p] for p in c)
-        agrees = fv.agree(a, c)
-        inst = [_digest(x) for x in C.instance_term_keys(en, a, c)] if agrees else []
-        rule = C.to_rule(en, a, c, C.term_key(en, a, c)) if agrees else None
-        out.append((agrees, inst, rule))
-    return out, {"rebuild": c1 - c0, "refute+instances": time.process_time() - c1}
+        ok = fv.agree(a, c)
+        agrees.append(ok)
+        if ok:
+            inst = instance_encodings(encodings(cols, a, c))
+            groups.extend(inst)
+            owner.extend([w] * len(inst))
+    inst = [[] for _ in winners]
+    for w, d in zip(owner, least_digests(groups)):
+        inst[w].append(d)
+    return list(zip(agrees, inst)), {"rebuild": c1 - c0,
+                                     "refute+instances": time.process_time() - c1}
 
 
-def prune_flags(rules):
-    """Worker side: per rule, (an instance of a smaller rule, a smaller rule in context)."""
-    from subgen.prune import common_supergraph, generalizes
+def prune_part(job):
+    """Worker side, round 3: per survivor (terms by position), (an instance of a smaller rule,
+    a smaller rule in context, its Rule when neither)."""
+    from subgen.term_prune import ExactValues, common_supergraph, generalizes
+    ops, max_ops, seed, nodes, survivors = job
+    c0 = time.process_time()
+    en, pos = _rebuild(ops, max_ops, seed, nodes)
+    local = {p: t for t, p in enumerate(pos)}
+    vals, nf = ExactValues(en), C._normal_forms(en)
     out = []
-    for r in rules:
-        smaller = generalizes(r)
-        out.append((smaller, False if smaller else common_supergraph(r)))
-    return out
+    for a, c in survivors:
+        a, c = tuple(local[p] for p in a), tuple(local[p] for p in c)
+        smaller = generalizes(en, vals, a, c, lambda t: nf((t,)))
+        sup = False if smaller else common_supergraph(en, a, c)
+        rule = None if smaller or sup else C.to_rule(en, a, c, C.term_key(en, a, c))
+        out.append((smaller, sup, rule))
+    return out, {"prune": time.process_time() - c0}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -196,15 +327,12 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     flat = _flatten(en.kept_last_level, en.op_names)
     n_kept = len(flat["nouts"])
     nparts = nparts or max(2 * executor.workers, n_kept // 250_000)
-    masks = _part_masks(en, flat, nparts)
-    ordinal = np.arange(n_kept, dtype=np.int64)
-
-    def nodes_of(m):
-        return {"op": flat["op"][m], "pidx": flat["pidx"][m], "ins": flat["ins"][m],
-                "fps": flat["fps"][m], "nouts": flat["nouts"][m], "ordinal": ordinal[m],
-                "tables": flat["tables"]}
-    jobs = [(s.ops, s.max_ops, s.seed, p, nparts, nodes_of(m)) for p, m in enumerate(masks)]
-    del masks
+    masks, reads = _part_masks(en, flat, nparts)
+    flat["ordinal"] = np.arange(n_kept, dtype=np.int64)
+    jobs = [(s.ops, s.max_ops, s.seed, p, nparts, _select(flat, m), reads[p])
+            for p, m in enumerate(masks)]
+    nodes_per_part = [int(m.sum()) for m in masks]
+    del masks, reads
     cpu: dict[str, float] = {}
 
     def add_cpu(part_cpu):
@@ -222,35 +350,30 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
             if old is None or rec[1] < old[1]:
                 best[rec[0]] = rec
         progress.advance()
-    nodes_per_part = [len(j[5]["op"]) for j in jobs]
     del jobs
     winners = sorted(best.values(), key=lambda r: r[1])
     del best
-    by_part: list[list[int]] = [[] for _ in range(nparts)]
-    for i, (_, _, part, _, _) in enumerate(winners):
-        by_part[part].append(i)
-    progress.start("refute (float), prune: instances", len(winners))
-    checks: list = [None] * len(winners)
     base = len(en.terms)
 
-    def winners_job(p):
-        pairs_p = [(winners[i][3], winners[i][4]) for i in by_part[p]]
-        used = np.zeros(n_kept, dtype=bool)
-        last = [q - base for a, c in pairs_p for q in a + c if q >= base]
-        used[np.array(last, dtype=np.int64) // 2] = True
-        return (s.ops, s.max_ops, s.seed, nodes_of(used), pairs_p)
-    jobs2 = (winners_job(p) for p in range(nparts) if by_part[p])
-    parts_done = [p for p in range(nparts) if by_part[p]]
+    def by_part(items, part_of):
+        """Jobs of one round: each part's items (and the nodes they need), in item order."""
+        groups: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(part_of(item), []).append(i)
+        order = sorted(groups)
+        return order, groups
+
+    progress.start("refute (float), prune: instances", len(winners))
+    parts_done, groups = by_part(winners, lambda w: w[2])
+    jobs2 = ((s.ops, s.max_ops, s.seed,
+              _winner_nodes(flat, base, [(winners[i][3], winners[i][4]) for i in groups[p]]),
+              [(winners[i][3], winners[i][4]) for i in groups[p]]) for p in parts_done)
+    checks: list = [None] * len(winners)
     for j, (out, part_cpu) in executor.map_unordered(check_part, jobs2):
         add_cpu(part_cpu)
-        for i, res in zip(by_part[parts_done[j]], out):
+        for i, res in zip(groups[parts_done[j]], out):
             checks[i] = res
         progress.advance(len(out))
-    if stats is not None:
-        stats["partition_cpu_s"] = cpu
-        stats["parts"] = nparts
-        stats["nodes_per_part"] = nodes_per_part
-    del flat
     unkept = getattr(en, "unkept_terms", 0)
     graphs += unkept
     summary.enumerated = graphs
@@ -260,25 +383,35 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     summary.candidates = pairs
     summary.stage("pair", graphs, pairs)
     summary.stage("prune-renaming", pairs, len(winners))
-    true_pairs = [(w[0], ch) for w, ch in zip(winners, checks) if ch[0]]
-    summary.refuted += len(winners) - len(true_pairs)
-    summary.stage("refute", len(winners), len(true_pairs))
-    instances = set().union(*(ch[1] for _, ch in true_pairs))
-    rules = [ch[2] for k, ch in true_pairs if k not in instances]
-    summary.stage("prune-instances", len(true_pairs), len(rules))
-    del winners, checks, true_pairs, instances
+    true = [(w, ch) for w, ch in zip(winners, checks) if ch[0]]
+    summary.refuted += len(winners) - len(true)
+    summary.stage("refute", len(winners), len(true))
+    instances = set().union(*(ch[1] for _, ch in true))
+    survivors = [w for w, _ in true if w[0] not in instances]
+    summary.stage("prune-instances", len(true), len(survivors))
+    del winners, checks, true, instances
 
-    progress.start("prune: smaller rules, common supergraph", len(rules))
-    chunk = max(1, min(256, len(rules) // (8 * executor.workers) or 1))
-    chunks = [rules[i:i + chunk] for i in range(0, len(rules), chunk)]
-    parts: list = [None] * len(chunks)
-    for i, part in executor.map_unordered(prune_flags, chunks):
-        parts[i] = part
-        progress.advance(len(part))
-    flags = [f for part in parts for f in part]
-    general = [r for r, (smaller, _) in zip(rules, flags) if not smaller]
-    summary.stage("prune-smaller", len(rules), len(general))
-    kept_rules = [r for r, (smaller, sup) in zip(rules, flags) if not smaller and not sup]
+    progress.start("prune: smaller rules, common supergraph", len(survivors))
+    # small jobs, so that two workers share the work evenly and progress moves
+    chunk = max(1, min(2048, len(survivors) // (4 * executor.workers) or 1))
+    pieces = [list(range(i, min(i + chunk, len(survivors))))
+              for i in range(0, len(survivors), chunk)]
+    jobs3 = ((s.ops, s.max_ops, s.seed,
+              _winner_nodes(flat, base, [(survivors[i][3], survivors[i][4]) for i in piece]),
+              [(survivors[i][3], survivors[i][4]) for i in piece]) for piece in pieces)
+    flags: list = [None] * len(survivors)
+    for j, (out, part_cpu) in executor.map_unordered(prune_part, jobs3):
+        add_cpu(part_cpu)
+        for i, res in zip(pieces[j], out):
+            flags[i] = res
+        progress.advance(len(out))
+    if stats is not None:
+        stats["partition_cpu_s"] = cpu
+        stats["parts"] = nparts
+        stats["nodes_per_part"] = nodes_per_part
+    general = [f for f in flags if not f[0]]
+    summary.stage("prune-smaller", len(flags), len(general))
+    kept_rules = [f[2] for f in general if not f[1]]
     summary.stage("prune-supergraph", len(general), len(kept_rules))
     summary.after_pruning = len(kept_rules)
     return kept_rules
