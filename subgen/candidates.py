@@ -21,8 +21,8 @@ from subgen.normal_form import NormalForms, term_describer
 ALL_PAIRS_MAX = 12   # buckets of up to this many normal forms also pair all-with-all (`pairs`)
 
 
-def buckets(en: Enumerator, two_output=lambda key: True,
-            one_output: bool = True) -> dict[int, list[tuple[int, ...]]]:
+def buckets(en: Enumerator, two_output=lambda key: True, one_output: bool = True,
+            spellings=None) -> dict[int, list[tuple[int, ...]]]:
     """Fingerprint -> graphs (tuples of output term ids), every graph of a bucket kept.
 
     Single-output graphs are the terms (leaves included, as 0-operator graphs).  Two-output
@@ -33,7 +33,8 @@ def buckets(en: Enumerator, two_output=lambda key: True,
     are looked up.  The union of the representatives comes first (the bucket's
     representative).  Only two-output buckets whose key passes `two_output` are made, and
     one-output ones only with `one_output` (a worker of `subgen.sharded_stages` makes the
-    two-output buckets of its part)."""
+    two-output buckets of its part, and gives `spellings`: fingerprint -> the class's
+    spellings, which it finds without Terms for the whole class)."""
     out: dict[int, list[tuple[int, ...]]] = {}
     for fp, members in (en.classes.items() if one_output else ()):
         out[multiset_hash([fp])] = [(m,) for m in members]
@@ -46,15 +47,15 @@ def buckets(en: Enumerator, two_output=lambda key: True,
             splits.setdefault(key, []).append(tuple(n.outputs))
     for key, outs in splits.items():
         if two_output(key):
-            out[key] = _unions(en, [en.terms[o].fp for o in outs[0]]) + outs
+            out[key] = _unions(en, [en.terms[o].fp for o in outs[0]], spellings) + outs
     return out
 
 
-def _unions(en: Enumerator, fps: list[int]) -> list[tuple[int, ...]]:
+def _unions(en: Enumerator, fps: list[int], spellings=None) -> list[tuple[int, ...]]:
     """Graphs made of one spelling of each class's representative, disjoint, within `max_ops`
     operators; the union of the representatives first.  Equal classes give each unordered
     union once."""
-    pools = [_spellings(en, f) for f in fps]
+    pools = [_spellings(en, f) if spellings is None else spellings[f] for f in fps]
     out = []
     for combo in itertools.product(*pools):
         if len(set(combo)) < len(combo) or en.op_count(combo) > en.max_ops or \

@@ -31,6 +31,7 @@ of their first multi-output node.
 """
 from __future__ import annotations
 
+import itertools
 import time
 
 import numpy as np
@@ -38,7 +39,7 @@ import numpy as np
 from subgen import candidates as C
 from subgen.fingerprint import multiset_hash
 from subgen.level_arrays import is_in, lookup
-from subgen.rule_digest import (ColumnArrays, chain_columns, columns, encodings,
+from subgen.rule_digest import (ColumnArrays, columns, encodings,
                                 instance_encodings, least_digests, node_columns,
                                 oriented_digests, single_digests)
 
@@ -70,6 +71,9 @@ def _part_masks(en, flat: dict, nparts: int) -> tuple[list[np.ndarray], list[np.
     reads = [set() for _ in range(nparts)]        # classes read by each part's 2-output buckets
     multi_prefix = [[en.terms[o].fp for o in n.outputs] for n in en.nodes if len(n.outputs) > 1]
     multi_kept = [[int(f) for f in fps[i, :nouts[i]]] for i in np.flatnonzero(nouts > 1)]
+    flat["key_part"] = np.full(len(nouts), -1, np.int64)
+    for i, outs in zip(np.flatnonzero(nouts > 1).tolist(), multi_kept):
+        flat["key_part"][i] = multiset_hash(outs) % nparts
     for outs in multi_prefix + multi_kept:
         reads[multiset_hash(outs) % nparts].update(outs)
     read_arrays = [np.array(sorted(r), dtype=np.uint64) for r in reads]
@@ -98,15 +102,43 @@ _PREFIX_COLUMNS: dict[tuple, tuple] = {}
 
 
 def _prefix_columns(ops, max_ops, seed):
-    """(prefix enumerator, its ColumnArrays, shape ids), cached per process."""
+    """(prefix enumerator, its ColumnArrays, shape ids, its form hashes [n, 8]), cached per
+    process."""
+    from subgen.form_hash import FormHashes, form_arrays
+    from subgen.normal_form import term_describer
     from subgen.shard import prefix
     key = (tuple(ops), max_ops, seed)
     if key not in _PREFIX_COLUMNS:
         _PREFIX_COLUMNS.clear()
         en = prefix(ops, max_ops, seed)
         shapes: dict = {}
-        _PREFIX_COLUMNS[key] = (en, ColumnArrays.of_terms(en, shapes), shapes)
+        fh = FormHashes(term_describer(en))
+        _PREFIX_COLUMNS[key] = (en, ColumnArrays.of_terms(en, shapes), shapes,
+                                form_arrays([fh.form(t.id) for t in en.terms]))
     return _PREFIX_COLUMNS[key]
+
+
+def _node_form_hashes(pcols, forms, shapes, op_names, tables, op_i, pidx, ins, k) -> np.ndarray:
+    """The normal-form hash of output k of last-level nodes (`subgen.form_hash`), per group
+    of one op, params and scalar-input pattern."""
+    from subgen.form_hash import node_forms
+    scalar = shapes.get((), -1)
+    a, b = ins[:, 0], ins[:, 1]
+    has_b = b >= 0
+    bb = np.maximum(b, 0)
+    sc0 = pcols.sid[a] == scalar
+    sc1 = has_b & (pcols.sid[bb] == scalar)
+    group = (op_i.astype(np.int64) << 40) | (pidx.astype(np.int64) << 8) | \
+        (has_b.astype(np.int64) << 2) | (sc0.astype(np.int64) << 1) | sc1.astype(np.int64)
+    out = np.zeros(len(op_i), np.uint64)
+    for g in np.unique(group).tolist():
+        rows = np.flatnonzero(group == g)
+        o, p = g >> 40, (g >> 8) & 0xFFFFFFFF
+        two = bool(g & 4)
+        kids = [forms[a[rows]]] + ([forms[bb[rows]]] if two else [])
+        pattern = (bool(g & 2),) + ((bool(g & 1),) if two else ())
+        out[rows] = node_forms(op_names[o], tables[o][p], kids, k, pattern)[:, 7]
+    return out
 
 
 def _select(nodes: dict, mask: np.ndarray) -> dict:
@@ -167,85 +199,102 @@ def pair_part(job):
     named by their position in the full enumeration."""
     ops, max_ops, seed, part, nparts, nodes, reads = job
     c0 = time.process_time()
-    pre, pcols, shapes = _prefix_columns(ops, max_ops, seed)
+    pre, pcols, shapes, pforms = _prefix_columns(ops, max_ops, seed)
     base = len(pre.terms)
     op_i, pidx, ins = nodes["op"], nodes["pidx"], nodes["ins"]
     fps, nouts, ordinal = nodes["fps"], nodes["nouts"], nodes["ordinal"]
     two = nouts >= 2
-    # the part's one-output terms: prefix terms and last-level outputs of an owned fingerprint
-    p = np.uint64(nparts)
-    rows_p = np.flatnonzero(pcols.fp % p == part)
-    rows0 = np.flatnonzero(fps[:, 0] % p == part)
-    rows1 = np.flatnonzero(two & (fps[:, 1] % p == part))
-    parts, pos, node_of = [pcols.take(rows_p)], [rows_p], [np.full(len(rows_p), -1)]
-    for k, rows in ((0, rows0), (1, rows1)):
+    # every term of the part: the prefix, and the outputs of its last-level nodes
+    parts, pos, forms = [pcols], [np.arange(base)], [pforms[:, 7]]
+    for k, rows in ((0, np.arange(len(op_i))), (1, np.flatnonzero(two))):
         parts.append(node_columns(pcols, shapes, pre.op_names, nodes["tables"], max_ops,
                                   op_i[rows], pidx[rows], ins[rows], fps[rows], nouts[rows], k))
         pos.append(base + 2 * ordinal[rows] + k)
-        node_of.append(rows)
+        forms.append(_node_form_hashes(pcols, pforms, shapes, pre.op_names, nodes["tables"],
+                                       op_i[rows], pidx[rows], ins[rows], k))
     T = _concat(parts)
-    pos, node_of = np.concatenate(pos), np.concatenate(node_of)
+    pos, nf = np.concatenate(pos), np.concatenate(forms)
     order = np.lexsort((pos, T.fp))
-    T, pos, node_of = T.take(order), pos[order], node_of[order]
+    T, pos, nf = T.take(order), pos[order], nf[order]
     starts, sizes = _segments(T.fp)
     seg = np.repeat(np.arange(len(starts)), sizes)
     rep = starts[seg]
-    graphs = int((T.size > 0).sum())
-    c1 = time.process_time()
-    # which buckets need the reference code (module doc)
-    not_rep = np.arange(len(T.fp)) != rep
-    same_sig = not_rep & (T.expanded == T.expanded[rep]) & (T.lms == T.lms[rep])
-    least = not_rep & (T.size == T.size[rep])
-    sig = chain_columns([T.expanded, T.lms])
-    o2 = np.lexsort((sig, seg))
-    new_sig = np.r_[True, (seg[o2][1:] != seg[o2][:-1]) | (sig[o2][1:] != sig[o2][:-1])]
-    distinct = np.bincount(seg[o2], weights=new_sig, minlength=len(starts))
-    n_same = np.bincount(seg, weights=same_sig, minlength=len(starts))
-    n_least = np.bincount(seg, weights=least, minlength=len(starts))
-    complex_seg = (sizes >= 2) & ((n_same > 0) | ((n_least >= 2) &
-                                                  (distinct <= C.ALL_PAIRS_MAX)))
-    # the simple buckets: representative with every other member, in member order
-    simple = not_rep & ~complex_seg[seg]
-    members = np.flatnonzero(simple)
-    reps = rep[members]
-    j = members - reps - 1
-    va, vc = T.vmask[reps], T.vmask[members]
-    one = ((vc & ~va) == 0) & (T.size[reps] > 0)
-    other = ((va & ~vc) == 0) & (T.size[members] > 0)
-    ok = one | other
-    src = np.where(one, reps, members)[ok]
-    dst = np.where(one, members, reps)[ok]
-    place_pos, j = pos[reps][ok], j[ok]
+    owned = T.fp[starts] % np.uint64(nparts) == part
+    graphs = int(((T.size > 0) & owned[seg]).sum())
+    # `candidates.pairs` on every owned bucket, from the form hashes
+    spelled = nf == nf[rep]
+    o2 = np.lexsort((nf, seg))
+    new_form = np.r_[True, (seg[o2][1:] != seg[o2][:-1]) | (nf[o2][1:] != nf[o2][:-1])]
+    distinct = np.bincount(seg[o2], weights=new_form, minlength=len(starts))
+    n_spelled = np.bincount(seg, weights=spelled, minlength=len(starts))
+    same = ~spelled & (T.size == T.size[rep])
+    n_same = np.bincount(seg, weights=same, minlength=len(starts))
+    all_pairs = (distinct <= C.ALL_PAIRS_MAX) & (n_same >= 2)
+    busy = owned & (sizes >= 2)
+    simple = busy & (n_spelled == 1) & ~all_pairs
+    members = np.flatnonzero(simple[seg] & (np.arange(len(seg)) != rep))
+    xs, ys, js = [rep[members]], [members], [members - rep[members] - 1]
+    px, py, pj = [], [], []
+    sp_list, same_list = spelled.tolist(), same.tolist()
+    for sg in np.flatnonzero(busy & ~simple).tolist():
+        st, n = int(starts[sg]), int(sizes[sg])
+        sp = sp_list[st:st + n]
+        j = 0
+        for i in [i for i in range(n) if sp[i]]:
+            for jj in range(n):
+                if jj != i and (not sp[jj] or jj > i):
+                    px.append(st + i)
+                    py.append(st + jj)
+                    pj.append(j)
+                    j += 1
+        if all_pairs[sg]:
+            sm = [i for i in range(1, n) if same_list[st + i]]
+            for x, y in itertools.combinations(sm, 2):
+                px.append(st + x)
+                py.append(st + y)
+                pj.append(j)
+                j += 1
+    xs.append(np.array(px, np.int64))
+    ys.append(np.array(py, np.int64))
+    js.append(np.array(pj, np.int64))
+    x, y, j = np.concatenate(xs), np.concatenate(ys), np.concatenate(js)
+    pairs = len(x)
+    # orientation (`candidates.orient`): the source holds the target's variables, has an op
+    vx, vy = T.vmask[x], T.vmask[y]
+    fwd = ((vy & ~vx) == 0) & (T.size[x] > 0)
+    back = ((vx & ~vy) == 0) & (T.size[y] > 0)
+    ok = fwd | back
+    src, dst = np.where(fwd, x, y)[ok], np.where(fwd, y, x)[ok]
+    place_pos, j = pos[rep[x]][ok], j[ok]
     digests = single_digests(T, src, dst)
     first: dict = {}
     o3 = np.lexsort((j, place_pos))
-    d_sorted = digests[o3]
-    _, at = np.unique(d_sorted, return_index=True)
+    _, at = np.unique(digests[o3], return_index=True)
     for i in o3[at].tolist():
         first[int(digests[i])] = ((0, int(place_pos[i]), int(j[i])), (int(pos[src[i]]),),
                                   (int(pos[dst[i]]),))
-    pairs = len(members)
-    c2 = time.process_time()
-    # the rest on Terms: complex buckets, and the two-output buckets of the part
-    complex_rows = np.flatnonzero(complex_seg[seg] & (node_of >= 0))
-    need = np.zeros(len(op_i), bool)
-    need[node_of[complex_rows]] = True
-    need |= is_in(fps[:, 0], reads) | (two & is_in(fps[:, 1], reads))
+    c1 = time.process_time()
+    # two-output buckets on Terms: the part's splits of an owned key, and the spellings of the
+    # classes they read (found above: no Term for the rest of those classes)
+    need = nodes["key_part"] == part
+    spell_pos: dict[int, list[int]] = {}
+    for sg in np.flatnonzero(is_in(T.fp[starts], reads)).tolist():
+        st, n = int(starts[sg]), int(sizes[sg])
+        spell_pos[int(T.fp[st])] = [int(pos[i]) for i in range(st, st + n) if spelled[i]]
+    last = [q for ps in spell_pos.values() for q in ps if q >= base]
+    if last:
+        ords = (np.array(last, np.int64) - base) // 2
+        need[np.searchsorted(ordinal, ords)] = True
     en, tpos = _rebuild(ops, max_ops, seed, _select(nodes, need))
-    found = []
-    complex_fps = set(T.fp[starts[complex_seg]].tolist())
-    for fp in sorted(complex_fps, key=lambda f: tpos[en.classes[f][0]]):
-        bucket = [(m,) for m in en.classes[fp]]
-        found.append((bucket, C.pairs(en, bucket)))
-    bks = C.buckets(en, two_output=lambda key: key % nparts == part, one_output=False)
-    for bucket in bks.values():
-        if len(bucket[0]) >= 2:
-            graphs += sum(1 for g in bucket if en.op_count(g) > 0)
-            found.append((bucket, C.pairs(en, bucket)))
+    tid_of = {p_: t for t, p_ in enumerate(tpos)}
+    spellings = {f: [tid_of[q] for q in ps] for f, ps in spell_pos.items()}
+    bks = C.buckets(en, two_output=lambda key: key % nparts == part, one_output=False,
+                    spellings=spellings)
     oriented, places = [], []
-    for bucket, bucket_pairs in found:
+    for bucket in bks.values():
+        graphs += sum(1 for g in bucket if en.op_count(g) > 0)
         place = _bucket_place(en, bucket, tpos)
-        for jj, (a, c) in enumerate(bucket_pairs):
+        for jj, (a, c) in enumerate(C.pairs(en, bucket)):
             pairs += 1
             o = C.orient(en, a, c)
             if o is not None:
@@ -256,8 +305,8 @@ def pair_part(job):
         if old is None or place < old[0]:
             first[d] = (place, tuple(tpos[t] for t in o[0]), tuple(tpos[t] for t in o[1]))
     records = [(d, place, part, a, c) for d, (place, a, c) in first.items()]
-    cpu = {"columns+buckets": c1 - c0, "pair+keys (arrays)": c2 - c1,
-           "pair+keys (terms)": time.process_time() - c2}
+    cpu = {"one-output buckets (arrays)": c1 - c0,
+           "two-output buckets (terms)": time.process_time() - c1}
     return graphs, pairs, records, cpu
 
 
