@@ -124,9 +124,9 @@ class OpDef:
     kernel: str                      # cost-model kernel key
     defaults: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
-    # how `exact` runs on a batch (every input with one more leading axis): True when `exact`
-    # itself broadcasts over leading axes, else a function of (inputs, params) doing it; None:
-    # one call per batch element (`exact_many`)
+    # how `exact` and `ref` run on a batch (every input with one more leading axis): True when
+    # both broadcast over leading axes, else a function of (inputs, params) doing it for both
+    # (data movement: the same for floats and residues); None: one call per batch element
     batched: bool | Callable | None = None
 
     def infer(self, shapes: list[Shape], params: Params) -> list[Shape]:
@@ -149,11 +149,18 @@ class OpDef:
 
     def exact_many(self, xs: list[np.ndarray], params: Params) -> list[np.ndarray]:
         """`exact` on a batch: xs[i][b] is input i of batch element b; outputs alike."""
+        return self._many(self.exact, xs, params)
+
+    def ref_many(self, xs: list[np.ndarray], params: Params) -> list[np.ndarray]:
+        """`ref` on a batch, as `exact_many`."""
+        return self._many(self.ref, xs, params)
+
+    def _many(self, fn, xs, params):
         if self.batched is True:
-            return self.exact(xs, params)
+            return fn(xs, params)
         if self.batched is not None:
             return self.batched(xs, params)
-        outs = [self.exact([x[b] for x in xs], params) for b in range(len(xs[0]))]
+        outs = [fn([x[b] for x in xs], params) for b in range(len(xs[0]))]
         return [np.stack([o[k] for o in outs]) for k in range(len(outs[0]))]
 
 

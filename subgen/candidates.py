@@ -238,19 +238,29 @@ def instance_term_keys(en: Enumerator, src, dst) -> set[tuple]:
 
 
 class FloatValues:
-    """Float values of terms on a few random pool assignments, computed on demand, once."""
+    """Float values of terms on a few random pool assignments, computed on demand, once.
+    With `shared` (a FloatValues of the enumerator `en` was copied from) the original's nodes
+    are looked up, and computed, there: a worker keeps one for its prefix across jobs."""
 
-    def __init__(self, en: Enumerator, trials: int = 2, seed: int = 7):
+    def __init__(self, en: Enumerator, trials: int = 2, seed: int = 7,
+                 shared: "FloatValues | None" = None):
         self.en = en
-        rng = np.random.default_rng(seed)
-        self.pools = [{k: rng.uniform(-1, 1, size=s) for k, s in POOL.items()}
-                      for _ in range(trials)]
+        self.shared = shared
+        self.shared_nodes = len(shared.en.nodes) if shared is not None else 0
+        if shared is not None:
+            self.pools = shared.pools
+        else:
+            rng = np.random.default_rng(seed)
+            self.pools = [{k: rng.uniform(-1, 1, size=s) for k, s in POOL.items()}
+                          for _ in range(trials)]
         self.memo: dict[int, list[list[np.ndarray]]] = {}   # node id -> per trial outputs
 
     def of(self, tid: int) -> list[np.ndarray]:
         t = self.en.terms[tid]
         if t.node is None:
             return [p[t.name] for p in self.pools]
+        if t.node < self.shared_nodes:
+            return self.shared.of(tid)
         if t.node not in self.memo:
             n = self.en.nodes[t.node]
             ins = [self.of(i) for i in n.inputs]
@@ -259,6 +269,25 @@ class FloatValues:
                                  for k in range(len(self.pools))]
         return [outs[t.index] for outs in self.memo[t.node]]
 
+    def preload(self, node_ids) -> None:
+        """Computes these nodes (whose inputs are computed or computable one by one) in
+        batches of one op, params and input shapes (`OpDef.ref_many`)."""
+        groups: dict[tuple, list[int]] = {}
+        for nid in node_ids:
+            if nid in self.memo or nid < self.shared_nodes:
+                continue
+            n = self.en.nodes[nid]
+            key = (n.op, n.params, tuple(self.en.terms[i].shape for i in n.inputs))
+            groups.setdefault(key, []).append(nid)
+        for (op, params, _), nids in groups.items():
+            ins = [[self.of(i) for i in self.en.nodes[nid].inputs] for nid in nids]
+            per_trial = []
+            for k in range(len(self.pools)):
+                xs = [np.stack([v[pos][k] for v in ins]) for pos in range(len(ins[0]))]
+                per_trial.append(OPS[op].ref_many(xs, dict(params)))
+            for j, nid in enumerate(nids):
+                self.memo[nid] = [[o[j] for o in outs] for outs in per_trial]
+
     def agree(self, a, b, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
         for x, y in zip(a, b):
             for vx, vy in zip(self.of(x), self.of(y)):
@@ -266,6 +295,29 @@ class FloatValues:
                 if vx.shape != vy.shape or not np.all(np.abs(vx - vy) <= atol + rtol * scale):
                     return False
         return True
+
+    def agree_many(self, pairs, rtol: float = 1e-6, atol: float = 1e-9) -> list[bool]:
+        """`agree` for many (a, b) pairs, compared in batches of one shape."""
+        ok = [True] * len(pairs)
+        rows: dict[tuple, list] = {}
+        for i, (a, b) in enumerate(pairs):
+            for x, y in zip(a, b):
+                for vx, vy in zip(self.of(x), self.of(y)):
+                    if vx.shape != vy.shape:
+                        ok[i] = False
+                    else:
+                        rows.setdefault(vx.shape, []).append((i, vx, vy))
+        for items in rows.values():
+            vx = np.stack([r[1] for r in items]).reshape(len(items), -1)
+            vy = np.stack([r[2] for r in items]).reshape(len(items), -1)
+            if vx.shape[1] == 0:
+                continue
+            scale = np.abs(vx).max(axis=1)
+            good = (np.abs(vx - vy) <= (atol + rtol * scale)[:, None]).all(axis=1)
+            for (i, _, _), g in zip(items, good.tolist()):
+                if not g:
+                    ok[i] = False
+        return ok
 
 
 def to_graph(en: Enumerator, outs) -> Graph:

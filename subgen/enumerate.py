@@ -170,10 +170,13 @@ class Enumerator:
             self._add_term(None, 0, v.shape, v, frozenset(), {}, name)
 
     # -- bookkeeping -----------------------------------------------------------------------
-    def _add_term(self, node, index, shape, value, ops, bounds, name=None, fp=None) -> Term:
+    def _add_term(self, node, index, shape, value, ops, bounds, name=None, fp=None,
+                  register: bool = True) -> Term:
         fp = value_hash(value) if fp is None else fp
         t = Term(len(self.terms), node, index, tuple(shape), value, fp, ops, bounds, name)
         self.terms.append(t)
+        if not register:
+            return t
         members = self.classes.setdefault(fp, [])
         members.append(t.id)
         if len(members) == 1 or self._extends(t, members[0]):
@@ -190,15 +193,18 @@ class Enumerator:
     def is_rep(self, t: Term) -> bool:
         return self.classes[t.fp][0] == t.id
 
-    def _insert(self, op: str, pkey: tuple, ins: list[Term], shapes, values, fps) -> OpNode:
+    def _insert(self, op: str, pkey: tuple, ins: list[Term], shapes, values, fps,
+                register: bool = True) -> OpNode:
         """A new node whose outputs were evaluated and fingerprinted (`subgen.level_arrays`);
-        values are None on the last level."""
+        values are None on the last level.  Unregistered terms join no class and no lookup
+        (a worker that only reads a few terms' structure and values)."""
         node = OpNode(len(self.nodes), op, pkey, tuple(t.id for t in ins))
         self.nodes.append(node)
-        self._node_key[(op, pkey, node.inputs)] = node.id
+        if register:
+            self._node_key[(op, pkey, node.inputs)] = node.id
         ops = frozenset().union(*(t.ops for t in ins)) | {node.id}
         bounds = _propagate_bounds(op, dict(pkey), ins, shapes)
-        node.outputs = tuple(self._add_term(node.id, k, s, v, ops, b, fp=f).id
+        node.outputs = tuple(self._add_term(node.id, k, s, v, ops, b, fp=f, register=register).id
                              for k, (s, v, b, f) in enumerate(zip(shapes, values, bounds, fps)))
         return node
 

@@ -131,13 +131,14 @@ SHARDED_FROM_DEPTH = 4
 
 
 def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None = None,
-                    executor=None, sharded: bool | None = None):
+                    executor=None, sharded: bool | None = None, prepared: dict | None = None):
     """Enumerate, pair, prune and refute: the surviving rules (and the stage counts).
     With an `executor` (subgen.executors) the enumeration's last level is evaluated by its
     workers, only its nodes that can be in a rule are kept (`subgen.shard.enumerate_compact`),
     and the workers run the stages too (`subgen.sharded_stages`); the result is identical.
     Without one, everything runs here on the full enumerator (the reference).  `sharded`
-    None picks by depth (`SHARDED_FROM_DEPTH`)."""
+    None picks by depth (`SHARDED_FROM_DEPTH`).  On the sharded path `prepared` (when given)
+    receives what the workers computed ahead for each rule (`candidate_stages`)."""
     from subgen import candidates as C
     from subgen.enumerate import Enumerator
     from subgen.rule_digest import instance_digests, oriented_digests
@@ -150,7 +151,8 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
         from subgen.shard import enumerate_compact
         from subgen.sharded_stages import candidate_stages
         en = enumerate_compact(s.ops, s.max_ops, s.seed, executor, progress)
-        return candidate_stages(en, s, executor, summary, progress), summary
+        return (candidate_stages(en, s, executor, summary, progress, prepared=prepared),
+                summary)
     en = Enumerator(s.ops, s.max_ops, seed=s.seed)
     for lv in range(1, s.max_ops + 1):
         progress.start(f"enumerate: {lv} op{'s' if lv > 1 else ''}")
@@ -214,13 +216,14 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     return rules, summary
 
 
-def normal_form_stage(rules, summary: Summary, progress=NoProgress()) -> list:
+def normal_form_stage(rules, summary: Summary, progress=NoProgress(),
+                      classes: list | None = None) -> list:
     """Which rules follow from others by the normal form (`subgen.normal_form`): they are kept
     but not sent to the verifier; after it, they take their status from what they follow from.
     Returns [[index, leader index or None], ...] (None: from the base rules alone)."""
     from subgen.normal_form import derivations
     progress.start("normal forms", 1)
-    d = derivations(rules)
+    d = derivations(rules, classes or None)
     summary.stage("normal-form", len(rules), len(rules) - len(d))
     return sorted([i, lead] for i, lead in d.items())
 
@@ -321,11 +324,13 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
                            f"settings to finish it, pass --fresh to discard it, or use --out")
         stage, stored = db.run_stage(skey)
         if stage is None:
-            rules, summary = find_candidates(settings, progress, executor=ex)
-            derived = normal_form_stage(rules, summary, progress)
+            prepared: dict = {}
+            rules, summary = find_candidates(settings, progress, executor=ex, prepared=prepared)
+            derived = normal_form_stage(rules, summary, progress, prepared.get("classes"))
             summary.out = str(out)
             progress.start("store", 1)
-            ids = db.store_candidates(skey, rules, {**asdict(summary), "derived": derived})
+            ids = db.store_candidates(skey, rules, {**asdict(summary), "derived": derived},
+                                      prepared.get("rows"))
             stored = {**asdict(summary), "ids": ids, "derived": derived}
         else:
             summary = Summary(**{k: v for k, v in stored.items() if k in Summary.__annotations__})

@@ -137,7 +137,7 @@ def rule_is_trivial(rule) -> bool:
 # rules sorted into normal-form classes: only one rule per class needs a proof
 
 BASE_OPS = 2        # rules with at most this many operators a side are the base rules: proved
-MAX_RENAMINGS = 120  # variables are renamed by brute force, up to 5 of them
+MAX_RENAMINGS = 120  # renamings tried by brute force (variables of one rank permuted)
 
 
 def rule_form(rule, renaming: dict | None = None) -> str:
@@ -162,32 +162,51 @@ def rule_form(rule, renaming: dict | None = None) -> str:
 
 
 def class_key(rule) -> str | None:
-    """`rule_form` up to renaming (the least over renamings); None with too many variables."""
+    """`rule_form` up to renaming (the least over renamings); None with too many renamings.
+    Only variables of one rank can trade names (the form tags every leaf with its rank, so a
+    renaming that equates two rules' forms keeps ranks), so the renamings tried are the
+    permutations within each rank: 3! x 2! for three 4-D tensors and two matrices, not 5!."""
     import itertools
     import math
-    names = sorted(rule.src.inputs)
-    if math.factorial(len(names)) > MAX_RENAMINGS:
+    by_rank: dict[int, list[str]] = {}
+    for name, ref in sorted(rule.src.inputs.items()):
+        by_rank.setdefault(len(rule.src.shape(ref)), []).append(name)
+    groups = sorted(by_rank.items())
+    if math.prod(math.factorial(len(g)) for _, g in groups) > MAX_RENAMINGS:
         return None
-    return min(rule_form(rule, {n: f"v{k}" for n, k in zip(names, perm)})
-               for perm in itertools.permutations(range(len(names))))
+    choices = [[{n: f"v{rank}_{k}" for n, k in zip(names, perm)}
+                for perm in itertools.permutations(range(len(names)))] for rank, names in groups]
+    return min(rule_form(rule, {k: v for part in combo for k, v in part.items()})
+               for combo in itertools.product(*choices))
 
 
-def derivations(rules) -> dict[int, int | None]:
+def rule_class(rule) -> tuple[bool, str | None] | None:
+    """What `derivations` asks of one rule: None for a base rule, else (its sides share a
+    normal form, its `class_key`).  Pure, so workers can answer it for many rules."""
+    if max(rule.src.num_ops, rule.dst.num_ops) <= BASE_OPS:
+        return None
+    if rule_is_trivial(rule):
+        return (True, None)
+    return (False, class_key(rule))
+
+
+def derivations(rules, classes: list | None = None) -> dict[int, int | None]:
     """index -> how the rule follows without its own proof: None when its two sides share a
     normal form (it follows from the base rules), or the index of the class's leader whose
     proof it inherits.  Rules not in the result need their own proof (the base rules and one
-    leader per class).  Leaders are the smallest rules of their class."""
+    leader per class).  Leaders are the smallest rules of their class.  `classes` gives
+    `rule_class` of each rule when it was computed elsewhere."""
     out: dict[int, int | None] = {}
     leaders: dict[str, int] = {}
     order = sorted(range(len(rules)), key=lambda i: rules[i].src.num_ops + rules[i].dst.num_ops)
     for i in order:
-        r = rules[i]
-        if max(r.src.num_ops, r.dst.num_ops) <= BASE_OPS:
+        c = rule_class(rules[i]) if classes is None else classes[i]
+        if c is None:
             continue
-        if rule_is_trivial(r):
+        trivial, key = c
+        if trivial:
             out[i] = None
             continue
-        key = class_key(r)
         if key is None:
             continue
         if key in leaders:

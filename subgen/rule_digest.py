@@ -194,11 +194,14 @@ def encoding_digests(th: np.ndarray, leaves: np.ndarray) -> np.ndarray:
 
 
 def _pad(rows: list[tuple], width: int | None = None) -> np.ndarray:
-    width = width or max((len(r) for r in rows), default=1) or 1
-    out = np.full((len(rows), width), -1, np.int64)
-    for i, r in enumerate(rows):
-        out[i, :len(r)] = r
-    return out
+    """Rows of ints as one array, -1 after each row's end."""
+    if not rows:
+        return np.full((0, width or 1), -1, np.int64)
+    out = np.array(list(itertools.zip_longest(*rows, fillvalue=-1)), np.int64).T
+    out = out.reshape(len(rows), -1)
+    if width and out.shape[1] < width:
+        out = np.pad(out, ((0, 0), (0, width - out.shape[1])), constant_values=-1)
+    return out if out.shape[1] else np.full((len(rows), 1), -1, np.int64)
 
 
 def encodings(cols: TermColumns, src: tuple, dst: tuple) -> list[tuple]:
@@ -223,7 +226,7 @@ def least_digests(groups: list[list[tuple]]) -> list[int]:
         by_width.setdefault(len(th), []).append(i)
     d = np.zeros(len(flat), np.uint64)
     for _, idx in by_width.items():
-        th = np.array([[x for x in flat[i][0]] for i in idx], np.uint64)
+        th = np.array([flat[i][0] for i in idx], np.uint64)
         lv = _pad([flat[i][1] for i in idx])
         d[idx] = encoding_digests(th, lv)
     at = 0

@@ -100,16 +100,22 @@ class RuleDB:
         with self.conn:
             return self._insert(rules, status, settings)
 
-    def _insert(self, rules: Iterable[Rule], status: str, settings: str | None) -> list[int]:
-        """Inserts inside the caller's transaction; a rule present up to renaming keeps its row."""
+    @staticmethod
+    def row(rule: Rule) -> tuple[str, str, str]:
+        """(key, name, JSON) as stored: the key is the canonical form up to renaming."""
         from subgen.prune import canonical_key
+        return canonical_key(rule), rule.name, json.dumps(rule.to_dict(), separators=(",", ":"))
+
+    def _insert(self, rules: Iterable[Rule], status: str, settings: str | None,
+                rows: list | None = None) -> list[int]:
+        """Inserts inside the caller's transaction; a rule present up to renaming keeps its row.
+        `rows` are the rules' `row`s when computed elsewhere (workers)."""
         ids = []
-        for r in rules:
-            key = canonical_key(r)
+        for i, r in enumerate(rules):
+            key, name, text = self.row(r) if rows is None else rows[i]
             self.conn.execute(
                 "INSERT OR IGNORE INTO rules (key, name, rule, status, settings) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (key, r.name, json.dumps(r.to_dict(), separators=(",", ":")), status, settings))
+                "VALUES (?, ?, ?, ?, ?)", (key, name, text, status, settings))
             ids.append(self.conn.execute("SELECT id FROM rules WHERE key = ?",
                                          (key,)).fetchone()[0])
         return ids
@@ -189,11 +195,12 @@ class RuleDB:
     def unfinished_runs(self) -> list[str]:
         return [r[0] for r in self.conn.execute("SELECT settings FROM runs WHERE stage!='done'")]
 
-    def store_candidates(self, settings: str, rules: list[Rule], summary: dict) -> list[int]:
+    def store_candidates(self, settings: str, rules: list[Rule], summary: dict,
+                         rows: list | None = None) -> list[int]:
         """Candidates and the run record in ONE transaction: a kill leaves both or neither.
         Returns the rules' ids (a rule already stored up to renaming keeps its row)."""
         with self.conn:
-            ids = self._insert(rules, "candidate", settings)
+            ids = self._insert(rules, "candidate", settings, rows)
             self.conn.execute("INSERT OR REPLACE INTO runs VALUES (?, 'verifying', ?)",
                               (settings, json.dumps({**summary, "ids": ids})))
         return ids

@@ -11,6 +11,7 @@ serial enumerator's rules, is described above `enumerate_compact`.
 from __future__ import annotations
 
 import copy
+import gc
 import time
 
 import numpy as np
@@ -30,12 +31,16 @@ def prefix(ops: tuple[str, ...], max_ops: int, seed: int) -> Enumerator:
         for lv in range(1, max_ops):
             en.level(lv)
         _PREFIX_CACHE[key] = en
+        # hundreds of thousands of long-lived objects: keep the cyclic collector from walking
+        # them again at every collection of the jobs' short-lived ones (which cost 8x there)
+        gc.freeze()
     return _PREFIX_CACHE[key]
 
 
-def _private_copy(en: Enumerator) -> Enumerator:
+def _private_copy(en: Enumerator, register: bool = True) -> Enumerator:
     """A copy whose containers can grow without touching `en` (terms themselves are shared,
-    never mutated)."""
+    never mutated).  With `register` False only the term and node lists are copied: terms
+    added to it must not be registered (`Enumerator._insert(register=False)`)."""
     c = copy.copy(en)
     for memo in ("_graph_nf", "_term_text", "_term_vars", "_spelling_memo", "_term_arrays",
                  "_term_columns"):
@@ -43,9 +48,12 @@ def _private_copy(en: Enumerator) -> Enumerator:
         c.__dict__.pop(memo, None)
     c.copied_from = en
     c.terms, c.nodes = list(en.terms), list(en.nodes)
-    c._node_key = dict(en._node_key)
-    c.classes = {k: list(v) for k, v in en.classes.items()}
-    c.reps_by_size = {k: list(v) for k, v in en.reps_by_size.items()}
+    if register:
+        c._node_key = dict(en._node_key)
+        c.classes = {k: list(v) for k, v in en.classes.items()}
+        c.reps_by_size = {k: list(v) for k, v in en.reps_by_size.items()}
+    else:
+        c._node_key = c.classes = c.reps_by_size = None
     return c
 
 

@@ -31,6 +31,7 @@ of their first multi-output node.
 """
 from __future__ import annotations
 
+import gc
 import itertools
 import time
 
@@ -115,6 +116,7 @@ def _prefix_columns(ops, max_ops, seed):
         fh = FormHashes(term_describer(en))
         _PREFIX_COLUMNS[key] = (en, ColumnArrays.of_terms(en, shapes), shapes,
                                 form_arrays([fh.form(t.id) for t in en.terms]))
+        gc.freeze()                     # long-lived: see `shard.prefix`
     return _PREFIX_COLUMNS[key]
 
 
@@ -145,12 +147,13 @@ def _select(nodes: dict, mask: np.ndarray) -> dict:
     return {k: (v[mask] if k != "tables" else v) for k, v in nodes.items()}
 
 
-def _rebuild(ops, max_ops, seed, nodes: dict):
+def _rebuild(ops, max_ops, seed, nodes: dict, register: bool = True):
     """The prefix plus the given kept nodes, and each term's position in the full enumeration
-    (prefix terms keep their ids; a kept node's outputs come after, in serial order)."""
+    (prefix terms keep their ids; a kept node's outputs come after, in serial order).  Without
+    `register` the new terms join no class (cheaper: rounds 2 and 3 only read terms)."""
     from subgen.level_arrays import node_shapes
     from subgen.shard import _private_copy, prefix
-    en = _private_copy(prefix(ops, max_ops, seed))
+    en = _private_copy(prefix(ops, max_ops, seed), register)
     base = len(en.terms)
     pos = list(range(base))
     op_names, memo = en.op_names, {}
@@ -161,7 +164,7 @@ def _rebuild(ops, max_ops, seed, nodes: dict):
         pkey = nodes["tables"][op_i][pidx]
         terms = [en.terms[i] for i in ins if i >= 0]
         en._insert(op, pkey, terms, node_shapes(op, pkey, terms, memo), [None] * nouts,
-                   fps[:nouts])
+                   fps[:nouts], register)
         pos += [base + 2 * ordinal + k for k in range(nouts)]
     return en, pos
 
@@ -318,6 +321,19 @@ def _winner_nodes(nodes_all: dict, base: int, pairs: list[tuple]) -> dict:
     return _select(nodes_all, used)
 
 
+_PREFIX_FLOATS: dict[tuple, C.FloatValues] = {}
+
+
+def _prefix_floats(ops, max_ops, seed) -> C.FloatValues:
+    """Float values of the prefix's terms, computed on demand and kept per process."""
+    from subgen.shard import prefix
+    key = (tuple(ops), max_ops, seed)
+    if key not in _PREFIX_FLOATS:
+        _PREFIX_FLOATS.clear()
+        _PREFIX_FLOATS[key] = C.FloatValues(prefix(ops, max_ops, seed))
+    return _PREFIX_FLOATS[key]
+
+
 def check_part(job):
     """Worker side, round 2: for winning pairs (terms by position), (agrees, instance digests)
     each, and the CPU seconds.  Only the last-level nodes the winners use are rebuilt: a term's
@@ -325,16 +341,18 @@ def check_part(job):
     ops, max_ops, seed, nodes, winners = job
     c0 = time.process_time()
     _prefix_columns(ops, max_ops, seed)        # the prefix's columns, shared by every copy
-    en, pos = _rebuild(ops, max_ops, seed, nodes)
+    en, pos = _rebuild(ops, max_ops, seed, nodes, register=False)
     local = {p: t for t, p in enumerate(pos)}
     c1 = time.process_time()
-    fv = C.FloatValues(en)
+    shared = _prefix_floats(ops, max_ops, seed)
+    fv = C.FloatValues(en, shared=shared)
+    fv.preload(range(fv.shared_nodes, len(en.nodes)))
+    pairs = [(tuple(local[p] for p in a), tuple(local[p] for p in c)) for a, c in winners]
+    agrees = fv.agree_many(pairs)
+    c2 = time.process_time()
     cols = columns(en)
-    agrees, groups, owner = [], [], []
-    for w, (a, c) in enumerate(winners):
-        a, c = tuple(local[p] for p in a), tuple(local[p] for p in c)
-        ok = fv.agree(a, c)
-        agrees.append(ok)
+    groups, owner = [], []
+    for w, ((a, c), ok) in enumerate(zip(pairs, agrees)):
         if ok:
             inst = instance_encodings(encodings(cols, a, c))
             groups.extend(inst)
@@ -342,17 +360,20 @@ def check_part(job):
     inst = [[] for _ in winners]
     for w, d in zip(owner, least_digests(groups)):
         inst[w].append(d)
-    return list(zip(agrees, inst)), {"rebuild": c1 - c0,
-                                     "refute+instances": time.process_time() - c1}
+    return list(zip(agrees, inst)), {"rebuild": c1 - c0, "refute": c2 - c1,
+                                     "instances": time.process_time() - c2}
 
 
 def prune_part(job):
     """Worker side, round 3: per survivor (terms by position), (an instance of a smaller rule,
-    a smaller rule in context, its Rule when neither)."""
+    a smaller rule in context, and when neither: its Rule, its `normal_form.rule_class` and
+    its DB row (`RuleDB.row`))."""
+    from subgen.normal_form import rule_class
+    from subgen.ruledb import RuleDB
     from subgen.term_prune import ExactValues, common_supergraph, generalizes
     ops, max_ops, seed, nodes, survivors = job
     c0 = time.process_time()
-    en, pos = _rebuild(ops, max_ops, seed, nodes)
+    en, pos = _rebuild(ops, max_ops, seed, nodes, register=False)
     local = {p: t for t, p in enumerate(pos)}
     vals, nf = ExactValues(en), C._normal_forms(en)
     out = []
@@ -361,7 +382,8 @@ def prune_part(job):
         smaller = generalizes(en, vals, a, c, lambda t: nf((t,)))
         sup = False if smaller else common_supergraph(en, a, c)
         rule = None if smaller or sup else C.to_rule(en, a, c, C.term_key(en, a, c))
-        out.append((smaller, sup, rule))
+        out.append((smaller, sup, rule) + ((None, None) if rule is None else
+                                           (rule_class(rule), RuleDB.row(rule))))
     return out, {"prune": time.process_time() - c0}
 
 
@@ -369,10 +391,12 @@ def prune_part(job):
 # driver: the stages
 
 def candidate_stages(en, s, executor, summary, progress, stats: dict | None = None,
-                     nparts: int | None = None) -> list:
+                     nparts: int | None = None, prepared: dict | None = None) -> list:
     """The stages after `enumerate_compact(...)` on `executor` (module doc);
     returns the kept rules and records the stage counts in `summary` as the serial stages do.
-    `stats` receives the workers' CPU seconds per step, summed over parts."""
+    `stats` receives the workers' CPU seconds per step, summed over parts; `prepared`, when
+    given, what the workers computed ahead for each kept rule: "classes"
+    (`normal_form.rule_class`) and "rows" (`RuleDB.row`)."""
     flat = _flatten(en.kept_last_level, en.op_names)
     n_kept = len(flat["nouts"])
     nparts = nparts or max(2 * executor.workers, n_kept // 250_000)
@@ -461,6 +485,9 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     general = [f for f in flags if not f[0]]
     summary.stage("prune-smaller", len(flags), len(general))
     kept_rules = [f[2] for f in general if not f[1]]
+    if prepared is not None:
+        prepared["classes"] = [f[3] for f in general if not f[1]]
+        prepared["rows"] = [f[4] for f in general if not f[1]]
     summary.stage("prune-supergraph", len(general), len(kept_rules))
     summary.after_pruning = len(kept_rules)
     return kept_rules

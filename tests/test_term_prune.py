@@ -1,0 +1,41 @@
+"""prune-smaller and prune-supergraph read off the enumeration (`subgen.term_prune`) decide as
+the Rule-based tests (`subgen.prune`) do on the same candidate rules."""
+import numpy as np
+import pytest
+
+from envcore.ops import TASO_GENERATOR_OPS
+from subgen import candidates as C
+from subgen import prune
+from subgen import term_prune as T
+from subgen.enumerate import Enumerator
+
+
+@pytest.mark.parametrize("ops,depth", [(TASO_GENERATOR_OPS, 2),
+                                       (("concat", "split", "ewadd", "ewmul", "relu",
+                                         "matmul", "transpose"), 3)])
+def test_term_and_rule_prunes_agree(ops, depth):
+    en = Enumerator(ops, depth).run()
+    fv = C.FloatValues(en)
+    true_pairs, seen = [], set()
+    for b in C.buckets(en).values():
+        for a, c in C.pairs(en, b):
+            o = C.orient(en, a, c)
+            if o is not None and fv.agree(*o):
+                k = C.term_key(en, *o)
+                if k not in seen:
+                    seen.add(k)
+                    true_pairs.append(o)
+    rng = np.random.default_rng(1)
+    sample = [true_pairs[i] for i in rng.choice(len(true_pairs), size=min(600, len(true_pairs)),
+                                                replace=False)]
+    vals, nf = T.ExactValues(en), C._normal_forms(en)
+    smaller = supergraph = 0
+    for a, c in sample:
+        rule = C.to_rule(en, a, c, "k")
+        got = T.generalizes(en, vals, a, c, lambda t: nf((t,)))
+        assert got == prune.generalizes(rule), rule
+        sup = T.common_supergraph(en, a, c)
+        assert sup == prune.common_supergraph(rule), rule
+        smaller += got
+        supergraph += sup
+    assert 0 < smaller < len(sample) and supergraph > 0     # both verdicts were exercised
