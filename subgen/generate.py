@@ -142,7 +142,7 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     from subgen import candidates as C
     from subgen.enumerate import Enumerator
     from subgen.rule_digest import instance_digests, oriented_digests
-    from subgen.term_prune import ExactValues, common_supergraph, generalizes
+    from subgen.term_prune import ExactValues, Replaced, common_supergraph, generalizes
 
     summary = summary or Summary()
     if sharded is None:
@@ -197,11 +197,11 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     summary.stage("prune-instances", len(true_pairs), len(kept))
 
     progress.start("prune: smaller rules", len(kept))
-    vals, nf = ExactValues(en), C._normal_forms(en)
+    replaced, nf = Replaced(en, ExactValues(en)), C._normal_forms(en)
     general = []
     for a, c in kept:
         progress.advance()
-        if not generalizes(en, vals, a, c, lambda t: nf((t,))):
+        if not generalizes(en, replaced, a, c, lambda t: nf((t,))):
             general.append((a, c))
     summary.stage("prune-smaller", len(kept), len(general))
 
@@ -280,7 +280,7 @@ def verify_pending(db, ids: list[int], timeout_ms: int, workers: int = 1, execut
     jobs = [(i, d, timeout_ms) for i, d in db.rule_dicts("candidate") if i in wanted]
     progress.start("verify", len(jobs))
     ex = executor if hasattr(executor, "map_unordered") else make_executor(executor, workers)
-    chunk = max(1, min(4, len(jobs) // (8 * ex.workers)))
+    chunk = max(1, min(16, len(jobs) // (8 * ex.workers)))
     # results are committed in small batches (each one transaction): a kill loses at most
     # a second's worth, which the rerun verifies again; one fsync per rule cost 20 s at depth 4
     batch, flushed = [], time.perf_counter()

@@ -370,16 +370,16 @@ def prune_part(job):
     its DB row (`RuleDB.row`))."""
     from subgen.normal_form import rule_class
     from subgen.ruledb import RuleDB
-    from subgen.term_prune import ExactValues, common_supergraph, generalizes
+    from subgen.term_prune import ExactValues, Replaced, common_supergraph, generalizes
     ops, max_ops, seed, nodes, survivors = job
     c0 = time.process_time()
     en, pos = _rebuild(ops, max_ops, seed, nodes, register=False)
     local = {p: t for t, p in enumerate(pos)}
-    vals, nf = ExactValues(en), C._normal_forms(en)
+    replaced, nf = Replaced(en, ExactValues(en)), C._normal_forms(en)
     out = []
     for a, c in survivors:
         a, c = tuple(local[p] for p in a), tuple(local[p] for p in c)
-        smaller = generalizes(en, vals, a, c, lambda t: nf((t,)))
+        smaller = generalizes(en, replaced, a, c, lambda t: nf((t,)))
         sup = False if smaller else common_supergraph(en, a, c)
         rule = None if smaller or sup else C.to_rule(en, a, c, C.term_key(en, a, c))
         out.append((smaller, sup, rule) + ((None, None) if rule is None else
@@ -466,7 +466,7 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
 
     progress.start("prune: smaller rules, common supergraph", len(survivors))
     # small jobs, so that two workers share the work evenly and progress moves
-    chunk = max(1, min(2048, len(survivors) // (4 * executor.workers) or 1))
+    chunk = max(1, min(8192, len(survivors) // (4 * executor.workers) or 1))
     pieces = [list(range(i, min(i + chunk, len(survivors))))
               for i in range(0, len(survivors), chunk)]
     jobs3 = ((s.ops, s.max_ops, s.seed,

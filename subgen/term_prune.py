@@ -19,7 +19,7 @@ from subgen.enumerate import Enumerator
 
 class ExactValues:
     """Exact values of terms on the pool: stored below the last level, computed (once per
-    node) on it, or with some nodes' outputs replaced (`with_override`)."""
+    node) on it."""
 
     def __init__(self, en: Enumerator):
         self.en = en
@@ -41,29 +41,6 @@ class ExactValues:
             return t.value
         return self.node(t.node)[t.index]
 
-    def with_override(self, outs: tuple, override: dict[int, list[np.ndarray]],
-                      below: frozenset) -> list[np.ndarray]:
-        """Values of terms `outs` with node outputs replaced (node id -> values); only nodes in
-        `below` (the operators under `outs`) that read a replaced node are recomputed."""
-        en = self.en
-        env: dict[int, list[np.ndarray]] = dict(override)
-        changed = set(override)
-        for nid in sorted(below):                       # node ids grow bottom up
-            if nid in env:
-                continue
-            n = en.nodes[nid]
-            reads = [en.terms[i].node for i in n.inputs]
-            if any(r in changed for r in reads if r is not None):
-                args = [env[en.terms[i].node][en.terms[i].index]
-                        if en.terms[i].node in env else self.of(i) for i in n.inputs]
-                env[nid] = OPS[n.op].exact(args, dict(n.params))
-                changed.add(nid)
-        out = []
-        for o in outs:
-            t = en.terms[o]
-            out.append(env[t.node][t.index] if t.node in env else self.of(o))
-        return out
-
 
 def _ops(en: Enumerator, outs: tuple) -> frozenset:
     return frozenset().union(*(en.terms[o].ops for o in outs))
@@ -74,12 +51,50 @@ def _same(a, b) -> bool:
                                     for x, y in zip(a, b))
 
 
-def generalizes(en: Enumerator, vals: ExactValues, src: tuple, dst: tuple, nf,
-                seed: int = 0) -> bool:
+class Replaced:
+    """Exact values of terms with a group of operator nodes replaced by fresh values.  The
+    fresh value of a group depends only on its outputs' shapes (drawn once per shape), so a
+    term's replaced value depends only on (term, group) and is kept: the representative on a
+    rule's right side is shared by many rules, and so are the subterms on its left."""
+
+    def __init__(self, en: Enumerator, vals: ExactValues, seed: int = 0):
+        self.en, self.vals, self.seed = en, vals, seed
+        self.memo: dict[tuple, list[np.ndarray]] = {}
+        self.fresh_by_shapes: dict[tuple, list[np.ndarray]] = {}
+
+    def fresh(self, shapes: tuple) -> list[np.ndarray]:
+        f = self.fresh_by_shapes.get(shapes)
+        if f is None:
+            rng = np.random.default_rng([self.seed, len(self.fresh_by_shapes)])
+            f = self.fresh_by_shapes[shapes] = [rng.integers(0, PRIME, size=s, dtype=np.int64)
+                                                for s in shapes]
+        return f
+
+    def term(self, tid: int, group: frozenset, fresh: list) -> np.ndarray:
+        t = self.en.terms[tid]
+        if t.node is None or not (t.ops & group):
+            return self.vals.of(tid)
+        if t.node in group:
+            return fresh[t.index]
+        key = (t.node, group)
+        out = self.memo.get(key)
+        if out is None:
+            n = self.en.nodes[t.node]
+            out = self.memo[key] = OPS[n.op].exact(
+                [self.term(i, group, fresh) for i in n.inputs], dict(n.params))
+        return out[t.index]
+
+    def agree(self, sides, group: frozenset) -> bool:
+        shapes = tuple(self.en.terms[o].shape for o in self.en.nodes[min(group)].outputs)
+        fresh = self.fresh(shapes)
+        a, b = ([self.term(o, group, fresh) for o in side] for side in sides)
+        return _same(a, b)
+
+
+def generalizes(en: Enumerator, replaced: Replaced, src: tuple, dst: tuple, nf) -> bool:
     """True when the rule is an instance of a rule with fewer operators: some group of inner
     operators (one node, or, failing that, nodes of one normal form `nf(term)`) replaced by a
     fresh variable leaves the two sides equal (`subgen.prune.generalizes`)."""
-    rng = np.random.default_rng(seed)
     sides = (src, dst)
     below = [_ops(en, s) for s in sides]
     roots = [{en.terms[o].node for o in s} for s in sides]
@@ -87,7 +102,7 @@ def generalizes(en: Enumerator, vals: ExactValues, src: tuple, dst: tuple, nf,
     both = below[0] & below[1]
     candidates = sorted(inner[0] | inner[1], key=lambda n: (n not in both, n))
     for nid in candidates:
-        if _replaced_agree(en, vals, sides, below, {nid}, rng):
+        if replaced.agree(sides, frozenset((nid,))):
             return True
     # nodes equal up to normal form (a+b on one side, b+a on the other) as one group
     form = {n: tuple(nf(o) for o in en.nodes[n].outputs) for n in below[0] | below[1]}
@@ -97,16 +112,9 @@ def generalizes(en: Enumerator, vals: ExactValues, src: tuple, dst: tuple, nf,
     for nid in candidates:
         group = groups[form[nid]]
         if len(group) > 1 and min(n for n in group if n in candidates) == nid:
-            if _replaced_agree(en, vals, sides, below, group, rng):
+            if replaced.agree(sides, frozenset(group)):
                 return True
     return False
-
-
-def _replaced_agree(en, vals, sides, below, group: set, rng) -> bool:
-    shapes = [en.terms[o].shape for o in en.nodes[min(group)].outputs]
-    fresh = [rng.integers(0, PRIME, size=s, dtype=np.int64) for s in shapes]
-    override = {n: fresh for n in group}
-    return _same(*(vals.with_override(s, override, b) for s, b in zip(sides, below)))
 
 
 def common_supergraph(en: Enumerator, src: tuple, dst: tuple) -> bool:
