@@ -31,8 +31,10 @@ of their first multi-output node.
 """
 from __future__ import annotations
 
+import functools
 import gc
 import itertools
+import operator
 import time
 
 import numpy as np
@@ -40,7 +42,7 @@ import numpy as np
 from subgen import candidates as C
 from subgen.fingerprint import multiset_hash
 from subgen.level_arrays import is_in, lookup
-from subgen.rule_digest import (ColumnArrays, columns, encodings,
+from subgen.rule_digest import (ColumnArrays, chain, chain_columns, columns, encodings,
                                 instance_encodings, least_digests, node_columns,
                                 oriented_digests, single_digests)
 
@@ -105,19 +107,100 @@ _PREFIX_COLUMNS: dict[tuple, tuple] = {}
 def _prefix_columns(ops, max_ops, seed):
     """(prefix enumerator, its ColumnArrays, shape ids, its form hashes [n, 8]), cached per
     process."""
-    from subgen.form_hash import FormHashes, form_arrays
-    from subgen.normal_form import term_describer
     from subgen.shard import prefix
     key = (tuple(ops), max_ops, seed)
     if key not in _PREFIX_COLUMNS:
         _PREFIX_COLUMNS.clear()
         en = prefix(ops, max_ops, seed)
         shapes: dict = {}
-        fh = FormHashes(term_describer(en))
-        _PREFIX_COLUMNS[key] = (en, ColumnArrays.of_terms(en, shapes), shapes,
-                                form_arrays([fh.form(t.id) for t in en.terms]))
+        cols, forms = _level_arrays(en, shapes)
+        _PREFIX_COLUMNS[key] = (en, cols, shapes, forms)
         gc.freeze()                     # long-lived: see `shard.prefix`
     return _PREFIX_COLUMNS[key]
+
+
+def _level_arrays(en, shapes: dict):
+    """ColumnArrays and form hashes of every term of `en`, level by level with the array
+    versions (`node_columns`, `node_forms`): a level's inputs are the levels below.  The
+    per-term columns (`rule_digest.columns`) are filled from them too."""
+    from subgen.form_hash import leaf_form, node_forms, op_form
+    from subgen.rule_digest import (_LEAF_MULTISET, LEAF_INDEX, TermColumns, _fused, leaf_hash,
+                                    op_code, term_hash)
+    terms, n = en.terms, len(en.terms)
+    width = 2 ** max(0, en.max_ops - 1)
+    size = np.array([t.size for t in terms], np.int64)
+    fp = np.array([t.fp for t in terms], np.uint64)
+    sid = np.array([shapes.setdefault(t.shape, len(shapes)) for t in terms], np.int64)
+    cols = ColumnArrays(np.zeros(n, np.uint64), np.full((n, width), -1, np.int64),
+                        np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n, np.uint64),
+                        size, fp, sid)
+    forms = np.zeros((n, 8), np.uint64)
+    # leaves and constants (no inputs) one by one: there are a handful
+    for t in terms:
+        if t.node is None:
+            i = LEAF_INDEX[t.name]
+            cols.th[t.id], cols.vmask[t.id] = leaf_hash(len(t.shape)), 1 << i
+            cols.lms[t.id] = _LEAF_MULTISET[i]
+            cols.leaves[t.id, 0] = i
+            forms[t.id] = leaf_form(t.name)
+        elif not en.nodes[t.node].inputs:
+            nd = en.nodes[t.node]
+            cols.th[t.id] = term_hash(op_code(nd.op, nd.params, []), [], t.index)
+            cols.expanded[t.id] = 1 + _fused(nd.params, t.index)
+            forms[t.id] = op_form(nd.op, nd.params, [], t.index, ())
+    op_index = {op: i for i, op in enumerate(en.op_names)}
+    tables: dict[int, list] = {}
+    by_level: dict[int, list] = {}
+    for node in en.nodes:
+        if node.inputs:
+            by_level.setdefault(terms[node.outputs[0]].size, []).append(node)
+    scalar = shapes.get((), -1)
+    for level in sorted(by_level):
+        nodes = by_level[level]
+        op_i = np.array([op_index[nd.op] for nd in nodes], np.int64)
+        pidx = []
+        for nd in nodes:
+            table = tables.setdefault(op_index[nd.op], [])
+            if nd.params not in table:
+                table.append(nd.params)
+            pidx.append(table.index(nd.params))
+        pidx = np.array(pidx, np.int64)
+        ins = np.array([list(nd.inputs) + [-1] * (2 - len(nd.inputs)) for nd in nodes],
+                       np.int64)
+        nouts = np.array([len(nd.outputs) for nd in nodes], np.int8)
+        outs = np.array([list(nd.outputs) + [-1] * (2 - len(nd.outputs)) for nd in nodes],
+                        np.int64)
+        for k in (0, 1):
+            rows = np.flatnonzero(nouts > k)
+            if not len(rows):
+                continue
+            tid = outs[rows, k]
+            got = node_columns(cols, shapes, en.op_names, tables, level, op_i[rows],
+                               pidx[rows], ins[rows], fp[tid][:, None].repeat(2, 1),
+                               nouts[rows], k)
+            cols.th[tid], cols.vmask[tid] = got.th, got.vmask
+            cols.expanded[tid], cols.lms[tid] = got.expanded, got.lms
+            # leaves to the front of the row (the concatenation leaves a gap), then cut
+            order = np.argsort(got.leaves < 0, axis=1, kind="stable")
+            cols.leaves[tid] = np.take_along_axis(got.leaves, order, axis=1)[:, :width]
+            a, b = ins[rows, 0], ins[rows, 1]
+            has_b = b >= 0
+            group = (op_i[rows] << 40) | (pidx[rows] << 8) | (has_b << 2) | \
+                ((sid[a] == scalar) << 1) | (has_b & (sid[np.maximum(b, 0)] == scalar))
+            for g in np.unique(group).tolist():
+                sel = np.flatnonzero(group == g)
+                o, p = g >> 40, (g >> 8) & 0xFFFFFFFF
+                two = bool(g & 4)
+                kids = [forms[a[sel]]] + ([forms[b[sel]]] if two else [])
+                pattern = (bool(g & 2),) + ((bool(g & 1),) if two else ())
+                forms[tid[sel]] = node_forms(en.op_names[o], tables[o][p], kids, k, pattern)
+    # the per-term columns, for copies of `en` (`rule_digest.columns`)
+    per_term = TermColumns(en)
+    per_term.th, per_term.vmask = cols.th.tolist(), cols.vmask.tolist()
+    per_term.expanded, per_term.lms = cols.expanded.tolist(), cols.lms.tolist()
+    per_term.leaves = [tuple(x for x in row if x >= 0) for row in cols.leaves.tolist()]
+    en._term_columns = per_term
+    return cols, forms
 
 
 def _node_form_hashes(pcols, forms, shapes, op_names, tables, op_i, pidx, ins, k) -> np.ndarray:
@@ -198,8 +281,8 @@ def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def pair_part(job):
     """Worker side, round 1: (graphs, pairs, records, cpu) for the buckets of one part; a
-    record per key, its first pair in the part: (key digest, place, part, src, dst), terms
-    named by their position in the full enumeration."""
+    record per key, its first pair in the part: (key digest, place, part, src, dst, template
+    key, variable count), terms named by their position in the full enumeration."""
     ops, max_ops, seed, part, nparts, nodes, reads = job
     c0 = time.process_time()
     pre, pcols, shapes, pforms = _prefix_columns(ops, max_ops, seed)
@@ -270,12 +353,16 @@ def pair_part(job):
     src, dst = np.where(fwd, x, y)[ok], np.where(fwd, y, x)[ok]
     place_pos, j = pos[rep[x]][ok], j[ok]
     digests = single_digests(T, src, dst)
+    # what prune-instances needs to know (`candidate_stages`): the templates, unordered, and
+    # how many variables
+    tkeys = chain_columns([np.minimum(T.th[src], T.th[dst]), np.maximum(T.th[src], T.th[dst])])
+    nvars = np.bitwise_count(T.vmask[src] | T.vmask[dst])
     first: dict = {}
     o3 = np.lexsort((j, place_pos))
     _, at = np.unique(digests[o3], return_index=True)
     for i in o3[at].tolist():
         first[int(digests[i])] = ((0, int(place_pos[i]), int(j[i])), (int(pos[src[i]]),),
-                                  (int(pos[dst[i]]),))
+                                  (int(pos[dst[i]]),), int(tkeys[i]), int(nvars[i]))
     c1 = time.process_time()
     # two-output buckets on Terms: the part's splits of an owned key, and the spellings of the
     # classes they read (found above: no Term for the rest of those classes)
@@ -303,11 +390,15 @@ def pair_part(job):
             if o is not None:
                 oriented.append(o)
                 places.append(place + (jj,))
+    cols = columns(en)
     for d, o, place in zip(oriented_digests(en, oriented), oriented, places):
         old = first.get(d)
         if old is None or place < old[0]:
-            first[d] = (place, tuple(tpos[t] for t in o[0]), tuple(tpos[t] for t in o[1]))
-    records = [(d, place, part, a, c) for d, (place, a, c) in first.items()]
+            tkey = chain(sorted(cols.th[t] for t in o[0] + o[1]))
+            nv = bin(functools.reduce(operator.or_, (cols.vmask[t] for t in o[0] + o[1]))).count("1")
+            first[d] = (place, tuple(tpos[t] for t in o[0]), tuple(tpos[t] for t in o[1]),
+                        tkey, nv)
+    records = [(d, place, part, a, c, tk, nv) for d, (place, a, c, tk, nv) in first.items()]
     cpu = {"one-output buckets (arrays)": c1 - c0,
            "two-output buckets (terms)": time.process_time() - c1}
     return graphs, pairs, records, cpu
@@ -336,9 +427,9 @@ def _prefix_floats(ops, max_ops, seed) -> C.FloatValues:
 
 def check_part(job):
     """Worker side, round 2: for winning pairs (terms by position), (agrees, instance digests)
-    each, and the CPU seconds.  Only the last-level nodes the winners use are rebuilt: a term's
-    value and text depend on its subterms alone."""
-    ops, max_ops, seed, nodes, winners = job
+    each, and the CPU seconds; instance digests only where `wanted`.  Only the last-level nodes
+    the winners use are rebuilt: a term's value and text depend on its subterms alone."""
+    ops, max_ops, seed, nodes, winners, wanted = job
     c0 = time.process_time()
     _prefix_columns(ops, max_ops, seed)        # the prefix's columns, shared by every copy
     en, pos = _rebuild(ops, max_ops, seed, nodes, register=False)
@@ -352,8 +443,8 @@ def check_part(job):
     c2 = time.process_time()
     cols = columns(en)
     groups, owner = [], []
-    for w, ((a, c), ok) in enumerate(zip(pairs, agrees)):
-        if ok:
+    for w, ((a, c), ok, want) in enumerate(zip(pairs, agrees, wanted)):
+        if ok and want:
             inst = instance_encodings(encodings(cols, a, c))
             groups.extend(inst)
             owner.extend([w] * len(inst))
@@ -437,10 +528,19 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
         return order, groups
 
     progress.start("refute (float), prune: instances", len(winners))
+    # A rule is an instance of another (variables merged) only if both have the same templates
+    # (merging renames leaves, nothing else) and it has fewer variables: only rules with a
+    # rule of fewer variables beside them need their instances listed.
+    fewest: dict[int, int] = {}
+    for w in winners:
+        fewest[w[5]] = min(fewest.get(w[5], w[6]), w[6])
+    wanted = [w[6] > fewest[w[5]] for w in winners]
+    del fewest
     parts_done, groups = by_part(winners, lambda w: w[2])
     jobs2 = ((s.ops, s.max_ops, s.seed,
               _winner_nodes(flat, base, [(winners[i][3], winners[i][4]) for i in groups[p]]),
-              [(winners[i][3], winners[i][4]) for i in groups[p]]) for p in parts_done)
+              [(winners[i][3], winners[i][4]) for i in groups[p]],
+              [wanted[i] for i in groups[p]]) for p in parts_done)
     checks: list = [None] * len(winners)
     for j, (out, part_cpu) in executor.map_unordered(check_part, jobs2):
         add_cpu(part_cpu)
