@@ -24,6 +24,7 @@ wipes it: mixing two half-done runs would make neither resumable.
 from __future__ import annotations
 
 import json
+import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -278,6 +279,9 @@ def verify_pending(db, ids: list[int], timeout_ms: int, workers: int = 1, execut
     from subgen.executors import make_executor
     wanted = set(ids)
     jobs = [(i, d, timeout_ms) for i, d in db.rule_dicts("candidate") if i in wanted]
+    # rules that run into the time limit come in families of neighbours (conv of an enlarged
+    # kernel by itself, ...): shuffled, they do not pile up in the last chunks of one worker
+    random.Random(0).shuffle(jobs)
     progress.start("verify", len(jobs))
     ex = executor if hasattr(executor, "map_unordered") else make_executor(executor, workers)
     chunk = max(1, min(16, len(jobs) // (8 * ex.workers)))
