@@ -10,7 +10,7 @@ Quartz's RepGen idea: terms are grouped into classes by their value's fingerprin
 first term of a class (its *representative*, the smallest because levels grow by size) is used as
 an input to bigger terms.  Any bigger term built on a non-representative is redundant: a rule
 between the two class members already rewrites that part.  One exception (`_extends`): a member
-of at most `SPELLINGS_UP_TO` operators that is the representative respelled (the same normal
+of at most `spellings` operators that is the representative respelled (the same normal
 form: operands commuted or regrouped, scalars moved, a fused activation spelled apart) is
 extended too.  Compound rules that such spellings make are free to keep (they follow from the
 base rules, no proof needed), and rule sets such as TASO's are full of them; without the
@@ -118,8 +118,12 @@ def _propagate_bounds(op: str, p: dict, ins: list[Term], out_shapes) -> list[dic
     return [{} for _ in out_shapes]
 
 
-# respellings of terms of at most this many operators grow like representatives (`_extends`)
-SPELLINGS_UP_TO = 1
+def default_spellings(max_ops: int) -> int:
+    """Respellings of terms of at most this many operators grow like representatives
+    (`_extends`).  Two-operator respellings give depth 3 twelve more of TASO's compound rules
+    for 7 s (benchmarks/results/generate.md); at depth 4 they cost 11 minutes and 90 k rules
+    against 7.5 and 51 k, so depth 4 keeps one-operator ones."""
+    return 2 if max_ops <= 3 else 1
 
 # the operators `_instances` knows how to instantiate (the rest of the catalogue is IR-only)
 ENUMERABLE = frozenset({"relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split",
@@ -150,9 +154,10 @@ class Enumerator:
     """Enumerates terms of up to `max_ops` operators over `ops` (names from the catalogue)."""
 
     def __init__(self, ops: tuple[str, ...], max_ops: int, seed: int = 1,
-                 max_outputs: int = 2):
+                 max_outputs: int = 2, spellings: int | None = None):
         self.op_names = tuple(ops)
         self.max_ops = max_ops
+        self.spellings = default_spellings(max_ops) if spellings is None else spellings
         self.max_outputs = max_outputs
         self.terms: list[Term] = []
         self.nodes: list[OpNode] = []
@@ -187,7 +192,7 @@ class Enumerator:
     def _extends(self, t: Term, rep: int) -> bool:
         """A non-representative grows when it is its representative respelled (module doc).
         Terms of the last level never grow, so theirs is not even computed."""
-        return (t.size <= SPELLINGS_UP_TO and t.size < self.max_ops
+        return (t.size <= self.spellings and t.size < self.max_ops
                 and self._nf.of(t.id) == self._nf.of(rep))
 
     def is_rep(self, t: Term) -> bool:

@@ -46,11 +46,18 @@ class Settings:
     # verify stage's 26 s of wall time, most of depth 3's budget.
     timeout_ms: int = 2000
     seed: int = 1
+    spellings: int | None = None     # None: `enumerate.default_spellings(max_ops)`
+
+    @property
+    def spellings_up_to(self) -> int:
+        from subgen.enumerate import default_spellings
+        return default_spellings(self.max_ops) if self.spellings is None else self.spellings
 
     def key(self) -> str:
-        from subgen.enumerate import CONSTANT_SHAPES, POOL, SPELLINGS_UP_TO
+        from subgen.enumerate import CONSTANT_SHAPES, POOL
         d = asdict(self)
-        d["spellings_up_to"] = SPELLINGS_UP_TO
+        d.pop("spellings")
+        d["spellings_up_to"] = self.spellings_up_to
         d["ops"] = sorted(self.ops)
         d["pool"] = sorted((k, list(v)) for k, v in POOL.items())
         d["constants"] = sorted((k, [list(s) for s in v]) for k, v in CONSTANT_SHAPES.items())
@@ -128,7 +135,7 @@ class Summary:
 # From this depth on the candidate stages run in the executor's workers.  Below it the whole
 # search takes seconds of CPU and spawning workers that rebuild the enumeration costs more than
 # it saves (depth 3, 2 workers: 74 s sharded, 58 s serial, same rules).
-SHARDED_FROM_DEPTH = 4
+SHARDED_FROM_DEPTH = 3
 
 
 def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None = None,
@@ -151,10 +158,11 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     if executor is not None and sharded:
         from subgen.shard import enumerate_compact
         from subgen.sharded_stages import candidate_stages
-        en = enumerate_compact(s.ops, s.max_ops, s.seed, executor, progress)
+        en = enumerate_compact(s.ops, s.max_ops, s.seed, executor, progress,
+                               spellings=s.spellings_up_to)
         return (candidate_stages(en, s, executor, summary, progress, prepared=prepared),
                 summary)
-    en = Enumerator(s.ops, s.max_ops, seed=s.seed)
+    en = Enumerator(s.ops, s.max_ops, seed=s.seed, spellings=s.spellings_up_to)
     for lv in range(1, s.max_ops + 1):
         progress.start(f"enumerate: {lv} op{'s' if lv > 1 else ''}")
         en.level(lv, progress.advance)

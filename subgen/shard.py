@@ -22,12 +22,15 @@ from subgen.level_arrays import MAX_OUTPUTS, merge_sections, op_sections, sectio
 _PREFIX_CACHE: dict[tuple, Enumerator] = {}
 
 
-def prefix(ops: tuple[str, ...], max_ops: int, seed: int) -> Enumerator:
+def prefix(ops: tuple[str, ...], max_ops: int, seed: int, spellings: int | None = None
+           ) -> Enumerator:
     """Levels 1 .. max_ops-1, cached per process (a worker builds it once for all its shards)."""
-    key = (tuple(ops), max_ops, seed)
+    from subgen.enumerate import default_spellings
+    spellings = default_spellings(max_ops) if spellings is None else spellings
+    key = (tuple(ops), max_ops, seed, spellings)
     if key not in _PREFIX_CACHE:
         _PREFIX_CACHE.clear()
-        en = Enumerator(ops, max_ops, seed=seed)
+        en = Enumerator(ops, max_ops, seed=seed, spellings=spellings)
         for lv in range(1, max_ops):
             en.level(lv)
         _PREFIX_CACHE[key] = en
@@ -73,25 +76,25 @@ def _private_copy(en: Enumerator, register: bool = True) -> Enumerator:
 def evaluate_section(job):
     """Worker side: the nodes of one section of the last level as arrays
     (`level_arrays.section_arrays`) and the wall and CPU seconds taken.
-    job = (ops, max_ops, seed, op, section)."""
-    ops, max_ops, seed, op, section = job
+    job = (ops, max_ops, seed, spellings, op, section)."""
+    ops, max_ops, seed, spellings, op, section = job
     t0, c0 = time.perf_counter(), time.process_time()
-    base = prefix(ops, max_ops, seed)
+    base = prefix(ops, max_ops, seed, spellings)
     pkeys, *arrays, _ = section_arrays(base, op, max_ops, section)
     return pkeys, tuple(arrays), time.perf_counter() - t0, time.process_time() - c0
 
 
 def enumerate_compact(ops, max_ops: int, seed: int, executor, progress=None,
-                      stats: dict | None = None) -> Enumerator:
+                      stats: dict | None = None, spellings: int | None = None) -> Enumerator:
     """The sequential enumerator less the last-level nodes that cannot be in any rule (see
     above); `en.unkept_terms` counts the terms left out (each a graph of its own), and
     `en.kept_last_level` holds the kept nodes as arrays, which `subgen.sharded_stages` hands to
     its workers (no Term is built for them here)."""
     ops = tuple(ops)
     t0 = time.perf_counter()
-    en = _private_copy(prefix(ops, max_ops, seed))
+    en = _private_copy(prefix(ops, max_ops, seed, spellings))
     t_prefix = time.perf_counter() - t0
-    jobs = [(ops, max_ops, seed, op, sec) for op in en.op_names
+    jobs = [(ops, max_ops, seed, spellings, op, sec) for op in en.op_names
             for sec in op_sections(en, op, max_ops)]
     if progress is not None:
         progress.start(f"enumerate: {max_ops} ops ({len(jobs)} sections, {executor.kind} x "
@@ -106,7 +109,7 @@ def enumerate_compact(ops, max_ops: int, seed: int, executor, progress=None,
     t_merge, c_merge = time.perf_counter(), time.process_time()
     merged, start = [], 0
     for op in en.op_names:
-        n = sum(1 for j in jobs if j[3] == op)
+        n = sum(1 for j in jobs if j[4] == op)
         merged.append((op, merge_sections([results.pop(i) for i in range(start, start + n)])[:5]))
         start += n
     # fingerprints held by two terms or more (the prefix's classes count as one term each)

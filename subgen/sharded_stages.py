@@ -104,14 +104,14 @@ def _part_masks(en, flat: dict, nparts: int) -> tuple[list[np.ndarray], list[np.
 _PREFIX_COLUMNS: dict[tuple, tuple] = {}
 
 
-def _prefix_columns(ops, max_ops, seed):
+def _prefix_columns(ops, max_ops, seed, spellings):
     """(prefix enumerator, its ColumnArrays, shape ids, its form hashes [n, 8]), cached per
     process."""
     from subgen.shard import prefix
-    key = (tuple(ops), max_ops, seed)
+    key = (tuple(ops), max_ops, seed, spellings)
     if key not in _PREFIX_COLUMNS:
         _PREFIX_COLUMNS.clear()
-        en = prefix(ops, max_ops, seed)
+        en = prefix(ops, max_ops, seed, spellings)
         shapes: dict = {}
         cols, forms = _level_arrays(en, shapes)
         _PREFIX_COLUMNS[key] = (en, cols, shapes, forms)
@@ -230,13 +230,13 @@ def _select(nodes: dict, mask: np.ndarray) -> dict:
     return {k: (v[mask] if k != "tables" else v) for k, v in nodes.items()}
 
 
-def _rebuild(ops, max_ops, seed, nodes: dict, register: bool = True):
+def _rebuild(ops, max_ops, seed, spellings, nodes: dict, register: bool = True):
     """The prefix plus the given kept nodes, and each term's position in the full enumeration
     (prefix terms keep their ids; a kept node's outputs come after, in serial order).  Without
     `register` the new terms join no class (cheaper: rounds 2 and 3 only read terms)."""
     from subgen.level_arrays import node_shapes
     from subgen.shard import _private_copy, prefix
-    en = _private_copy(prefix(ops, max_ops, seed), register)
+    en = _private_copy(prefix(ops, max_ops, seed, spellings), register)
     base = len(en.terms)
     pos = list(range(base))
     op_names, memo = en.op_names, {}
@@ -283,9 +283,9 @@ def pair_part(job):
     """Worker side, round 1: (graphs, pairs, records, cpu) for the buckets of one part; a
     record per key, its first pair in the part: (key digest, place, part, src, dst, template
     key, variable count), terms named by their position in the full enumeration."""
-    ops, max_ops, seed, part, nparts, nodes, reads = job
+    ops, max_ops, seed, spellings, part, nparts, nodes, reads = job
     c0 = time.process_time()
-    pre, pcols, shapes, pforms = _prefix_columns(ops, max_ops, seed)
+    pre, pcols, shapes, pforms = _prefix_columns(ops, max_ops, seed, spellings)
     base = len(pre.terms)
     op_i, pidx, ins = nodes["op"], nodes["pidx"], nodes["ins"]
     fps, nouts, ordinal = nodes["fps"], nodes["nouts"], nodes["ordinal"]
@@ -375,7 +375,7 @@ def pair_part(job):
     if last:
         ords = (np.array(last, np.int64) - base) // 2
         need[np.searchsorted(ordinal, ords)] = True
-    en, tpos = _rebuild(ops, max_ops, seed, _select(nodes, need))
+    en, tpos = _rebuild(ops, max_ops, seed, spellings, _select(nodes, need))
     tid_of = {p_: t for t, p_ in enumerate(tpos)}
     spellings = {f: [tid_of[q] for q in ps] for f, ps in spell_pos.items()}
     bks = C.buckets(en, two_output=lambda key: key % nparts == part, one_output=False,
@@ -415,13 +415,13 @@ def _winner_nodes(nodes_all: dict, base: int, pairs: list[tuple]) -> dict:
 _PREFIX_FLOATS: dict[tuple, C.FloatValues] = {}
 
 
-def _prefix_floats(ops, max_ops, seed) -> C.FloatValues:
+def _prefix_floats(ops, max_ops, seed, spellings) -> C.FloatValues:
     """Float values of the prefix's terms, computed on demand and kept per process."""
     from subgen.shard import prefix
-    key = (tuple(ops), max_ops, seed)
+    key = (tuple(ops), max_ops, seed, spellings)
     if key not in _PREFIX_FLOATS:
         _PREFIX_FLOATS.clear()
-        _PREFIX_FLOATS[key] = C.FloatValues(prefix(ops, max_ops, seed))
+        _PREFIX_FLOATS[key] = C.FloatValues(prefix(ops, max_ops, seed, spellings))
     return _PREFIX_FLOATS[key]
 
 
@@ -429,13 +429,13 @@ def check_part(job):
     """Worker side, round 2: for winning pairs (terms by position), (agrees, instance digests)
     each, and the CPU seconds; instance digests only where `wanted`.  Only the last-level nodes
     the winners use are rebuilt: a term's value and text depend on its subterms alone."""
-    ops, max_ops, seed, nodes, winners, wanted = job
+    ops, max_ops, seed, spellings, nodes, winners, wanted = job
     c0 = time.process_time()
-    _prefix_columns(ops, max_ops, seed)        # the prefix's columns, shared by every copy
-    en, pos = _rebuild(ops, max_ops, seed, nodes, register=False)
+    _prefix_columns(ops, max_ops, seed, spellings)   # the prefix's columns, for every copy
+    en, pos = _rebuild(ops, max_ops, seed, spellings, nodes, register=False)
     local = {p: t for t, p in enumerate(pos)}
     c1 = time.process_time()
-    shared = _prefix_floats(ops, max_ops, seed)
+    shared = _prefix_floats(ops, max_ops, seed, spellings)
     fv = C.FloatValues(en, shared=shared)
     fv.preload(range(fv.shared_nodes, len(en.nodes)))
     pairs = [(tuple(local[p] for p in a), tuple(local[p] for p in c)) for a, c in winners]
@@ -462,9 +462,9 @@ def prune_part(job):
     from subgen.normal_form import rule_class
     from subgen.ruledb import RuleDB
     from subgen.term_prune import ExactValues, Replaced, common_supergraph, generalizes
-    ops, max_ops, seed, nodes, survivors = job
+    ops, max_ops, seed, spellings, nodes, survivors = job
     c0 = time.process_time()
-    en, pos = _rebuild(ops, max_ops, seed, nodes, register=False)
+    en, pos = _rebuild(ops, max_ops, seed, spellings, nodes, register=False)
     local = {p: t for t, p in enumerate(pos)}
     replaced, nf = Replaced(en, ExactValues(en)), C._normal_forms(en)
     out = []
@@ -493,7 +493,8 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     nparts = nparts or max(2 * executor.workers, n_kept // 250_000)
     masks, reads = _part_masks(en, flat, nparts)
     flat["ordinal"] = np.arange(n_kept, dtype=np.int64)
-    jobs = [(s.ops, s.max_ops, s.seed, p, nparts, _select(flat, m), reads[p])
+    spec = (s.ops, s.max_ops, s.seed, s.spellings_up_to)
+    jobs = [spec + (p, nparts, _select(flat, m), reads[p])
             for p, m in enumerate(masks)]
     nodes_per_part = [int(m.sum()) for m in masks]
     del masks, reads
@@ -537,7 +538,7 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     wanted = [w[6] > fewest[w[5]] for w in winners]
     del fewest
     parts_done, groups = by_part(winners, lambda w: w[2])
-    jobs2 = ((s.ops, s.max_ops, s.seed,
+    jobs2 = (spec + (
               _winner_nodes(flat, base, [(winners[i][3], winners[i][4]) for i in groups[p]]),
               [(winners[i][3], winners[i][4]) for i in groups[p]],
               [wanted[i] for i in groups[p]]) for p in parts_done)
@@ -569,7 +570,7 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     chunk = max(1, min(8192, len(survivors) // (4 * executor.workers) or 1))
     pieces = [list(range(i, min(i + chunk, len(survivors))))
               for i in range(0, len(survivors), chunk)]
-    jobs3 = ((s.ops, s.max_ops, s.seed,
+    jobs3 = (spec + (
               _winner_nodes(flat, base, [(survivors[i][3], survivors[i][4]) for i in piece]),
               [(survivors[i][3], survivors[i][4]) for i in piece]) for piece in pieces)
     flags: list = [None] * len(survivors)

@@ -32,9 +32,8 @@ def test_only_respellings_of_a_representative_grow():
         assert tid == rep or nf.of(tid) == nf.of(rep), _text(en, tid)
     texts = {_text(en, i) for i in inputs}
     assert "ewadd(x0,x1)" in texts and "ewadd(x1,x0)" in texts
-    # only the representatives and respellings named by SPELLINGS_UP_TO grow
-    from subgen.enumerate import SPELLINGS_UP_TO
-    others = [t.id for t in en.terms if t.size > SPELLINGS_UP_TO and not en.is_rep(t)]
+    # only the representatives and respellings of up to `spellings` operators grow
+    others = [t.id for t in en.terms if t.size > en.spellings and not en.is_rep(t)]
     assert others and not any(t in inputs for t in others)
 
 

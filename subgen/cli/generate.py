@@ -55,10 +55,13 @@ class RichProgress:
 @click.option("--no-verify", is_flag=True, help="store candidates without proving them")
 @click.option("--timeout-ms", type=int, default=2000, show_default=True,
               help="verifier time limit per rule")
+@click.option("--spellings", type=click.IntRange(0, 3), default=None,
+              help="respellings (a+b beside b+a) of terms up to this many operators grow like "
+                   "representatives [default: 2 up to --max-ops 3, 1 above]")
 @click.option("--fresh", is_flag=True, help="discard whatever the DB holds first")
 @click.option("--json", "as_json", is_flag=True, help="print one JSON summary as the last line")
-def generate(max_ops, ops, out, workers, executor, ray_address, no_verify, timeout_ms, fresh,
-             as_json):
+def generate(max_ops, ops, out, workers, executor, ray_address, no_verify, timeout_ms, spellings,
+             fresh, as_json):
     """Enumerate small graphs, pair equal ones, prune, verify, and store the rules."""
     from rich.console import Console
 
@@ -67,7 +70,8 @@ def generate(max_ops, ops, out, workers, executor, ray_address, no_verify, timeo
 
     names = TASO_GENERATOR_OPS if ops is None else [o.strip() for o in ops.split(",") if o.strip()]
     names = check_settings(max_ops, names)
-    settings = Settings(max_ops=max_ops, ops=names, verify=not no_verify, timeout_ms=timeout_ms)
+    settings = Settings(max_ops=max_ops, ops=names, verify=not no_verify, timeout_ms=timeout_ms,
+                        spellings=spellings)
     err = Console(stderr=True)
     with RichProgress(err) as progress:
         summary = run(settings, out, workers=workers, executor=executor, progress=progress,
