@@ -221,20 +221,9 @@ def term_key(en: Enumerator, src, dst) -> tuple:
 def instance_term_keys(en: Enumerator, src, dst) -> set[tuple]:
     """`term_key`s of every rule made from this one by merging variables of one shape (the
     same as `subgen.prune.instance_keys`, on text, before any Rule is built)."""
-    out: set[tuple] = set()
-    frontier = [_texts(en, src, dst)]
-    while frontier:
-        texts = frontier.pop()
-        names = sorted(set(texts[0][1]))
-        for a, b in itertools.combinations(names, 2):
-            if POOL[a] != POOL[b]:
-                continue
-            merged = [(t, tuple(a if n == b else n for n in ns)) for t, ns in texts]
-            key = _canonical(merged)
-            if key not in out:
-                out.add(key)
-                frontier.append(merged)
-    return out
+    from subgen.rule_digest import variable_merges
+    return {k for k, _ in variable_merges(_texts(en, src, dst), lambda a, b: POOL[a] == POOL[b],
+                                          _canonical)}
 
 
 class FloatValues:

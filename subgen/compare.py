@@ -1,16 +1,17 @@
-"""`subgen rules compare`: how many of THEIRS rules OURS holds, up to renaming and direction.
+"""`subgen rules compare`: how many of THEIRS rules OURS covers.
 
 Rule sets over differently shaped input pools (ours within 4x4x4x4, TASO's with 5x5 images)
 are compared on canonical forms without concrete dimensions (`canonical_key(shapes=False)`).
 Each of THEIRS rules is one of
-  covered     OURS holds it (up to input renaming, direction and dimensions);
-  derivable   OURS's *proved* rules rewrite one side into the other in a few steps (counted
-              apart, `in_one_rewrite`: one step, i.e. a more general rule of ours, an instance
-              or a context of which THEIRS rule is, does its rewrite in a single application)
-              (`subgen.derive`, a bidirectional search over both rule directions), or, where
-              that search is out of bounds, it is an instance of ours or a rule of ours in
-              context (the pruning removes exactly these on purpose);
-  missing     neither; `why` says what kind of rule it is.
+  held        OURS holds it, up to input renaming, direction and dimensions;
+  subsumed    one application of one of OURS's *proved* rules turns its source into its
+              target: THEIRS rule is an instance of a more general rule of ours (variables
+              merged) or a rule of ours inside a common context.  Generation prunes exactly
+              these on purpose (`subgen.prune`), since the general rule does the same rewrite;
+  derivable   a chain of 2 to `max_steps` rewrites with OURS's proved rules joins its two sides
+              (`subgen.derive`, a bidirectional search over both rule directions);
+  missing     none of these; `why` says what kind of rule it is.
+`covered` is held + subsumed: the rewrites OURS performs in a single rule application.
 """
 from __future__ import annotations
 
@@ -70,31 +71,33 @@ def compare(ours_path, theirs_path, max_steps: int = 4) -> dict:
     rewriting = both_directions(proved)
     inst: set[str] | None = None
     from subgen.cli.rules import _fmt
-    covered, derived, missing = 0, [], []
+    held, subsumed, derived, missing = 0, [], [], []
     for r in theirs:
         k = canonical_key(r, shapes=False)
         if k in keys:
-            covered += 1
+            held += 1
             continue
         entry = {"name": r.name, "src": _fmt(r.src), "dst": _fmt(r.dst)}
         steps = derivable(r, rewriting, max_steps=max_steps)
+        if steps == 1:
+            subsumed.append({**entry, "steps": 1,
+                             "why": "subsumed: one application of a rule of ours"})
+            continue
         if steps is not None:
-            plural = "s" if steps > 1 else ""
-            derived.append({**entry, "steps": steps,
-                            "why": f"derivable in {steps} rewrite step{plural}"})
+            derived.append({**entry, "steps": steps, "why": f"derivable in {steps} rewrite steps"})
             continue
         if inst is None:
             inst = set()
             for p in proved:
                 inst |= instance_keys(p, shapes=False)
         if k in inst or _in_context(r, {canonical_key(p, shapes=False) for p in proved}):
-            derived.append({**entry, "steps": 1, "why": "derivable: an instance or a smaller "
-                                                        "rule of ours in context"})
+            subsumed.append({**entry, "steps": 1, "why": "subsumed: an instance of a rule of "
+                                                         "ours, or one in context"})
             continue
         missing.append({**entry, "why": _why(r)})
-    return {"theirs": len(theirs), "covered": covered, "derivable": len(derived),
-            "in_one_rewrite": sum(1 for d in derived if d["steps"] == 1),
-            "missing": len(missing), "ours": len(ours), "ours_proved": len(proved),
+    return {"theirs": len(theirs), "covered": held + len(subsumed), "held": held,
+            "subsumed": len(subsumed), "derivable": len(derived), "missing": len(missing),
+            "ours": len(ours), "ours_proved": len(proved), "subsumed_rules": subsumed,
             "derivable_rules": derived, "missing_rules": missing}
 
 

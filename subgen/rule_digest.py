@@ -241,24 +241,31 @@ def pair_digests(cols: TermColumns, pairs: list[tuple[tuple, tuple]]) -> list[in
     return least_digests([encodings(cols, s, d) for s, d in pairs])
 
 
-def instance_encodings(encs: list[tuple]) -> list[list[tuple]]:
-    """Every rule made from this one by merging variables of one shape (repeatedly), each as
-    its list of encodings (`candidates.instance_term_keys`, before the least is taken)."""
+def variable_merges(sides: list[tuple], can_merge, key) -> list[tuple]:
+    """Every rule made from `sides` (a list of (template, leaf names)) by merging two variables
+    that `can_merge`, repeatedly: one (key, sides) each, told apart by `key`.  The string keys
+    (`candidates.instance_term_keys`) and the digests (`instance_encodings`) both use it."""
     seen, out = set(), []
-    frontier = [encs]
+    frontier = [sides]
     while frontier:
         cur = frontier.pop()
         names = sorted(set(cur[0][1]))
         for a, b in itertools.combinations(names, 2):
-            if b not in _MERGEABLE[a]:
+            if not can_merge(a, b):
                 continue
-            merged = [(th, tuple(a if x == b else x for x in lv)) for th, lv in cur]
-            key = frozenset(merged)
-            if key not in seen:
-                seen.add(key)
-                out.append(merged)
+            merged = [(t, tuple(a if x == b else x for x in leaves)) for t, leaves in cur]
+            k = key(merged)
+            if k not in seen:
+                seen.add(k)
+                out.append((k, merged))
                 frontier.append(merged)
     return out
+
+
+def instance_encodings(encs: list[tuple]) -> list[list[tuple]]:
+    """Every rule made from this one by merging variables of one shape (repeatedly), each as
+    its list of encodings (before the least is taken)."""
+    return [m for _, m in variable_merges(encs, lambda a, b: b in _MERGEABLE[a], frozenset)]
 
 
 # ----------------------------------------------------------------------------------------------

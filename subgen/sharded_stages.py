@@ -123,7 +123,7 @@ def _level_arrays(en, shapes: dict):
     """ColumnArrays and form hashes of every term of `en`, level by level with the array
     versions (`node_columns`, `node_forms`): a level's inputs are the levels below.  The
     per-term columns (`rule_digest.columns`) are filled from them too."""
-    from subgen.form_hash import leaf_form, node_forms, op_form
+    from subgen.form_hash import leaf_form, op_form
     from subgen.rule_digest import (_LEAF_MULTISET, LEAF_INDEX, TermColumns, _fused, leaf_hash,
                                     op_code, term_hash)
     terms, n = en.terms, len(en.terms)
@@ -183,17 +183,9 @@ def _level_arrays(en, shapes: dict):
             # leaves to the front of the row (the concatenation leaves a gap), then cut
             order = np.argsort(got.leaves < 0, axis=1, kind="stable")
             cols.leaves[tid] = np.take_along_axis(got.leaves, order, axis=1)[:, :width]
-            a, b = ins[rows, 0], ins[rows, 1]
-            has_b = b >= 0
-            group = (op_i[rows] << 40) | (pidx[rows] << 8) | (has_b << 2) | \
-                ((sid[a] == scalar) << 1) | (has_b & (sid[np.maximum(b, 0)] == scalar))
-            for g in np.unique(group).tolist():
-                sel = np.flatnonzero(group == g)
-                o, p = g >> 40, (g >> 8) & 0xFFFFFFFF
-                two = bool(g & 4)
-                kids = [forms[a[sel]]] + ([forms[b[sel]]] if two else [])
-                pattern = (bool(g & 2),) + ((bool(g & 1),) if two else ())
-                forms[tid[sel]] = node_forms(en.op_names[o], tables[o][p], kids, k, pattern)
+            for sel, got_forms in _forms_by_group(en.op_names, tables, op_i[rows], pidx[rows],
+                                                  ins[rows], sid, scalar, forms, k):
+                forms[tid[sel]] = got_forms
     # the per-term columns, for copies of `en` (`rule_digest.columns`)
     per_term = TermColumns(en)
     per_term.th, per_term.vmask = cols.th.tolist(), cols.vmask.tolist()
@@ -203,26 +195,31 @@ def _level_arrays(en, shapes: dict):
     return cols, forms
 
 
-def _node_form_hashes(pcols, forms, shapes, op_names, tables, op_i, pidx, ins, k) -> np.ndarray:
-    """The normal-form hash of output k of last-level nodes (`subgen.form_hash`), per group
-    of one op, params and scalar-input pattern."""
+def _forms_by_group(op_names, tables, op_i, pidx, ins, sid, scalar, forms, k):
+    """(rows, normal forms of output k) for each group of nodes of one op, params and
+    scalar-input pattern: `form_hash.node_forms` takes one such group at a time."""
     from subgen.form_hash import node_forms
-    scalar = shapes.get((), -1)
     a, b = ins[:, 0], ins[:, 1]
     has_b = b >= 0
     bb = np.maximum(b, 0)
-    sc0 = pcols.sid[a] == scalar
-    sc1 = has_b & (pcols.sid[bb] == scalar)
     group = (op_i.astype(np.int64) << 40) | (pidx.astype(np.int64) << 8) | \
-        (has_b.astype(np.int64) << 2) | (sc0.astype(np.int64) << 1) | sc1.astype(np.int64)
-    out = np.zeros(len(op_i), np.uint64)
+        (has_b.astype(np.int64) << 2) | ((sid[a] == scalar).astype(np.int64) << 1) | \
+        (has_b & (sid[bb] == scalar)).astype(np.int64)
     for g in np.unique(group).tolist():
         rows = np.flatnonzero(group == g)
         o, p = g >> 40, (g >> 8) & 0xFFFFFFFF
         two = bool(g & 4)
         kids = [forms[a[rows]]] + ([forms[bb[rows]]] if two else [])
         pattern = (bool(g & 2),) + ((bool(g & 1),) if two else ())
-        out[rows] = node_forms(op_names[o], tables[o][p], kids, k, pattern)[:, 7]
+        yield rows, node_forms(op_names[o], tables[o][p], kids, k, pattern)
+
+
+def _node_form_hashes(pcols, forms, shapes, op_names, tables, op_i, pidx, ins, k) -> np.ndarray:
+    """The normal-form hash of output k of last-level nodes (`subgen.form_hash`)."""
+    out = np.zeros(len(op_i), np.uint64)
+    for rows, got in _forms_by_group(op_names, tables, op_i, pidx, ins, pcols.sid,
+                                     shapes.get((), -1), forms, k):
+        out[rows] = got[:, 7]
     return out
 
 

@@ -236,7 +236,7 @@ def test_derivation_search_joins_sides_with_the_rules_and_only_true_ones():
     assert derivable(false, rules) is None
 
 
-def test_compare_sorts_every_rule_into_covered_derivable_or_missing(tmp_path):
+def test_compare_sorts_every_rule_into_held_subsumed_derivable_or_missing(tmp_path):
     from subgen.compare import compare
     from subgen.ruleio import save_json
     comm = Rule("comm", _graph(lambda b, x: b.add("ewadd", x["a"], x["b"])),
@@ -254,11 +254,17 @@ def test_compare_sorts_every_rule_into_covered_derivable_or_missing(tmp_path):
                                                      x["c"])),
                       _graph(lambda b, x: b.add("ewmul", b.add("ewadd", x["b"], x["a"]),
                                                 x["c"])))
-    save_json([assoc.reversed("renamed"), derived, other, in_context], tmp_path / "theirs.json")
+    instance = Rule("i", _graph(lambda b, x: b.add("ewadd", b.add("ewadd", x["a"], x["b"]),
+                                                   x["a"])),
+                    _graph(lambda b, x: b.add("ewadd", x["a"], b.add("ewadd", x["b"], x["a"]))))
+    save_json([assoc.reversed("renamed"), derived, other, in_context, instance],
+              tmp_path / "theirs.json")
     res = compare(tmp_path / "ours.json", tmp_path / "theirs.json")
-    assert (res["covered"], res["derivable"], res["missing"]) == (1, 2, 1)
-    assert res["in_one_rewrite"] == 1
-    assert [d["name"] for d in res["derivable_rules"] if d["steps"] == 1] == ["c"]
+    assert (res["held"], res["subsumed"], res["derivable"], res["missing"]) == (1, 2, 1, 1)
+    assert res["covered"] == res["held"] + res["subsumed"]
+    assert sorted(d["name"] for d in res["subsumed_rules"]) == ["c", "i"]
+    assert [d["name"] for d in res["derivable_rules"]] == ["d"]
+    assert res["derivable_rules"][0]["steps"] >= 2
     assert res["missing_rules"][0]["name"] == "m"
 
 

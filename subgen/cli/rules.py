@@ -75,19 +75,22 @@ def export(db, fmt, out, status):
 @click.argument("theirs", type=click.Path(dir_okay=False))
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--list-missing", is_flag=True,
-              help="print every rule not covered (derivable ones first)")
+              help="print every rule not held (subsumed, derivable, then missing)")
 def compare(ours, theirs, as_json, list_missing):
-    """How many of THEIRS rules OURS holds, up to input renaming and direction."""
+    """How many of THEIRS rules OURS covers: holds (up to input renaming and direction) or
+    subsumes (one application of a more general rule of ours)."""
     from subgen.compare import compare as run
     res = run(ours, theirs)
     if as_json:
         click.echo(json.dumps(res))
         return
-    click.echo(f"theirs {res['theirs']}  covered {res['covered']}  "
-               f"derivable {res['derivable']} ({res['in_one_rewrite']} in one rewrite)  "
-               f"missing {res['missing']}  "
-               f"(covered: held up to renaming and direction; derivable: our proved rules "
-               f"rewrite one side into the other)")
+    share = res["covered"] / max(res["theirs"], 1)
+    click.echo(f"theirs {res['theirs']}  covered {res['covered']} ({share:.1%}) = "
+               f"held {res['held']} + subsumed {res['subsumed']}  "
+               f"derivable {res['derivable']}  missing {res['missing']}")
+    click.echo("  held: the same rule up to input renaming and direction; subsumed: one "
+               "application of a more general rule of ours (an instance, or in context); "
+               "derivable: a chain of our proved rules")
     if list_missing:
-        for m in res["derivable_rules"] + res["missing_rules"]:
+        for m in res["subsumed_rules"] + res["derivable_rules"] + res["missing_rules"]:
             click.echo(f"  {m['name']}: {m['src']}  ==>  {m['dst']}   [{m['why']}]")
