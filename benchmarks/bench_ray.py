@@ -76,14 +76,14 @@ def test_generation_depth3(benchmark):
     """The sharded enumeration under every configuration; the serial remainder once."""
     from subgen.enumerate import Enumerator
     from subgen.generate import Settings, find_candidates
-    from subgen.shard import _PREFIX_CACHE, enumerate_compact
+    from subgen.shard import enumerate_compact, prefix_cache_clear
 
     def run_all():
         rows = {}
         _, seq_s = _timed(lambda: Enumerator(TASO_GENERATOR_OPS, DEPTH).run())
         rows["sequential (no shards)"] = {"seconds": seq_s}
         for kind, workers in CONFIGS:
-            _PREFIX_CACHE.clear()
+            prefix_cache_clear()
             stats = {}
             with _fresh(kind, workers) as ex:
                 list(ex.map_unordered(abs, [-1] * workers))        # workers up before timing
@@ -98,7 +98,7 @@ def test_generation_depth3(benchmark):
                 "kept_nodes": stats["kept_nodes"],
                 # nodes the workers evaluated (instances that fit their shape rule)
                 "instances": stats["last_level_nodes"]}
-        _PREFIX_CACHE.clear()
+        prefix_cache_clear()
         stages = []
 
         class P:

@@ -278,15 +278,15 @@ class FloatValues:
                 self.memo[nid] = [[o[j] for o in outs] for outs in per_trial]
 
     def agree(self, a, b, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
-        for x, y in zip(a, b):
-            for vx, vy in zip(self.of(x), self.of(y)):
-                scale = float(np.max(np.abs(vx))) if vx.size else 0.0
-                if vx.shape != vy.shape or not np.all(np.abs(vx - vy) <= atol + rtol * scale):
-                    return False
-        return True
+        return self.agree_many([(a, b)], rtol, atol)[0]
 
     def agree_many(self, pairs, rtol: float = 1e-6, atol: float = 1e-9) -> list[bool]:
-        """`agree` for many (a, b) pairs, compared in batches of one shape."""
+        """For each (a, b) pair of output tuples: equal shapes, and every value within
+        atol + rtol * (the largest magnitude of a's output) on every pool.  Compared in batches
+        of one shape, a few thousand pairs at a time (the stacked values stay small)."""
+        if len(pairs) > 4096:
+            return [g for lo in range(0, len(pairs), 4096)
+                    for g in self.agree_many(pairs[lo:lo + 4096], rtol, atol)]
         ok = [True] * len(pairs)
         rows: dict[tuple, list] = {}
         for i, (a, b) in enumerate(pairs):

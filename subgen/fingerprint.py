@@ -42,9 +42,13 @@ def _multipliers(n: int) -> np.ndarray:
     return m[:, :n]
 
 
+def text_hash(text: str) -> int:
+    """A stable 64-bit hash of a text (Python's `hash` of a str changes between processes)."""
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+
+
 def _shape_code(shape: tuple) -> np.uint64:
-    return _U(int.from_bytes(hashlib.blake2b(repr(tuple(shape)).encode(), digest_size=8)
-                             .digest(), "little"))
+    return _U(text_hash(repr(tuple(shape))))
 
 
 def value_hashes(values: np.ndarray) -> np.ndarray:

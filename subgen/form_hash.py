@@ -16,13 +16,12 @@ enumeration).
 """
 from __future__ import annotations
 
-import hashlib
 from typing import Callable, Hashable
 
 import numpy as np
 
 from envcore.ops import COMMUTATIVE, LINEAR_IN_EACH_INPUT, OPS
-from subgen.fingerprint import splitmix64
+from subgen.fingerprint import splitmix64, text_hash
 from subgen.normal_form import FLATTENS, SCALING, _plain
 from subgen.rule_digest import MASK, chain, chain_columns, mix
 
@@ -31,20 +30,16 @@ _T_LEAF, _T_FLAT, _T_OP, _T_SCALED, _T_NONE = (0xF0 + i for i in range(5))
 _U = np.uint64
 
 
-def _text(s: str) -> int:
-    return int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little")
-
-
 def op_key(op: str, params: tuple) -> int:
-    return _text(f"{op}{params}")
+    return text_hash(f"{op}{params}")
 
 
 def act_key(act: str) -> int:
-    return _text(f"{act}{tuple(sorted(OPS[act].full_params({}).items()))}")
+    return text_hash(f"{act}{tuple(sorted(OPS[act].full_params({}).items()))}")
 
 
 def leaf_form(name: str) -> tuple:
-    core = chain((_T_LEAF, _text(name)))
+    core = chain((_T_LEAF, text_hash(name)))
     return (0, 0, 0, 0, 0, 1, core, core)
 
 
@@ -132,10 +127,6 @@ def form_arrays(forms: list[tuple]) -> np.ndarray:
     return np.array(forms, dtype=np.uint64).reshape(-1, FIELDS)
 
 
-def _mixes(x: np.ndarray) -> np.ndarray:
-    return splitmix64(x)
-
-
 def node_forms(op: str, params: tuple, kids: list[np.ndarray], index: int,
                scalar_in: tuple) -> np.ndarray:
     """`op_form` for many nodes of one op, params, output index and scalar-input pattern:
@@ -161,7 +152,7 @@ def node_forms(op: str, params: tuple, kids: list[np.ndarray], index: int,
                 tensor = [k for k, sc in zip(kids, scalar_in) if not sc]
                 for k, sc in zip(kids, scalar_in):
                     if sc:
-                        n, h = n + _U(1), h + _mixes(k[:, 7])
+                        n, h = n + _U(1), h + splitmix64(k[:, 7])
                 if len(tensor) == 1:
                     t = tensor[0]
                     return _pack(n, h, t[:, 2], t[:, 3], t[:, 4], t[:, 5], t[:, 6],
@@ -182,7 +173,7 @@ def node_forms(op: str, params: tuple, kids: list[np.ndarray], index: int,
             for flat, core in operands:
                 same = flat[:, 0] == _U(key)
                 c2 = np.where(same, flat[:, 1], _U(1))
-                h2 = np.where(same, flat[:, 2], _mixes(core))
+                h2 = np.where(same, flat[:, 2], splitmix64(core))
                 p2 = np.where(same, flat[:, 3], _U(BASE))
                 if comm:
                     cnt, fh = cnt + c2, fh + h2

@@ -190,12 +190,9 @@ def find_candidates(s: Settings, progress=NoProgress(), summary: Summary | None 
     summary.stage("prune-renaming", len(raw), len(keys))
 
     progress.start("refute (float)", len(keys))
-    fv = C.FloatValues(en)
-    true_pairs = []
-    for k, (a, c) in keys.items():
-        progress.advance()
-        if fv.agree(a, c):
-            true_pairs.append((k, a, c))
+    agrees = C.FloatValues(en).agree_many(list(keys.values()))
+    true_pairs = [(k, a, c) for (k, (a, c)), ok in zip(keys.items(), agrees) if ok]
+    progress.advance(len(keys))
     numeric_refuted = len(keys) - len(true_pairs)
     summary.refuted += numeric_refuted
     summary.stage("refute", len(keys), len(true_pairs))

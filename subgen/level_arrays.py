@@ -21,7 +21,7 @@ import numpy as np
 
 from envcore.ops import OPS, ShapeError
 from subgen.enumerate import CONSTANT_SHAPES, UNARY_ENUMERATED, Enumerator
-from subgen.fingerprint import value_hashes
+from subgen.fingerprint import value_hash, value_hashes
 
 MAX_ARITY = MAX_OUTPUTS = 2
 BATCH = 8192
@@ -167,7 +167,7 @@ def section_arrays(en: Enumerator, op: str, level: int, section: tuple | None,
             out[0].append(tuple(sorted(full.items())))
             out[1].append(len(out[0]) - 1)
             out[2].append((-1, -1))
-            out[3].append([int(value_hashes(np.asarray(v)[None])[0]) for v in vals] + [0])
+            out[3].append([value_hash(v) for v in vals] + [0])
             out[4].append(len(vals))
             out[5].append([np.asarray(v) for v in vals])
         return (out[0], np.array(out[1], np.int32), np.array(out[2], np.int64).reshape(-1, 2),

@@ -13,6 +13,9 @@
   not the result) and operands whose value the result ignores, e.g. split(concat(x, T)).0 = x.
 * `common_supergraph`: both sides end in the same operator whose inputs agree pairwise, so the
   rule is the smaller rule on those inputs, put in context.
+
+`generalizes` and `common_supergraph` work on any `Rule` and are the definitions; the generator
+runs the same tests on its enumeration's terms (`subgen.term_prune`, tested against these).
 """
 from __future__ import annotations
 
@@ -116,23 +119,21 @@ def dedupe(rules, shapes: bool | str = True):
 # -- exact evaluation with some operators replaced by fresh values --------------------------
 
 
-def _eval_exact(g: Graph, leaves: dict, override: dict, edges: dict | None = None,
-                keys: dict | None = None, base: dict | None = None) -> list[np.ndarray]:
+def _eval_exact(g: Graph, leaves: dict, override: dict, keys: dict | None = None,
+                base: dict | None = None) -> list[np.ndarray]:
     """Exact values of g's outputs; `override` replaces nodes (by `keys[node id]`, the Merkle
-    hash by default), `edges` replaces what one operator reads at one input position
-    ((node id, position) -> value)."""
-    env = _evaluate(g, leaves, override, edges, keys, base)
+    hash by default)."""
+    env = _evaluate(g, leaves, override, keys, base)
     return [env[o.node][o.index] for o in g.outputs]
 
 
-def _evaluate(g: Graph, leaves: dict, override: dict, edges: dict | None = None,
-              keys: dict | None = None, base: dict | None = None) -> dict:
+def _evaluate(g: Graph, leaves: dict, override: dict, keys: dict | None = None,
+              base: dict | None = None) -> dict:
     """Node id -> output values (see `_eval_exact`).  With `base`, the values of the same
     graph without overrides, only the nodes that read a replaced value are computed."""
     env = {}
     changed = set()
     keys = g.node_hashes if keys is None else keys
-    edges = edges or {}
     for i in g.topo_order:
         n = g.nodes[i]
         if keys[i] in override:
@@ -143,9 +144,7 @@ def _evaluate(g: Graph, leaves: dict, override: dict, edges: dict | None = None,
         elif n.op in LEAVES:
             env[i] = [leaves[n.p["name"]]]
         else:
-            args = [edges.get((i, k), None) for k in range(len(n.inputs))]
-            args = [env[r.node][r.index] if a is None else a for a, r in zip(args, n.inputs)]
-            env[i] = OPS[n.op].exact(args, n.p)
+            env[i] = OPS[n.op].exact([env[r.node][r.index] for r in n.inputs], n.p)
             changed.add(i)
     return env
 
@@ -211,32 +210,6 @@ def _replaceable(sides, keys, leaves, base, rng, only) -> bool:
         if _same(*(_eval_exact(g, leaves, fresh, keys=k, base=b)
                    for g, k, b in zip(sides, keys, base))):
             return True
-    return False
-
-
-def splits_variable(rule: Rule, seed: int = 0, max_uses: int = 6) -> bool:
-    """True when a variable used several times can be two variables and the rule still holds
-    (e.g. x*(x*s) = (x*x)*s is an instance of x*(y*s) = (x*y)*s)."""
-    rng = np.random.default_rng(seed + 1)
-    leaves = _leaf_values(rule, rng)
-    for name in rule.src.inputs:
-        uses = [(side, i, k) for side, g in enumerate((rule.src, rule.dst))
-                for i, n in g.nodes.items() for k, r in enumerate(n.inputs)
-                if g.nodes[r.node].op in LEAVES and g.nodes[r.node].p["name"] == name]
-        if len(uses) < 2 or len(uses) > max_uses:
-            continue
-        fresh = rng.integers(0, PRIME, size=leaves[name].shape, dtype=np.int64)
-        src_uses = [u for u in uses if u[0] == 0]
-        for mask in range(1, 2 ** len(uses) - 1):
-            chosen = [u for b, u in enumerate(uses) if mask >> b & 1]
-            # both variables must be bound by the source, or the smaller rule is not a rule
-            n_src = sum(1 for u in chosen if u[0] == 0)
-            if not 0 < n_src < len(src_uses):
-                continue
-            e = [{(i, k): fresh for side, i, k in chosen if side == s} for s in (0, 1)]
-            if _same(_eval_exact(rule.src, leaves, {}, e[0]),
-                     _eval_exact(rule.dst, leaves, {}, e[1])):
-                return True
     return False
 
 

@@ -21,14 +21,13 @@ the two agree bit for bit (`tests/test_rule_digest.py`).
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 
 import numpy as np
 
 from envcore.ops import SHAPE_PARAMS, semantic_dims
 from subgen.enumerate import POOL
-from subgen.fingerprint import splitmix64
+from subgen.fingerprint import splitmix64, text_hash
 
 MASK = (1 << 64) - 1
 LEAF_NAMES = tuple(sorted(POOL))
@@ -62,10 +61,6 @@ def chain_columns(columns, valid=None) -> np.ndarray:
     return h
 
 
-def _code(text: str) -> int:
-    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
-
-
 _CODES: dict[tuple, int] = {}
 
 
@@ -77,7 +72,7 @@ def op_code(op: str, params: tuple, in_shapes) -> int:
     if c is None:
         skip = SHAPE_PARAMS.get(op, ())
         kept = tuple(kv for kv in params if kv[0] not in skip) + semantic_dims(op, in_shapes)
-        c = _CODES[key] = _code(f"{op}{kept}")
+        c = _CODES[key] = text_hash(f"{op}{kept}")
     return c
 
 

@@ -11,6 +11,7 @@ serial enumerator's rules, is described above `enumerate_compact`.
 from __future__ import annotations
 
 import copy
+import functools
 import gc
 import time
 
@@ -19,25 +20,27 @@ import numpy as np
 from subgen.enumerate import Enumerator
 from subgen.level_arrays import MAX_OUTPUTS, merge_sections, op_sections, section_arrays
 
-_PREFIX_CACHE: dict[tuple, Enumerator] = {}
-
-
 def prefix(ops: tuple[str, ...], max_ops: int, seed: int, spellings: int | None = None
            ) -> Enumerator:
-    """Levels 1 .. max_ops-1, cached per process (a worker builds it once for all its shards)."""
+    """Levels 1 .. max_ops-1, cached per process (a worker builds it once for all its shards;
+    `prefix_cache_clear` drops it)."""
     from subgen.enumerate import default_spellings
     spellings = default_spellings(max_ops) if spellings is None else spellings
-    key = (tuple(ops), max_ops, seed, spellings)
-    if key not in _PREFIX_CACHE:
-        _PREFIX_CACHE.clear()
-        en = Enumerator(ops, max_ops, seed=seed, spellings=spellings)
-        for lv in range(1, max_ops):
-            en.level(lv)
-        _PREFIX_CACHE[key] = en
-        # hundreds of thousands of long-lived objects: keep the cyclic collector from walking
-        # them again at every collection of the jobs' short-lived ones (which cost 8x there)
-        gc.freeze()
-    return _PREFIX_CACHE[key]
+    return _prefix(tuple(ops), max_ops, seed, spellings)
+
+
+@functools.lru_cache(maxsize=1)
+def _prefix(ops: tuple[str, ...], max_ops: int, seed: int, spellings: int) -> Enumerator:
+    en = Enumerator(ops, max_ops, seed=seed, spellings=spellings)
+    for lv in range(1, max_ops):
+        en.level(lv)
+    # hundreds of thousands of long-lived objects: keep the cyclic collector from walking
+    # them again at every collection of the jobs' short-lived ones (which cost 8x there)
+    gc.freeze()
+    return en
+
+
+prefix_cache_clear = _prefix.cache_clear
 
 
 def _private_copy(en: Enumerator, register: bool = True) -> Enumerator:

@@ -101,22 +101,16 @@ def _part_masks(en, flat: dict, nparts: int) -> tuple[list[np.ndarray], list[np.
 # ----------------------------------------------------------------------------------------------
 # worker: one part
 
-_PREFIX_COLUMNS: dict[tuple, tuple] = {}
-
-
+@functools.lru_cache(maxsize=1)
 def _prefix_columns(ops, max_ops, seed, spellings):
     """(prefix enumerator, its ColumnArrays, shape ids, its form hashes [n, 8]), cached per
     process."""
     from subgen.shard import prefix
-    key = (tuple(ops), max_ops, seed, spellings)
-    if key not in _PREFIX_COLUMNS:
-        _PREFIX_COLUMNS.clear()
-        en = prefix(ops, max_ops, seed, spellings)
-        shapes: dict = {}
-        cols, forms = _level_arrays(en, shapes)
-        _PREFIX_COLUMNS[key] = (en, cols, shapes, forms)
-        gc.freeze()                     # long-lived: see `shard.prefix`
-    return _PREFIX_COLUMNS[key]
+    en = prefix(ops, max_ops, seed, spellings)
+    shapes: dict = {}
+    cols, forms = _level_arrays(en, shapes)
+    gc.freeze()                     # long-lived: see `shard.prefix`
+    return en, cols, shapes, forms
 
 
 def _level_arrays(en, shapes: dict):
@@ -409,17 +403,11 @@ def _winner_nodes(nodes_all: dict, base: int, pairs: list[tuple]) -> dict:
     return _select(nodes_all, used)
 
 
-_PREFIX_FLOATS: dict[tuple, C.FloatValues] = {}
-
-
+@functools.lru_cache(maxsize=1)
 def _prefix_floats(ops, max_ops, seed, spellings) -> C.FloatValues:
     """Float values of the prefix's terms, computed on demand and kept per process."""
     from subgen.shard import prefix
-    key = (tuple(ops), max_ops, seed, spellings)
-    if key not in _PREFIX_FLOATS:
-        _PREFIX_FLOATS.clear()
-        _PREFIX_FLOATS[key] = C.FloatValues(prefix(ops, max_ops, seed, spellings))
-    return _PREFIX_FLOATS[key]
+    return C.FloatValues(prefix(ops, max_ops, seed, spellings))
 
 
 def check_part(job):
@@ -490,7 +478,7 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     nparts = nparts or max(2 * executor.workers, n_kept // 250_000)
     masks, reads = _part_masks(en, flat, nparts)
     flat["ordinal"] = np.arange(n_kept, dtype=np.int64)
-    spec = (s.ops, s.max_ops, s.seed, s.spellings_up_to)
+    spec = (tuple(s.ops), s.max_ops, s.seed, s.spellings_up_to)   # hashable: cache keys
     jobs = [spec + (p, nparts, _select(flat, m), reads[p])
             for p, m in enumerate(masks)]
     nodes_per_part = [int(m.sum()) for m in masks]
@@ -516,15 +504,6 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
     winners = sorted(best.values(), key=lambda r: r[1])
     del best
     base = len(en.terms)
-
-    def by_part(items, part_of):
-        """Jobs of one round: each part's items (and the nodes they need), in item order."""
-        groups: dict[int, list[int]] = {}
-        for i, item in enumerate(items):
-            groups.setdefault(part_of(item), []).append(i)
-        order = sorted(groups)
-        return order, groups
-
     progress.start("refute (float), prune: instances", len(winners))
     # A rule is an instance of another (variables merged) only if both have the same templates
     # (merging renames leaves, nothing else) and it has fewer variables: only rules with a
@@ -534,7 +513,10 @@ def candidate_stages(en, s, executor, summary, progress, stats: dict | None = No
         fewest[w[5]] = min(fewest.get(w[5], w[6]), w[6])
     wanted = [w[6] > fewest[w[5]] for w in winners]
     del fewest
-    parts_done, groups = by_part(winners, lambda w: w[2])
+    groups: dict[int, list[int]] = {}     # part -> its winners, in winner order
+    for i, w in enumerate(winners):
+        groups.setdefault(w[2], []).append(i)
+    parts_done = sorted(groups)
     jobs2 = (spec + (
               _winner_nodes(flat, base, [(winners[i][3], winners[i][4]) for i in groups[p]]),
               [(winners[i][3], winners[i][4]) for i in groups[p]],

@@ -15,6 +15,7 @@ import numpy as np
 
 from envcore.ops import OPS, PRIME
 from subgen.enumerate import Enumerator
+from subgen.prune import _same
 
 
 class ExactValues:
@@ -44,11 +45,6 @@ class ExactValues:
 
 def _ops(en: Enumerator, outs: tuple) -> frozenset:
     return frozenset().union(*(en.terms[o].ops for o in outs))
-
-
-def _same(a, b) -> bool:
-    return len(a) == len(b) and all(x.shape == y.shape and np.array_equal(x, y)
-                                    for x, y in zip(a, b))
 
 
 class Replaced:
