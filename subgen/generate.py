@@ -122,6 +122,7 @@ class Summary:
     stages: list = field(default_factory=list)
     phase_seconds: dict = field(default_factory=dict)
     resumed: bool = False
+    already_done: bool = False       # the DB held this run finished: read back, nothing redone
     out: str = ""
 
     def stage(self, name, n_in, n_out):
@@ -345,6 +346,7 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
         else:
             summary = Summary(**{k: v for k, v in stored.items() if k in Summary.__annotations__})
             summary.resumed = stage != "done"
+            summary.already_done = stage == "done"
         ids = stored["ids"]
         derived = {ids[i]: (None if lead is None else ids[lead])
                    for i, lead in stored.get("derived", [])}

@@ -159,3 +159,26 @@ def test_run_uses_an_existing_rule_db(tmp_path):
     assert r.exit_code == 0, r.output
     res = json.loads(r.output.strip().splitlines()[-1])
     assert res["model"] == "toy" and res["equivalent"] and res["cost_after"] < res["cost_before"]
+
+
+def test_run_reads_back_a_finished_default_rule_set_without_redoing_it(tmp_path):
+    """The shipped DB holds the default settings' run finished: `subgen run` shows its stage
+    table (the main job's rule set) and redoes nothing: every row is as it was."""
+    import shutil
+    import sqlite3
+
+    from subgen.paths import DEFAULT_RULES
+    if not DEFAULT_RULES.is_file():
+        pytest.skip("no shipped rule DB")
+    db_path = tmp_path / "rules.db"
+    shutil.copy(DEFAULT_RULES, db_path)
+
+    def rows():
+        with sqlite3.connect(db_path) as c:
+            return c.execute("SELECT id, key, status FROM rules ORDER BY id").fetchall()
+    before = rows()
+    done = subgen("run", "--model", "toy", "--rules", str(db_path), "--budget", "20",
+                  "--no-measure")
+    assert done.returncode == 0, done.stderr
+    assert "prune-renaming" in done.stdout and "already done" in done.stdout
+    assert rows() == before

@@ -90,5 +90,7 @@ def generate(max_ops, ops, out, workers, executor, ray_address, no_verify, timeo
     Console().print(t)
     click.echo(f"rules (proved): {summary.rules}   refuted: {summary.refuted}   "
                f"unknown: {summary.unknown}   unverified: {summary.unverified}   "
-               f"seconds: {summary.seconds:.1f}" + ("   (resumed)" if summary.resumed else ""))
+               + ("(already done: read from the DB, nothing redone)" if summary.already_done
+                  else f"seconds: {summary.seconds:.1f}" + ("   (resumed)" if summary.resumed
+                                                           else "")))
     sys.stdout.flush()
