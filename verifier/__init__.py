@@ -23,10 +23,14 @@ class RuleResult:
     counterexample: dict | None = None  # refuted only
     seconds: float = 0.0
     info: dict = field(default_factory=dict, compare=False)
+    # proved only: where the proof holds, per direction ({"forward": Scope dict, "reverse": ...});
+    # see `verifier.scope`.  A rule is applied only inside the scope of its direction.
+    scope: dict | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict:
         return {"status": self.status, "axioms": list(self.axioms),
-                "counterexample": self.counterexample, "seconds": self.seconds, **self.info}
+                "counterexample": self.counterexample, "seconds": self.seconds,
+                **({"scope": self.scope} if self.scope is not None else {}), **self.info}
 
 
 def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
