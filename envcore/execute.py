@@ -64,3 +64,34 @@ def equivalent(g1: Graph, g2: Graph, trials: int = 2, seed: int = 0, rtol: float
         if not err <= atol + rtol * scale:
             return False, worst
     return True, worst
+
+
+def outputs_close(a: list[np.ndarray], b: list[np.ndarray], rtol: float, atol: float
+                  ) -> tuple[bool, float, str]:
+    """Per output and per element, in float64: |a - b| <= atol + rtol * max|a| over THAT
+    output (its own scale: a large output beside a small one cannot hide the small one's
+    error).  Non-finite values must match position for position.  Returns (close?, max abs
+    error over all outputs, what failed first or "")."""
+    if len(a) != len(b):
+        return False, float("inf"), f"{len(b)} outputs, expected {len(a)}"
+    worst, bad = 0.0, ""
+    for k, (x, y) in enumerate(zip(a, b)):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.shape != y.shape:
+            return False, float("inf"), f"output {k} has shape {y.shape}, expected {x.shape}"
+        if x.size == 0:
+            continue
+        x, y = x.astype(np.float64), y.astype(np.float64)
+        fx, fy = np.isfinite(x), np.isfinite(y)
+        if not (np.array_equal(fx, fy) and np.array_equal(x[~fx], y[~fx], equal_nan=True)):
+            worst, bad = float("inf"), bad or f"output {k}: non-finite values differ"
+            continue
+        if not fx.any():
+            continue
+        scale = float(np.max(np.abs(x[fx])))
+        err = float(np.max(np.abs(x[fx] - y[fx])))
+        worst = max(worst, err)
+        if not err <= atol + rtol * scale:
+            bad = bad or (f"output {k}: max abs err {err:.3g} > {atol:g} + {rtol:g} x "
+                          f"{scale:.3g} (its largest value)")
+    return not bad, worst, bad

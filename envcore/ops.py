@@ -24,9 +24,47 @@ class ShapeError(ValueError):
     """The inputs' shapes (or the parameters) do not fit the operator."""
 
 
-def _require(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ShapeError(msg)
+def _require(cond, msg: str) -> None:
+    """Raise ShapeError unless `cond` holds.  The shape rules are also run on symbolic dims
+    (Z3 integers, by `verifier.scope`, to derive where a proof holds); a condition that is not a
+    plain bool is then recorded as an assumption instead of decided (see `assuming`)."""
+    if isinstance(cond, (bool, np.bool_)):
+        if not cond:
+            raise ShapeError(msg)
+    elif _ASSUMED:
+        _ASSUMED[-1].append(cond)
+    else:
+        raise ShapeError(f"{msg} (undecided: {cond})")
+
+
+def _require_same(a, b, msg: str) -> None:
+    """Two shapes (or shape slices) are equal, element by element (so that symbolic dims are
+    compared one by one, not by a tuple comparison that would have to decide them)."""
+    _require(len(a) == len(b), msg)
+    for p, q in zip(a, b):
+        if p is not q:
+            _require(p == q, msg)
+
+
+def _div(a, b):
+    """Floor division of a dim by a positive int, for ints and for symbolic dims alike (Z3's
+    integer division is Euclidean: the floor for a positive divisor)."""
+    return a // b if isinstance(a, (int, np.integer)) else a / b
+
+
+_ASSUMED: list[list] = []      # the assumption lists of the open `assuming()` blocks
+
+
+class assuming:
+    """`with assuming() as conds:` runs shape rules on symbolic dims, collecting in `conds`
+    every condition they require (see `_require`)."""
+
+    def __enter__(self) -> list:
+        _ASSUMED.append([])
+        return _ASSUMED[-1]
+
+    def __exit__(self, *exc) -> None:
+        _ASSUMED.pop()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -45,12 +83,12 @@ def _pads(kh: int, kw: int, padding: str, stride: tuple[int, int]) -> tuple[int,
         return 0, 0, 0, 0
     # "same" (stride 1 keeps the size); odd kernels pad symmetrically, even ones pad more at the end
     ph, pw = kh - 1, kw - 1
-    return ph // 2, ph - ph // 2, pw // 2, pw - pw // 2
+    return _div(ph, 2), ph - _div(ph, 2), _div(pw, 2), pw - _div(pw, 2)
 
 
 def _out_hw(h: int, w: int, kh: int, kw: int, stride, padding) -> tuple[int, int]:
     t, b, l, r = _pads(kh, kw, padding, stride)
-    return (h + t + b - kh) // stride[0] + 1, (w + l + r - kw) // stride[1] + 1
+    return _div(h + t + b - kh, stride[0]) + 1, _div(w + l + r - kw, stride[1]) + 1
 
 
 def _windows(x: np.ndarray, kh: int, kw: int, stride, padding, fill=0) -> np.ndarray:
@@ -203,20 +241,23 @@ def _eye_conv(_x, p, dtype=np.float64):
 
 def _square(_s, p):
     s = tuple(p["shape"])
-    _require(len(s) == 2 and s[0] == s[1], "identity matrix must be square")
+    _require(len(s) == 2, "identity matrix must be square")
+    _require(s[0] == s[1], "identity matrix must be square")
     return [s]
 
 
 def _idconv_shape(_s, p):
     s = tuple(p["shape"])
-    _require(len(s) == 4 and s[0] == s[1] and s[2] % 2 == 1 and s[3] % 2 == 1,
-             "identity conv kernel is (C, C, odd, odd)")
+    _require(len(s) == 4, "identity conv kernel is (C, C, odd, odd)")
+    for cond in (s[0] == s[1], s[2] % 2 == 1, s[3] % 2 == 1):
+        _require(cond, "identity conv kernel is (C, C, odd, odd)")
     return [s]
 
 
 def _poolk_shape(_s, p):
     s = tuple(p["shape"])
-    _require(len(s) == 4 and s[1] == 1, "pool kernel is (C, 1, KH, KW)")
+    _require(len(s) == 4, "pool kernel is (C, 1, KH, KW)")
+    _require(s[1] == 1, "pool kernel is (C, 1, KH, KW)")
     return [s]
 
 
@@ -237,7 +278,8 @@ op("pool_kernel", 0, ["shape"], _poolk_shape,
 
 
 def _same(s, _p):
-    _require(all(x == s[0] for x in s), f"elementwise shapes differ: {s}")
+    for x in s[1:]:
+        _require_same(x, s[0], f"elementwise shapes differ: {s}")
     return [s[0]]
 
 
@@ -265,7 +307,8 @@ op("scalar_mul", 2, [], _scalar_shape, lambda x, p: [_scaled(x[0], x[1])],
 def _bias_shape(s, p):
     x, b = s
     ax = p["axis"] % max(len(x), 1)
-    _require(len(x) >= 1 and b == (x[ax],), f"bias {b} does not fit axis {p['axis']} of {x}")
+    _require(len(x) >= 1, f"bias {b} does not fit axis {p['axis']} of {x}")
+    _require_same(b, (x[ax],), f"bias {b} does not fit axis {p['axis']} of {x}")
     return [x]
 
 
@@ -300,8 +343,8 @@ for _n, (_f, _e) in _UNARY.items():
 def _matmul_shape(s, p):
     a, b = s
     _require(len(a) >= 2 and len(a) == len(b), f"matmul needs equal ranks >= 2, got {a} {b}")
-    _require(a[:-2] == b[:-2], f"matmul batch dims differ: {a} {b}")
-    _require(a[-1] == b[-2], f"matmul inner dims differ: {a} {b}")
+    _require_same(a[:-2], b[:-2], f"matmul batch dims differ: {a} {b}")
+    _require_same(a[-1:], b[-2:-1], f"matmul inner dims differ: {a} {b}")
     _require(p["activation"] in ("none", "relu", "sigmoid", "tanh"), "bad activation")
     return [a[:-1] + b[-1:]]
 
@@ -322,12 +365,14 @@ def _conv_shape(s, p):
     x, w = s
     _require(len(x) == 4 and len(w) == 4, f"conv2d needs NCHW input and OIHW kernel: {x} {w}")
     g = p["groups"]
-    _require(g >= 1 and x[1] % g == 0 and w[0] % g == 0, f"groups {g} do not divide channels")
+    for cond in (g >= 1, x[1] % g == 0, w[0] % g == 0):
+        _require(cond, f"groups {g} do not divide channels")
     _require(w[1] * g == x[1], f"kernel {w} does not fit {x[1]} channels in {g} groups")
     _require(p["padding"] in ("same", "valid"), "padding is same or valid")
     _require(p["activation"] in ("none", "relu", "sigmoid", "tanh"), "bad activation")
     oh, ow = _out_hw(x[2], x[3], w[2], w[3], p["stride"], p["padding"])
-    _require(oh >= 1 and ow >= 1, f"kernel {w[2:]} larger than input {x[2:]}")
+    _require(oh >= 1, f"kernel {w[2:]} larger than input {x[2:]}")
+    _require(ow >= 1, f"kernel {w[2:]} larger than input {x[2:]}")
     return [(x[0], w[0], oh, ow)]
 
 
@@ -347,7 +392,8 @@ def _pool_shape(s, p):
     _require(len(x) == 4, f"pooling needs NCHW, got {x}")
     kh, kw = p["kernel"]
     oh, ow = _out_hw(x[2], x[3], kh, kw, p["stride"], p["padding"])
-    _require(oh >= 1 and ow >= 1, "pool kernel larger than input")
+    _require(oh >= 1, "pool kernel larger than input")
+    _require(ow >= 1, "pool kernel larger than input")
     return [(x[0], x[1], oh, ow)]
 
 
@@ -379,8 +425,9 @@ def _concat_shape(s, p):
     ax = p["axis"]
     _require(all(len(x) == len(s[0]) for x in s), f"concat ranks differ: {s}")
     _require(0 <= ax < len(s[0]), f"concat axis {ax} out of range for {s[0]}")
-    _require(all(x[:ax] + x[ax + 1:] == s[0][:ax] + s[0][ax + 1:] for x in s),
-             f"concat shapes differ off axis {ax}: {s}")
+    for x in s[1:]:
+        _require_same(x[:ax] + x[ax + 1:], s[0][:ax] + s[0][ax + 1:],
+                      f"concat shapes differ off axis {ax}: {s}")
     out = list(s[0])
     out[ax] = sum(x[ax] for x in s)
     return [tuple(out)]
@@ -396,8 +443,9 @@ def _split_shape(s, p):
     (x,) = s
     ax, sizes = p["axis"], tuple(p["sizes"])
     _require(0 <= ax < len(x), f"split axis {ax} out of range for {x}")
-    _require(len(sizes) >= 2 and all(k > 0 for k in sizes) and sum(sizes) == x[ax],
-             f"split sizes {sizes} do not add up to {x[ax]}")
+    _require(len(sizes) >= 2, f"split sizes {sizes} do not add up to {x[ax]}")
+    for cond in [k > 0 for k in sizes] + [sum(sizes) == x[ax]]:
+        _require(cond, f"split sizes {sizes} do not add up to {x[ax]}")
     return [x[:ax] + (k,) + x[ax + 1:] for k in sizes]
 
 
@@ -437,8 +485,8 @@ op("reshape", 1, ["shape"], _reshape_shape, lambda x, p: [x[0].reshape(p["shape"
 def _enlarge_shape(s, p):
     w, r = s
     _require(len(w) == 4 and len(r) == 4, "enlarge takes two OIHW kernels")
-    _require(w[2] <= r[2] and w[3] <= r[3] and (r[2] - w[2]) % 2 == 0 and (r[3] - w[3]) % 2 == 0,
-             f"cannot centre kernel {w} in {r}")
+    for cond in (w[2] <= r[2], w[3] <= r[3], (r[2] - w[2]) % 2 == 0, (r[3] - w[3]) % 2 == 0):
+        _require(cond, f"cannot centre kernel {w} in {r}")
     return [w[:2] + r[2:]]
 
 
@@ -457,7 +505,9 @@ op("enlarge", 2, [], _enlarge_shape, _enlarge, _enlarge, "enlarge", "copy",
 
 def _bn_shape(s, p):
     x = s[0]
-    _require(len(x) >= 2 and all(t == (x[1],) for t in s[1:]), f"batchnorm params must be ({x[1]},)")
+    _require(len(x) >= 2, f"batchnorm params must be ({x[1]},)")
+    for t in s[1:]:
+        _require_same(t, (x[1],), f"batchnorm params must be ({x[1]},)")
     return [x]
 
 

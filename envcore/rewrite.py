@@ -1,11 +1,16 @@
 """Apply a rule at a match: a new Graph, sharing every untouched node with the old one.
 
-Rules are generated on small pool shapes (say 4x4) and applied to real ones (1024x4096), so the
-target side's shape parameters (split sizes, constant and reshape shapes) are re-derived:
-a pool value v may stand for any real dimension found where v sits in the bound or matched
-tensors (same position, same pool value).  The combinations are tried in a fixed order and the
-first one under which the target infers shapes *and* gives every replaced tensor its exact shape
-wins; when none does the match is not applicable.  Resolutions are cached per shape signature.
+Rules are generated on small shapes (2x4x4x4) and applied to real ones (16x1024x64x64), so the
+target side's shape parameters (split sizes, constant shapes, a conv's groups) are re-derived at
+each match.  A proved rule carries its *scope* (`rule.meta["scope"]`, made by `verifier.scope`):
+- `requires`: the sizes that must be equal (or equal a constant) for its proof to hold; a match
+  that breaks one is not applicable;
+- `resolve`: where each target shape parameter comes from, structurally: the dim of a bound or
+  matched tensor, a matched node's shape parameter, or a constant.
+The target then infers its shapes through the catalogue, and every replaced tensor must keep its
+exact shape.  A rule without a scope (built by hand, `--unverified`) is resolved the old way: a
+generated size may stand for any real size found at the same position, first fit wins.
+Resolutions are cached per shape signature.
 """
 from __future__ import annotations
 
@@ -32,23 +37,35 @@ class Resolution(dict):
     """dst node id -> (full params as sorted pairs, output shapes), for dst operator nodes."""
 
 
-def _dst_info(dst: Graph) -> tuple[tuple[int, ...], dict]:
-    """(operator node ids in topological order, resolution cache) for a rule's target, kept on
-    the target graph object."""
-    hit = dst.__dict__.get("_dst_info")
-    if hit is None:
+def _dst_info(rule: Rule) -> tuple[tuple[int, ...], dict, CompiledScope | None]:
+    """(the target's operator node ids in topological order, resolution cache, compiled scope),
+    kept on the target graph object per scope (rules that share a target graph but not a scope,
+    e.g. a hand-built rule and its verified copy, keep apart caches)."""
+    scope = rule.meta.get("scope")
+    per_scope = rule.dst.__dict__.setdefault("_dst_info", {})
+    hit = per_scope.get(id(scope))
+    if hit is None or hit[3] is not scope:
+        dst = rule.dst
         order = tuple(i for i in dst.topo_order if dst.nodes[i].op not in LEAVES)
-        hit = dst.__dict__["_dst_info"] = (order, {})
-    return hit
+        hit = (order, {}, CompiledScope(scope) if scope is not None else None, scope)
+        per_scope[id(scope)] = hit
+    return hit[:3]
 
 
 def resolve(graph: Graph, rule: Rule, match: Match) -> Resolution | None:
-    """The target's params and shapes at this match's real shapes, or None if it does not fit."""
+    """The target's params and shapes at this match's real shapes, or None if it does not fit
+    (or, for a scoped rule, the match lies outside the proof's scope)."""
     pat = pattern_of(rule.src)
     var_real = {v: graph.shape(r) for v, r in match.bindings.items()}
     node_real = {p: graph.nodes[g].shapes for p, g in match.mapping.items()}
+    order, cache, scope = _dst_info(rule)
+    if scope is not None:
+        params_real = tuple((p, graph.nodes[match.mapping[p]].params) for p in scope.param_nodes)
+        sig = (tuple(sorted(var_real.items())), tuple(sorted(node_real.items())), params_real)
+        if sig not in cache:
+            cache[sig] = _resolve_scoped(graph, rule, match, scope, order, var_real, node_real)
+        return cache[sig]
     sig = (tuple(sorted(var_real.items())), tuple(sorted(node_real.items())))
-    order, cache = _dst_info(rule.dst)
     if sig in cache:
         return cache[sig]
     # pool value -> real values seen at the same positions, in a fixed order
@@ -61,11 +78,73 @@ def resolve(graph: Graph, rule: Rule, match: Match) -> Resolution | None:
             seen = dims.setdefault(a, [])
             if b not in seen:
                 seen.append(b)
-    targets = [(d, node_real[s.node][s.index] if s.node in node_real else var_real[
-        rule.src.nodes[s.node].p["name"]]) for s, d in zip(rule.src.outputs, rule.dst.outputs)]
-    result = _search_dst(rule.dst, order, var_real, dims, targets)
+    result = _search_dst(rule.dst, order, var_real, dims, _targets(rule, var_real, node_real))
     cache[sig] = result
     return result
+
+
+def _targets(rule: Rule, var_real, node_real) -> list:
+    return [(d, node_real[s.node][s.index] if s.node in node_real else var_real[
+        rule.src.nodes[s.node].p["name"]]) for s, d in zip(rule.src.outputs, rule.dst.outputs)]
+
+
+class CompiledScope:
+    """A rule's scope (see the module doc) in the form the matcher evaluates."""
+
+    def __init__(self, scope: dict):
+        self.requires = [(tuple(a), tuple(b) if isinstance(b, list) else b)
+                         for a, b in scope["requires"]]
+        self.resolve = {int(i): {p: [tuple(r) for r in rs] for p, rs in ps.items()}
+                        for i, ps in scope["resolve"].items()}
+        recipes = [r for ps in self.resolve.values() for rs in ps.values() for r in rs]
+        slots = [q for req in self.requires for q in req if isinstance(q, tuple)]
+        self.param_nodes = tuple(sorted({q[1] for q in slots + recipes if q[0] == "param"}))
+
+
+def _value(q, graph: Graph, match: Match):
+    """The real size a slot or recipe names at this match."""
+    kind = q[0]
+    if kind == "var":
+        return graph.shape(match.bindings[q[1]])[q[2]]
+    if kind == "param":
+        v = graph.nodes[match.mapping[q[1]]].p[q[2]]
+        return v[q[3]] if isinstance(v, tuple) else v
+    if kind == "dim":
+        return graph.nodes[match.mapping[q[1]]].shapes[q[2]][q[3]]
+    if kind == "const":
+        return q[1]
+    raise ValueError(f"unknown size recipe {q!r}")
+
+
+def _resolve_scoped(graph, rule, match, scope: CompiledScope, order, var_real, node_real):
+    try:
+        for a, b in scope.requires:
+            if _value(a, graph, match) != (b if not isinstance(b, tuple) else
+                                           _value(b, graph, match)):
+                return None
+    except (KeyError, IndexError):
+        return None
+    dst = rule.dst
+    shapes: dict[int, tuple[Shape, ...]] = {i: (var_real[n.p["name"]],)
+                                            for i, n in dst.nodes.items() if n.op in LEAVES}
+    chosen = Resolution()
+    for i in order:
+        n = dst.nodes[i]
+        params = n.p
+        for name, recipes in scope.resolve.get(i, {}).items():
+            vals = tuple(_value(r, graph, match) for r in recipes)
+            params[name] = vals if isinstance(params[name], tuple) else vals[0]
+        ins = [shapes[r.node][r.index] for r in n.inputs]
+        try:
+            out = tuple(OPS[n.op].infer(ins, params))
+        except (ShapeError, ValueError, TypeError, IndexError, ZeroDivisionError):
+            return None
+        shapes[i] = out
+        chosen[i] = (tuple(sorted((k, freeze(v)) for k, v in params.items())), out)
+    if not all(shapes[d.node][d.index] == want
+               for d, want in _targets(rule, var_real, node_real)):
+        return None
+    return chosen
 
 
 def _search_dst(dst: Graph, order, var_real, dims, targets) -> Resolution | None:
@@ -195,7 +274,7 @@ def _build(graph: Graph, rule: Rule, match: Match, res: Resolution,
         n = dst.nodes[r.node]
         return match.bindings[n.p["name"]] if n.op in LEAVES else Ref(ids[r.node], r.index)
 
-    for i in _dst_info(dst)[0]:
+    for i in _dst_info(rule)[0]:
         n = dst.nodes[i]
         params, shapes = res[i]
         node = Node(n.op, tuple(tensor(r) for r in n.inputs), params, shapes)

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from envcore.ops import ShapeError
-from envcore.rule import Rule
+from envcore.rule import MalformedRule, Rule
 
 
 @dataclass(frozen=True)
@@ -34,9 +34,11 @@ class RuleResult:
 
 
 def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
-    """Numeric refutation first, then a Z3 proof under a per-rule timeout."""
-    from verifier.prove import prove
+    """Numeric refutation first, then a Z3 proof with symbolic dims, once per direction
+    (`verifier.scope`): a proved rule carries the scope each direction holds in."""
+    from verifier.prove import axiom_solver, prove
     from verifier.refute import numeric_check
+    from verifier.scope import pinned_scope, prove_scoped
     t0 = time.perf_counter()
     try:
         cex = numeric_check(rule)
@@ -47,12 +49,31 @@ def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
     t1 = time.perf_counter()
     if cex is not None:
         return RuleResult("refuted", (), cex, t1 - t0, {"numeric_s": t1 - t0})
-    status, used = prove(rule, timeout_ms)
+    directions = {"forward": rule}
+    try:
+        directions["reverse"] = rule.reversed()
+    except MalformedRule:
+        pass
+    scope, used, status = {}, set(), "proved"
+    for name, r in directions.items():
+        st, ax, sc = prove_scoped(r, axiom_solver, timeout_ms)
+        if st == "pinned":           # shapes not symbolic: the proof at the generated sizes
+            st, ax = prove(r, timeout_ms)
+            sc = pinned_scope(r) if st == "proved" else None
+        if st != "proved":
+            if name == "forward":
+                status = st
+                break
+            continue                 # the reverse direction is simply not offered
+        scope[name], used = sc, used | set(ax)
     t2 = time.perf_counter()
     info = {"numeric_s": t1 - t0, "proof_s": t2 - t1}
     if note:
         info["note"] = note
-    return RuleResult(status, used, None, t2 - t0, info)
+    if status != "proved":
+        return RuleResult("unknown" if status != "malformed" else "malformed", (), None,
+                          t2 - t0, info)
+    return RuleResult("proved", tuple(sorted(used)), None, t2 - t0, info, scope)
 
 
 __all__ = ["RuleResult", "verify_rule"]

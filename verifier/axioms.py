@@ -470,7 +470,10 @@ AXIOMS: list[Axiom] = [
     Axiom("matmul_concat_sum", "a sum of matmuls is one matmul over concatenated operands",
           add(mat(x, y), mat(z, w)), mat(concat(x, z, axis=1), concat(y, w, axis=0)),
           mm("xy", ranks=(2,), extra=lambda i, b, n: [
-              i.update(z=(n[0], k), w=(k, n[2])) for k in [max(1, n[1] - 1)]])),
+              i.update(z=(n[0], k), w=(k, n[2])) for k in [max(1, n[1] - 1)]]),
+          # read right to left, the seams must line up: typed operands of the one matmul do
+          # not make the two products typed (x (2,1), z (2,2) against y (1,1), w (2,1))
+          where=((Dim("x", 1), Dim("y", 0)),)),
     Axiom("matmul_concat_cols", "matmul distributes over a concat of columns",
           mat(x, concat(y, z, axis=1)), concat(mat(x, y), mat(x, z), axis=1),
           mm("xy", ranks=(2,), extra=lambda i, b, n: i.update(z=(n[1], n[0])))),

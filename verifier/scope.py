@@ -1,0 +1,375 @@
+"""Where a proof holds: a rule proved with symbolic dimensions, and the shape scope it rests on.
+
+A rule is generated on small shapes (2x4x4x4) and applied to large ones (16x1024x64x64), so a
+proof at the generated shapes alone says nothing.  Here every size the matcher leaves open is a
+Z3 integer (a *slot*):
+
+- ("var", name, axis)              a dim of a rule variable;
+- ("param", node, name, index)     an entry of a source node's shape parameter (split sizes, a
+                                   constant's shape), which the matcher takes from the graph.
+
+Dims the matcher fixes (a conv kernel's window, `envcore.ops.SEMANTIC_DIMS`) are pinned to their
+values, as the matcher pins them.  The catalogue's own shape rules run on these symbols
+(`envcore.ops.assuming`): the source's conditions hold at every match (the graph is well typed);
+the target's conditions and "each output keeps its shape" are checked by the rewriter at the real
+sizes.  The target's shape parameters (and a target conv's `groups`) are *resolved from the
+structure of the bindings*: each is the dim of a source tensor (or a source shape parameter)
+that the shape rules force it to equal, or, when nothing forces it, its generated value.
+
+The proof then runs on these symbolic shapes, with each equality that held at the generated
+sizes offered as a tracked assumption (first slot = slot, then slot = constant).  The unsat core
+names the assumptions the proof used: that is the rule's *precondition*, which the matcher
+checks before it lists a match.  An empty core means the rule holds at every size the matcher
+admits.  A scope is plain data (JSON):
+
+    {"requires": [[slot, slot_or_int], ...],      # the precondition, [] when general
+     "resolve": {dst node id: {param: [recipe per entry]}},
+     "pinned": bool}                              # true when shapes could not be made symbolic
+
+    recipe: ["var", name, axis] | ["dim", src node, output, axis] | ["param", node, name, i]
+            | ["const", value]
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import z3
+
+from envcore.graph import Graph, Ref
+from envcore.ops import LEAVES, OPS, SHAPE_PARAMS, ShapeError, assuming, semantic_dims
+from envcore.rule import Rule
+from verifier import z3ops
+
+# target params resolved from the bindings besides SHAPE_PARAMS: a conv's groups follow from
+# its channel counts (pool_avg -> depthwise conv has groups = C)
+RESOLVED_PARAMS = {"conv2d": ("groups",)}
+
+
+class NotSymbolic(ValueError):
+    """A shape rule that cannot run on symbolic dims (reshape's element count, opaque ops)."""
+
+
+def _int(v) -> z3.ArithRef:
+    return v if isinstance(v, z3.ExprRef) else z3.IntVal(int(v))
+
+
+def _entries(value) -> list:
+    return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+def _rebuild(value, entries):
+    return tuple(entries) if isinstance(value, (tuple, list)) else entries[0]
+
+
+class Side:
+    """One side of a rule with symbolic shapes.  `open_params`: (node, param) pairs whose entries
+    get fresh symbols named with `prefix` (slots on the matched side, unknowns on the built one)."""
+
+    def __init__(self, graph: Graph, var_dims: dict, open_params, prefix: str, pins: bool):
+        self.graph = graph
+        self.shapes: dict[Ref, tuple] = {}
+        self.params: dict[int, dict] = {}
+        self.symbols: dict[tuple, tuple[z3.ArithRef, int]] = {}   # key -> (symbol, gen value)
+        self.conds: list = []
+        for i in graph.topo_order:
+            n = graph.nodes[i]
+            if n.op in LEAVES:
+                self.shapes[Ref(i, 0)] = var_dims[n.p["name"]]
+                continue
+            opdef = OPS[n.op]
+            p = {**opdef.defaults, **n.p}
+            for name in open_params(i, n.op):
+                if name not in p:
+                    continue
+                ents = []
+                for k, v in enumerate(_entries(p[name])):
+                    key = (prefix, i, name, k)
+                    sym = z3.Int(":".join(map(str, key)))
+                    self.symbols[key] = (sym, int(v))
+                    ents.append(sym)
+                p[name] = _rebuild(p[name], ents)
+            self.params[i] = p
+            ins = [self.shapes[r] for r in n.inputs]
+            if pins:   # the matcher keeps these dims (a kernel's window) as the rule has them
+                concrete = [graph.shape(r) for r in n.inputs]
+                for k, a, size in semantic_dims(n.op, concrete):
+                    self.conds.append(_int(ins[k][a]) == size)
+            try:
+                with assuming() as conds:
+                    outs = opdef.shape(ins, p)
+            except (TypeError, z3.Z3Exception, ShapeError, IndexError) as e:
+                raise NotSymbolic(f"{n.op}: {e}") from None
+            self.conds += conds
+            for k, sh in enumerate(outs):
+                self.shapes[Ref(i, k)] = tuple(sh)
+
+    def terms(self) -> dict:
+        """Every tensor as a Z3 term, shape parameters symbolic."""
+        out: dict = {}
+        for i in self.graph.topo_order:
+            n = self.graph.nodes[i]
+            if n.op in LEAVES:
+                out[Ref(i, 0)] = z3ops.leaf(n.op, n.p["name"])
+                continue
+            args = [out[r] for r in n.inputs]
+            for k in range(n.num_outputs):
+                out[Ref(i, k)] = z3ops.apply(n.op, self.params[i], args, k)
+        return out
+
+
+def _open_src(_i, op):
+    return SHAPE_PARAMS.get(op, ())
+
+
+def _open_dst(_i, op):
+    return SHAPE_PARAMS.get(op, ()) + RESOLVED_PARAMS.get(op, ())
+
+
+def _var_dims(rule: Rule) -> tuple[dict, dict]:
+    """Symbolic dims of every rule variable, and the var slots: slot -> (symbol, gen value)."""
+    dims, slots = {}, {}
+    for g in (rule.src, rule.dst):
+        for name, ref in g.leaves().items():
+            if name in dims:
+                continue
+            syms = []
+            for a, v in enumerate(g.shape(ref)):
+                key = ("var", name, a)
+                sym = z3.Int(f"var:{name}:{a}")
+                slots[key] = (sym, int(v))
+                syms.append(sym)
+            dims[name] = tuple(syms)
+    return dims, slots
+
+
+class Setup:
+    """Everything a direction's proof needs, short of the axioms: symbolic sides, facts, the
+    resolution of the target's parameters, and the candidate assumptions."""
+
+    def __init__(self, rule: Rule, max_entail_checks: int = 400):
+        var_dims, var_slots = _var_dims(rule)
+        self.rule = rule
+        self.src = Side(rule.src, var_dims, _open_src, "param", pins=True)
+        self.dst = Side(rule.dst, var_dims, _open_dst, "u", pins=False)
+        self.slots = {**var_slots, **self.src.symbols}
+        facts = list(self.src.conds) + list(self.dst.conds)
+        for s, d in zip(rule.src.outputs, rule.dst.outputs):
+            a, b = self.src.shapes[s], self.dst.shapes[d]
+            if len(a) != len(b):
+                raise ShapeError("outputs differ in rank")
+            facts += [_int(p) == _int(q) for p, q in zip(a, b)]
+        facts += [sym >= 1 for sym, _ in self.slots.values()]
+        facts += [sym >= 1 for key, (sym, _) in self.dst.symbols.items()]
+        self.shape_facts = facts
+        self.resolve, self.resolution_facts = self._resolve(facts, max_entail_checks)
+
+    # -- the target's parameters, from the structure of the bindings --------------------------
+
+    def _candidates(self):
+        """(recipe, expression, generated value) for every source tensor dim and shape param."""
+        out = []
+        for (kind, *rest), (sym, v) in self.src.symbols.items():
+            out.append((["param", *rest], sym, v))
+        for ref, sh in self.src.shapes.items():
+            n = self.rule.src.nodes[ref.node]
+            for a, e in enumerate(sh):
+                v = self.rule.src.shape(ref)[a]
+                if n.op in LEAVES:
+                    out.append((["var", n.p["name"], a], _int(e), v))
+                else:
+                    out.append((["dim", ref.node, ref.index, a], _int(e), v))
+        return out
+
+    def _resolve(self, facts, budget):
+        unknowns = dict(self.dst.symbols)
+        if not unknowns:
+            return {}, []
+        s = z3.Solver()
+        s.set("timeout", 500)
+        s.add(*facts)
+        cands = self._candidates()
+        chosen: dict[tuple, list] = {}
+        extra = []
+        todo = list(unknowns)
+        checks = 0
+        while todo:
+            progress = False
+            for key in list(todo):
+                sym, v = unknowns[key]
+                for recipe, expr, cv in cands:
+                    if cv != v or checks >= budget:
+                        continue
+                    checks += 1
+                    s.push()
+                    s.add(sym != expr)
+                    entailed = s.check() == z3.unsat
+                    s.pop()
+                    if entailed:
+                        chosen[key], progress = recipe, True
+                        extra.append(sym == expr)
+                        s.add(sym == expr)
+                        todo.remove(key)
+                        break
+            if not progress:        # nothing forces it: it keeps its generated value
+                key = todo.pop(0)
+                sym, v = unknowns[key]
+                chosen[key] = ["const", v]
+                extra.append(sym == v)
+                s.add(sym == v)
+        resolve: dict[str, dict[str, list]] = {}
+        for (_, node, name, k), recipe in sorted(chosen.items(), key=lambda kv: kv[0][1:]):
+            resolve.setdefault(str(node), {}).setdefault(name, []).append(recipe)
+        return resolve, extra
+
+    # -- the proof's facts and assumptions ------------------------------------------------------
+
+    def dim_facts(self, src_terms: dict, dst_terms: dict) -> list:
+        facts, seen = [], set()
+        for side, terms in ((self.src, src_terms), (self.dst, dst_terms)):
+            for ref, t in terms.items():
+                if t.get_id() in seen:
+                    continue
+                seen.add(t.get_id())
+                sh = side.shapes[ref]
+                facts += [z3ops.DIM(t, k) == _int(d) for k, d in enumerate(sh)]
+                facts.append(z3ops.DIM(t, len(sh)) == 0)
+        return facts
+
+    def equalities(self) -> list[tuple[tuple, Any]]:
+        """slot = slot for every pair of slots of equal generated size."""
+        keys = sorted(self.slots, key=str)
+        return [(a, b) for a, b in itertools.combinations(keys, 2)
+                if self.slots[a][1] == self.slots[b][1]]
+
+    def pins(self) -> list[tuple[tuple, int]]:
+        return [(k, self.slots[k][1]) for k in sorted(self.slots, key=str)]
+
+    def formula(self, req) -> z3.BoolRef:
+        a, b = req
+        return self.slots[a][0] == (self.slots[b][0] if isinstance(b, tuple) else b)
+
+
+def _jsonable_req(req) -> list:
+    a, b = req
+    return [list(a), list(b) if isinstance(b, tuple) else b]
+
+
+def pinned_scope(rule: Rule) -> dict:
+    """The scope of a rule whose shapes could not be made symbolic: every open size as
+    generated (the matcher then applies it only at the generated sizes)."""
+    reqs = []
+    for g in (rule.src,):
+        for name, ref in g.leaves().items():
+            reqs += [[["var", name, a], int(v)] for a, v in enumerate(g.shape(ref))]
+        for i, n in g.nodes.items():
+            for p in SHAPE_PARAMS.get(n.op, ()):
+                reqs += [[["param", i, p, k], int(v)] for k, v in enumerate(_entries(n.p[p]))]
+    resolve: dict = {}
+    for i, n in rule.dst.nodes.items():
+        for p in _open_dst(i, n.op):
+            if p in n.p:
+                resolve.setdefault(str(i), {})[p] = [["const", int(v)] for v in _entries(n.p[p])]
+    return {"requires": reqs, "resolve": resolve, "pinned": True}
+
+
+def prove_scoped(rule: Rule, solver_factory, timeout_ms: int = 2000) \
+        -> tuple[str, tuple[str, ...], dict | None]:
+    """(status, axioms used, scope) for one direction of `rule` (src is what the matcher finds).
+    `solver_factory()` gives a solver holding the axioms, each tracked as `ax:name`."""
+    try:
+        setup = Setup(rule)
+    except NotSymbolic:
+        return "pinned", (), None
+    except ShapeError:
+        return "malformed", (), None
+    try:
+        src_t, dst_t = setup.src.terms(), setup.dst.terms()
+    except z3ops.NotEncodable:
+        return "unknown", (), None
+    negated = z3.Or([src_t[a] != dst_t[b] for a, b in zip(rule.src.outputs, rule.dst.outputs)])
+    s = solver_factory()
+    s.set("timeout", int(timeout_ms))
+    s.add(*setup.shape_facts, *setup.resolution_facts, *setup.dim_facts(src_t, dst_t))
+    s.add(negated)
+    lits: dict[str, tuple] = {}
+
+    def literal(req) -> z3.BoolRef:
+        name = f"pre:{_jsonable_req(req)}"
+        if name not in lits:
+            lits[name] = req
+            s.add(z3.Implies(z3.Bool(name), setup.formula(req)))
+        return z3.Bool(name)
+
+    offered: list = []
+    for reqs in (setup.equalities(), setup.pins()):
+        offered += [literal(q) for q in reqs]
+        if s.check(*offered) == z3.unsat:
+            used = _weakest(s, [lits[str(c)] for c in s.unsat_core() if str(c) in lits], literal)
+            s.check(*used)
+            core = [str(b) for b in s.unsat_core()]
+            axioms = tuple(sorted(c[3:] for c in core if c.startswith("ax:")))
+            requires = sorted((_jsonable_req(lits[str(u)]) for u in used), key=str)
+            return "proved", axioms, {"requires": requires, "resolve": setup.resolve,
+                                      "pinned": False}
+    return "unknown", (), None
+
+
+def _weakest(s: z3.Solver, core: list, literal) -> list:
+    """A precondition no stronger than it must be.  A minimal core is not the weakest: from
+    {a = b, a = c} (b = c is what the proof needs) no literal can be dropped.  So the core's
+    equalities are closed into classes first, every pair of a class offered, and then dropped one
+    at a time while the proof still goes through (pins last, so equalities win over pins)."""
+    eqs = [r for r in core if _is_eq(r)]
+    pins = [r for r in core if not _is_eq(r)]
+    parent: dict = {}
+
+    def find(a):
+        while parent.get(a, a) != a:
+            a = parent[a]
+        return a
+    for a, b in eqs:
+        parent[find(a)] = find(b)
+    classes: dict = {}
+    for a in {q for e in eqs for q in e}:
+        classes.setdefault(find(a), []).append(a)
+    closure = [(a, b) for members in classes.values()
+               for a, b in itertools.combinations(sorted(members, key=str), 2)]
+    if len(closure) > 40:           # a big class: the core as it came
+        closure = eqs
+    kept = [literal(q) for q in closure] + [literal(q) for q in pins]
+    if s.check(*kept) != z3.unsat:
+        return [literal(q) for q in core]
+    best = None
+    eq_lits, pin_lits = kept[:len(closure)], kept[len(closure):]
+    # deleting in another order ends in another minimal set: two orders, the smaller wins
+    for order in (eq_lits + pin_lits, eq_lits[::-1] + pin_lits):
+        cur = list(kept)
+        for lit in order:
+            trial = [k for k in cur if not k.eq(lit)]
+            if s.check(*trial) == z3.unsat:
+                cur = trial
+        if best is None or len(cur) < len(best):
+            best = cur
+    return best
+
+
+def _is_eq(req) -> bool:
+    return isinstance(req[1], tuple)
+
+
+def describe(scope: dict | None) -> str:
+    """One line a person reads: 'any sizes', or the precondition."""
+    if scope is None:
+        return "unscoped"
+    if not scope["requires"]:
+        return "any sizes"
+
+    def slot(s):
+        if not isinstance(s, list):
+            return str(s)
+        if s[0] == "var":
+            return f"{s[1]}[{s[2]}]"
+        return f"{s[2]}[{s[3]}]@{s[1]}"
+    text = ", ".join(f"{slot(a)} = {slot(b)}" for a, b in scope["requires"])
+    return ("only at the generated sizes: " if scope.get("pinned") else "") + text
