@@ -15,8 +15,9 @@
 - Ends (terminated) on stop or when no candidate is left; truncated after max_steps or when the
   graph outgrows the observation (max_nodes / max_edges).
 - `model`: a zoo name (built with `model_size`) or a Graph.  `rules`: a list of Rules, a callable
-  returning one, or a path to a rule file (a .db gives its proved rules; .json/.pb are read with
-  subgen.ruleio; subgen is imported only then).
+  returning one, or a path to a rule file: a .db gives its proved rules, a .json/.pb file is
+  verified first and gives its proved rules, each applied only inside its proof's scope
+  (`subgen.ruleset`; subgen is imported only then).  `unverified=True` applies a file as it is.
   `cost`: a cost-model name for envcore.cost.get_cost_model, or an object with `graph_cost` and
   `op_cost`.
 Importing this module registers the id with Gymnasium (`gym.make("envcore.env:subgen/...")`
@@ -48,18 +49,14 @@ def _load_model(model, model_size) -> Graph:
     return build(str(model), size=model_size)
 
 
-def _load_rules(rules) -> list[Rule]:
+def _load_rules(rules, unverified: bool = False) -> list[Rule]:
     if callable(rules) and not isinstance(rules, (list, tuple)):
         rules = rules()
     if isinstance(rules, str) or hasattr(rules, "__fspath__"):
-        # a convenience: envcore needs subgen nowhere else.  A rule DB gives its proved rules.
-        if str(rules).endswith(".db"):
-            from subgen.ruledb import RuleDB
-            with RuleDB(rules, create=False) as db:
-                rules = db.proved_rules()
-        else:
-            from subgen.ruleio import load_rules
-            rules = load_rules(rules)
+        # a convenience (and the one upward import left, for issue 14): a path goes through
+        # subgen's one loader, so a file's rules are proved, and scoped, before any is applied
+        from subgen.ruleset import load_rules_for_use
+        rules = load_rules_for_use(rules, both_directions=False, unverified=unverified)
     rules = list(rules)
     if not all(isinstance(r, Rule) for r in rules):
         raise TypeError("rules must be Rule objects, a callable returning them, or a path")
@@ -80,12 +77,12 @@ class GraphRewriteEnv(gym.Env):
                  cost: Any = "analytic", max_candidates: int = 256, max_steps: int = 100,
                  model_size: str = "full", max_nodes: int | None = None,
                  max_edges: int | None = None, render_mode: str | None = None,
-                 candidate_order: str = "rule"):
+                 candidate_order: str = "rule", unverified: bool = False):
         if candidate_order not in ("rule", "delta"):
             raise ValueError(f"candidate_order must be 'rule' or 'delta', not {candidate_order!r}")
         self.candidate_order = candidate_order
         self.graph0 = _load_model(model, model_size)
-        self.rules = _load_rules(rules)
+        self.rules = _load_rules(rules, unverified)
         self.cost_model = _load_cost(cost)
         self.num_rules = len(self.rules)
         self.max_candidates, self.max_steps = int(max_candidates), int(max_steps)

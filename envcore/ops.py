@@ -24,20 +24,21 @@ class ShapeError(ValueError):
     """The inputs' shapes (or the parameters) do not fit the operator."""
 
 
-def _require(cond, msg: str) -> None:
+def _require(cond, msg) -> None:
     """Raise ShapeError unless `cond` holds.  The shape rules are also run on symbolic dims
     (Z3 integers, by `verifier.scope`, to derive where a proof holds); a condition that is not a
-    plain bool is then recorded as an assumption instead of decided (see `assuming`)."""
+    plain bool is then recorded as an assumption instead of decided (see `assuming`).  `msg` may
+    be a function giving the message: formatting symbolic dims costs more than the check."""
     if isinstance(cond, (bool, np.bool_)):
         if not cond:
-            raise ShapeError(msg)
+            raise ShapeError(msg() if callable(msg) else msg)
     elif _ASSUMED:
         _ASSUMED[-1].append(cond)
     else:
-        raise ShapeError(f"{msg} (undecided: {cond})")
+        raise ShapeError(f"{msg() if callable(msg) else msg} (undecided)")
 
 
-def _require_same(a, b, msg: str) -> None:
+def _require_same(a, b, msg) -> None:
     """Two shapes (or shape slices) are equal, element by element (so that symbolic dims are
     compared one by one, not by a tuple comparison that would have to decide them)."""
     _require(len(a) == len(b), msg)
@@ -169,10 +170,10 @@ class OpDef:
 
     def infer(self, shapes: list[Shape], params: Params) -> list[Shape]:
         if self.num_inputs is None:
-            _require(len(shapes) >= 1, f"{self.name} needs at least one input")
+            _require(len(shapes) >= 1, lambda: f"{self.name} needs at least one input")
         else:
             _require(len(shapes) == self.num_inputs,
-                     f"{self.name} takes {self.num_inputs} inputs, got {len(shapes)}")
+                     lambda: f"{self.name} takes {self.num_inputs} inputs, got {len(shapes)}")
         return [tuple(int(d) for d in s) for s in self.shape(shapes, params)]
 
     def full_params(self, params: Params) -> Params:
@@ -279,7 +280,7 @@ op("pool_kernel", 0, ["shape"], _poolk_shape,
 
 def _same(s, _p):
     for x in s[1:]:
-        _require_same(x, s[0], f"elementwise shapes differ: {s}")
+        _require_same(x, s[0], lambda: f"elementwise shapes differ: {s}")
     return [s[0]]
 
 
@@ -307,8 +308,8 @@ op("scalar_mul", 2, [], _scalar_shape, lambda x, p: [_scaled(x[0], x[1])],
 def _bias_shape(s, p):
     x, b = s
     ax = p["axis"] % max(len(x), 1)
-    _require(len(x) >= 1, f"bias {b} does not fit axis {p['axis']} of {x}")
-    _require_same(b, (x[ax],), f"bias {b} does not fit axis {p['axis']} of {x}")
+    _require(len(x) >= 1, lambda: f"bias {b} does not fit axis {p['axis']} of {x}")
+    _require_same(b, (x[ax],), lambda: f"bias {b} does not fit axis {p['axis']} of {x}")
     return [x]
 
 
@@ -342,9 +343,9 @@ for _n, (_f, _e) in _UNARY.items():
 
 def _matmul_shape(s, p):
     a, b = s
-    _require(len(a) >= 2 and len(a) == len(b), f"matmul needs equal ranks >= 2, got {a} {b}")
-    _require_same(a[:-2], b[:-2], f"matmul batch dims differ: {a} {b}")
-    _require_same(a[-1:], b[-2:-1], f"matmul inner dims differ: {a} {b}")
+    _require(len(a) >= 2 and len(a) == len(b), lambda: f"matmul needs equal ranks >= 2, got {a} {b}")
+    _require_same(a[:-2], b[:-2], lambda: f"matmul batch dims differ: {a} {b}")
+    _require_same(a[-1:], b[-2:-1], lambda: f"matmul inner dims differ: {a} {b}")
     _require(p["activation"] in ("none", "relu", "sigmoid", "tanh"), "bad activation")
     return [a[:-1] + b[-1:]]
 
@@ -363,16 +364,16 @@ op("matmul", 2, ["activation"], _matmul_shape,
 
 def _conv_shape(s, p):
     x, w = s
-    _require(len(x) == 4 and len(w) == 4, f"conv2d needs NCHW input and OIHW kernel: {x} {w}")
+    _require(len(x) == 4 and len(w) == 4, lambda: f"conv2d needs NCHW input and OIHW kernel: {x} {w}")
     g = p["groups"]
     for cond in (g >= 1, x[1] % g == 0, w[0] % g == 0):
-        _require(cond, f"groups {g} do not divide channels")
-    _require(w[1] * g == x[1], f"kernel {w} does not fit {x[1]} channels in {g} groups")
+        _require(cond, lambda: f"groups {g} do not divide channels")
+    _require(w[1] * g == x[1], lambda: f"kernel {w} does not fit {x[1]} channels in {g} groups")
     _require(p["padding"] in ("same", "valid"), "padding is same or valid")
     _require(p["activation"] in ("none", "relu", "sigmoid", "tanh"), "bad activation")
     oh, ow = _out_hw(x[2], x[3], w[2], w[3], p["stride"], p["padding"])
-    _require(oh >= 1, f"kernel {w[2:]} larger than input {x[2:]}")
-    _require(ow >= 1, f"kernel {w[2:]} larger than input {x[2:]}")
+    _require(oh >= 1, lambda: f"kernel {w[2:]} larger than input {x[2:]}")
+    _require(ow >= 1, lambda: f"kernel {w[2:]} larger than input {x[2:]}")
     return [(x[0], w[0], oh, ow)]
 
 
@@ -389,7 +390,7 @@ op("conv2d", 2, ["stride", "padding", "activation", "groups"], _conv_shape, _con
 
 def _pool_shape(s, p):
     (x,) = s
-    _require(len(x) == 4, f"pooling needs NCHW, got {x}")
+    _require(len(x) == 4, lambda: f"pooling needs NCHW, got {x}")
     kh, kw = p["kernel"]
     oh, ow = _out_hw(x[2], x[3], kh, kw, p["stride"], p["padding"])
     _require(oh >= 1, "pool kernel larger than input")
@@ -423,11 +424,11 @@ for _kind in ("avg", "max"):
 
 def _concat_shape(s, p):
     ax = p["axis"]
-    _require(all(len(x) == len(s[0]) for x in s), f"concat ranks differ: {s}")
-    _require(0 <= ax < len(s[0]), f"concat axis {ax} out of range for {s[0]}")
+    _require(all(len(x) == len(s[0]) for x in s), lambda: f"concat ranks differ: {s}")
+    _require(0 <= ax < len(s[0]), lambda: f"concat axis {ax} out of range for {s[0]}")
     for x in s[1:]:
         _require_same(x[:ax] + x[ax + 1:], s[0][:ax] + s[0][ax + 1:],
-                      f"concat shapes differ off axis {ax}: {s}")
+                      lambda: f"concat shapes differ off axis {ax}: {s}")
     out = list(s[0])
     out[ax] = sum(x[ax] for x in s)
     return [tuple(out)]
@@ -442,10 +443,10 @@ op("concat", None, ["axis"], _concat_shape, lambda x, p: [np.concatenate(x, axis
 def _split_shape(s, p):
     (x,) = s
     ax, sizes = p["axis"], tuple(p["sizes"])
-    _require(0 <= ax < len(x), f"split axis {ax} out of range for {x}")
-    _require(len(sizes) >= 2, f"split sizes {sizes} do not add up to {x[ax]}")
+    _require(0 <= ax < len(x), lambda: f"split axis {ax} out of range for {x}")
+    _require(len(sizes) >= 2, lambda: f"split sizes {sizes} do not add up to {x[ax]}")
     for cond in [k > 0 for k in sizes] + [sum(sizes) == x[ax]]:
-        _require(cond, f"split sizes {sizes} do not add up to {x[ax]}")
+        _require(cond, lambda: f"split sizes {sizes} do not add up to {x[ax]}")
     return [x[:ax] + (k,) + x[ax + 1:] for k in sizes]
 
 
@@ -462,7 +463,7 @@ op("split", 1, ["axis", "sizes"], _split_shape, _split, _split, "split", "copy",
 def _transpose_shape(s, p):
     (x,) = s
     perm = tuple(p["perm"])
-    _require(sorted(perm) == list(range(len(x))), f"bad permutation {perm} for {x}")
+    _require(sorted(perm) == list(range(len(x))), lambda: f"bad permutation {perm} for {x}")
     return [tuple(x[i] for i in perm)]
 
 
@@ -474,7 +475,7 @@ op("transpose", 1, ["perm"], _transpose_shape, lambda x, p: [np.transpose(x[0], 
 def _reshape_shape(s, p):
     (x,) = s
     out = tuple(p["shape"])
-    _require(int(np.prod(x)) == int(np.prod(out)), f"cannot reshape {x} to {out}")
+    _require(int(np.prod(x)) == int(np.prod(out)), lambda: f"cannot reshape {x} to {out}")
     return [out]
 
 
@@ -486,7 +487,7 @@ def _enlarge_shape(s, p):
     w, r = s
     _require(len(w) == 4 and len(r) == 4, "enlarge takes two OIHW kernels")
     for cond in (w[2] <= r[2], w[3] <= r[3], (r[2] - w[2]) % 2 == 0, (r[3] - w[3]) % 2 == 0):
-        _require(cond, f"cannot centre kernel {w} in {r}")
+        _require(cond, lambda: f"cannot centre kernel {w} in {r}")
     return [w[:2] + r[2:]]
 
 
@@ -505,9 +506,9 @@ op("enlarge", 2, [], _enlarge_shape, _enlarge, _enlarge, "enlarge", "copy",
 
 def _bn_shape(s, p):
     x = s[0]
-    _require(len(x) >= 2, f"batchnorm params must be ({x[1]},)")
+    _require(len(x) >= 2, lambda: f"batchnorm params must be ({x[1]},)")
     for t in s[1:]:
-        _require_same(t, (x[1],), f"batchnorm params must be ({x[1]},)")
+        _require_same(t, (x[1],), lambda: f"batchnorm params must be ({x[1]},)")
     return [x]
 
 

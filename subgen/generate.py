@@ -236,27 +236,55 @@ def normal_form_stage(rules, summary: Summary, progress=NoProgress(),
     return sorted([i, lead] for i, lead in d.items())
 
 
-def inherit_results(db, derived: dict) -> None:
-    """Gives each derived rule its status: proved when its two sides share a normal form (the
-    base rules, proved themselves, rewrite one into the other), else its leader's status."""
+def inherit_results(db, derived: dict, leaders_done: bool = False) -> list[int]:
+    """Statuses and scopes without a proof, where the normal form gives them (returns the ids
+    left to verify).
+    - A rule sharing its normal form with the base rules' (no leader): the base rules
+      (associativity, commutativity, scalars through linear ops, a fused activation) hold at
+      every size at which both sides are typed, and the rewriter checks the target's typing.
+    - With `leaders_done`, a rule that follows from a proved leader whose scope is general in
+      both directions and needs no resolved parameter: AC-steps keep it general.  A leader that
+      failed passes its status on; one with a precondition does not pass its scope (it is in
+      the leader's own slots), and the rule is left to the verifier.
+    Rules with shape parameters or convs (resolved groups) are always left to the verifier."""
     if not derived:
-        return
+        return []
+    from envcore.ops import SHAPE_PARAMS
+    from envcore.rule import Rule
+    from verifier.scope import RESOLVED_PARAMS, normal_form_scope
     status, name = db.statuses(), db.names()
-    results = []
-    for rid, lead in derived.items():
-        if status[rid] != "candidate":
-            continue   # inherited before a kill
+    special = set(SHAPE_PARAMS) | set(RESOLVED_PARAMS)
+    scopes = {s.id: s.scope for s in db.rules("proved")} if leaders_done else {}
+    todo = {rid: lead for rid, lead in derived.items() if status[rid] == "candidate"
+            and (lead is None or leaders_done)}
+    results, left = [], []
+    for rid, rule_dict in db.rule_dicts("candidate"):
+        if rid not in todo:
+            continue
+        lead, rule = todo[rid], Rule.from_dict(rule_dict)
+        plain = not any(n.op in special for g in (rule.src, rule.dst) for n in g.nodes.values())
         if lead is None:
-            results.append((rid, "proved", ("normal-form",), None, 0.0))
+            scope = normal_form_scope(rule) if plain else None
+            if scope is None:
+                left.append(rid)
+            else:
+                results.append((rid, "proved", ("normal-form",), None, 0.0, scope))
             continue
-        lead_status = status.get(lead)
-        if lead_status is None or lead_status == "candidate":
-            continue
-        results.append((rid, lead_status,
-                        ("normal-form", name[lead]) if lead_status == "proved" else (),
-                        {"same normal form as": name[lead]}
-                        if lead_status == "refuted" else None, 0.0))
+        lead_status, lead_scope = status.get(lead), scopes.get(lead)
+        if lead_status in ("refuted", "unknown", "malformed"):
+            results.append((rid, lead_status, (), {"same normal form as": name[lead]}
+                            if lead_status == "refuted" else None, 0.0))
+        elif plain and lead_scope and all(
+                not sc["requires"] and not sc["resolve"] for sc in lead_scope.values()):
+            scope = normal_form_scope(rule)
+            if scope is None:
+                left.append(rid)
+            else:
+                results.append((rid, "proved", ("normal-form", name[lead]), None, 0.0, scope))
+        else:
+            left.append(rid)
     db.set_results(results)
+    return left
 
 
 # ----------------------------------------------------------------------------------------------
@@ -268,7 +296,8 @@ def _verify_one(job):
     from envcore.rule import Rule
     from verifier import verify_rule
     res = verify_rule(Rule.from_dict(rule_dict), timeout_ms=timeout_ms)
-    return rule_id, res.status, tuple(res.axioms), res.counterexample, float(res.seconds)
+    return (rule_id, res.status, tuple(res.axioms), res.counterexample, float(res.seconds),
+            res.scope)
 
 
 def _verifier_available() -> bool:
@@ -285,7 +314,9 @@ def verify_pending(db, ids: list[int], timeout_ms: int, workers: int = 1, execut
     is "local", "ray" or an executor from subgen.executors."""
     from subgen.executors import make_executor
     wanted = set(ids)
+    again = set(db.unscoped_proved())        # proved before scoped proofs: prove again
     jobs = [(i, d, timeout_ms) for i, d in db.rule_dicts("candidate") if i in wanted]
+    jobs += [(i, d, timeout_ms) for i, d in db.rule_dicts("proved") if i in wanted & again]
     # rules that run into the time limit come in families of neighbours (conv of an enlarged
     # kernel by itself, ...): shuffled, they do not pile up in the last chunks of one worker
     random.Random(0).shuffle(jobs)
@@ -351,9 +382,11 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
         derived = {ids[i]: (None if lead is None else ids[lead])
                    for i, lead in stored.get("derived", [])}
         if settings.verify and stage != "done":
-            own_proof = [i for i in ids if i not in derived]
+            left = inherit_results(db, derived)
+            own_proof = [i for i in ids if i not in derived] + left
             verify_pending(db, own_proof, settings.timeout_ms, workers, ex, progress)
-            inherit_results(db, derived)
+            left = inherit_results(db, derived, leaders_done=True)
+            verify_pending(db, left, settings.timeout_ms, workers, ex, progress)
         status_of = db.statuses()
         by_status = {}
         for i in set(ids):
@@ -367,8 +400,9 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
         summary.rules = summary.proved
         summary.stages = [st for st in summary.stages if st["name"] != "verify"]
         if settings.verify:
-            verified = {i for i in ids if i not in derived}
             status_of = db.statuses()
+            nf_only = {i for i, lead in derived.items() if lead is None}
+            verified = {i for i in ids if i not in nf_only or status_of[i] != "proved"}
             proved_own = sum(1 for i in verified if status_of[i] == "proved")
             summary.stage("verify", len(verified), proved_own)
         progress.stop()

@@ -4,7 +4,10 @@ Tables
   meta(key, value)        'format' = 'subgen-rules' marks the file as ours, 'version' = 1
   rules(id, key, name, rule, status, axioms, counterexample, seconds, settings)
       rule: JSON of Rule.to_dict(); key: the canonical form up to renaming (unique);
-      status: candidate | proved | refuted | unknown; axioms, counterexample: JSON
+      status: candidate | proved | refuted | unknown | malformed; axioms, counterexample: JSON
+      scope: JSON, proved rules only: {"forward": scope, "reverse": scope} (verifier.scope),
+      where each direction's proof holds; a proved row without one predates scoped proofs
+      and is proved again before use
   runs(settings, stage, summary)
       one row per generator settings (JSON): stage 'verifying' until every candidate has a
       result, then 'done'; summary holds the stage counts of the run (JSON)
@@ -22,14 +25,14 @@ from subgen.errors import BadInput
 
 FORMAT = "subgen-rules"
 VERSION = 1
-STATUSES = ("candidate", "proved", "refuted", "unknown")
+STATUSES = ("candidate", "proved", "refuted", "unknown", "malformed")
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE rules (
     id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, name TEXT NOT NULL, rule TEXT NOT NULL,
     status TEXT NOT NULL, axioms TEXT NOT NULL DEFAULT '[]', counterexample TEXT,
-    seconds REAL NOT NULL DEFAULT 0, settings TEXT);
+    seconds REAL NOT NULL DEFAULT 0, settings TEXT, scope TEXT);
 CREATE INDEX rules_status ON rules(status);
 CREATE TABLE runs (settings TEXT PRIMARY KEY, stage TEXT NOT NULL, summary TEXT);
 """
@@ -43,6 +46,7 @@ class StoredRule:
     axioms: tuple[str, ...]
     counterexample: dict | None
     seconds: float
+    scope: dict | None = None
 
 
 class RuleDB:
@@ -79,6 +83,15 @@ class RuleDB:
             if meta.get("version") != str(VERSION):
                 raise BadInput(f"{self.path} has rule DB version {meta.get('version')}, "
                                f"this subgen reads {VERSION}")
+            cols = {r[1] for r in self.conn.execute("PRAGMA table_info(rules)")}
+            self._has_scope = "scope" in cols
+            if not self._has_scope:        # a DB from before scoped proofs
+                try:
+                    with self.conn:
+                        self.conn.execute("ALTER TABLE rules ADD COLUMN scope TEXT")
+                    self._has_scope = True
+                except sqlite3.OperationalError:   # read-only: read it as it is
+                    pass
         except sqlite3.DatabaseError as e:
             raise BadInput(f"{self.path} is corrupt or not a rule DB ({e})") from None
 
@@ -121,43 +134,40 @@ class RuleDB:
         return ids
 
     def set_result(self, rule_id: int, status: str, axioms=(), counterexample=None,
-                   seconds: float = 0.0) -> None:
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        with self.conn:
-            self.conn.execute(
-                "UPDATE rules SET status=?, axioms=?, counterexample=?, seconds=? WHERE id=?",
-                (status, json.dumps(list(axioms)),
-                 None if counterexample is None else json.dumps(counterexample, default=_plain),
-                 float(seconds), int(rule_id)))
+                   seconds: float = 0.0, scope: dict | None = None) -> None:
+        self.set_results([(rule_id, status, axioms, counterexample, seconds, scope)])
 
     def set_results(self, results) -> None:
-        """Many `set_result`s, (rule_id, status, axioms, counterexample, seconds) each, in ONE
-        transaction."""
+        """Many `set_result`s, (rule_id, status, axioms, counterexample, seconds[, scope]) each,
+        in ONE transaction."""
         rows = []
-        for rule_id, status, axioms, cex, sec in results:
+        for rule_id, status, axioms, cex, sec, *scope in results:
             if status not in STATUSES:
                 raise ValueError(f"unknown status {status!r}")
+            sc = scope[0] if scope else None
             rows.append((status, json.dumps(list(axioms)),
                          None if cex is None else json.dumps(cex, default=_plain), float(sec),
+                         None if sc is None else json.dumps(sc, separators=(",", ":")),
                          int(rule_id)))
         with self.conn:
             self.conn.executemany(
-                "UPDATE rules SET status=?, axioms=?, counterexample=?, seconds=? WHERE id=?",
-                rows)
+                "UPDATE rules SET status=?, axioms=?, counterexample=?, seconds=?, scope=? "
+                "WHERE id=?", rows)
 
     def rules(self, status: str | None = None) -> list[StoredRule]:
-        q = "SELECT id, rule, status, axioms, counterexample, seconds FROM rules"
+        q = "SELECT id, rule, status, axioms, counterexample, seconds, " + \
+            ("scope" if self._has_scope else "NULL") + " FROM rules"
         args: tuple = ()
         if status is not None:
             q += " WHERE status = ?"
             args = (status,)
         out = []
         try:
-            for i, rule, st, ax, cx, sec in self.conn.execute(q + " ORDER BY id", args):
+            for i, rule, st, ax, cx, sec, sc in self.conn.execute(q + " ORDER BY id", args):
                 out.append(StoredRule(i, Rule.from_dict(json.loads(rule)), st,
                                       tuple(json.loads(ax)),
-                                      None if cx is None else json.loads(cx), sec))
+                                      None if cx is None else json.loads(cx), sec,
+                                      None if sc is None else json.loads(sc)))
         except (sqlite3.DatabaseError, json.JSONDecodeError, MalformedRule) as e:
             raise BadInput(f"{self.path}: unreadable rule ({str(e).splitlines()[0]})") from None
         return out
@@ -179,7 +189,18 @@ class RuleDB:
             raise BadInput(f"{self.path}: unreadable rule ({str(e).splitlines()[0]})") from None
 
     def proved_rules(self) -> list[Rule]:
-        return [s.rule for s in self.rules("proved")]
+        """Proved rules, each carrying its forward scope (`rule.meta["scope"]`); rows proved
+        before scoped proofs (no scope) are left out: they are not known to hold at the sizes
+        the matcher applies them at."""
+        return [scoped(s.rule, s.scope["forward"]) for s in self.rules("proved")
+                if s.scope and "forward" in s.scope]
+
+    def unscoped_proved(self) -> list[int]:
+        """Ids of proved rows without a scope (proved before scoped proofs): to prove again."""
+        if not self._has_scope:
+            return [r[0] for r in self.conn.execute("SELECT id FROM rules WHERE status='proved'")]
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM rules WHERE status='proved' AND scope IS NULL")]
 
     def counts(self) -> dict[str, int]:
         out = dict.fromkeys(STATUSES, 0)
@@ -224,6 +245,11 @@ class RuleDB:
 
     def integrity_ok(self) -> bool:
         return self.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def scoped(rule: Rule, scope: dict | None) -> Rule:
+    """The rule carrying `scope` (a new Rule: the original keeps its own meta)."""
+    return Rule(rule.name, rule.src, rule.dst, {**rule.meta, "scope": scope})
 
 
 def _plain(v):

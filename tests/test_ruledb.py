@@ -31,16 +31,24 @@ def test_add_set_result_and_read_back(tmp_path):
         ids = db.add_rules([_rule(), _rule("mul", "ewmul")])
         assert len(set(ids)) == 2
         assert db.add_rules([_rule("again")]) == ids[:1]        # same rule up to renaming
-        db.set_result(ids[0], "proved", axioms=("ewadd-comm",), seconds=0.5)
+        general = {"requires": [], "resolve": {}, "pinned": False}
+        db.set_result(ids[0], "proved", axioms=("ewadd-comm",), seconds=0.5,
+                      scope={"forward": general, "reverse": general})
         db.set_result(ids[1], "refuted", counterexample={"x": [1.0]})
+        b, d = GraphBuilder(), GraphBuilder()
+        twice = Rule("old", b.build([b.add("relu", b.add("relu", b.input("x", (2, 4))))]),
+                     d.build([d.add("relu", d.input("x", (2, 4)))]))
+        unscoped = db.add_rules([twice])[0]
+        db.set_result(unscoped, "proved")          # proved before scoped proofs: not applied
     with RuleDB(p, create=False) as db:
         proved = db.proved_rules()
         assert [r.name for r in proved] == ["comm"]
-        assert proved[0].src == _rule().src
+        assert proved[0].src == _rule().src and proved[0].meta["scope"] == general
+        assert db.unscoped_proved() == [unscoped]
         st = {s.id: s for s in db.rules()}
         assert st[ids[0]].axioms == ("ewadd-comm",) and st[ids[1]].counterexample == {"x": [1.0]}
         assert db.integrity_ok()
-    assert len(load_rules(p)) == 2
+    assert len(load_rules(p)) == 3
 
 
 @pytest.mark.parametrize("content", [b"this is not sqlite at all" * 40,

@@ -38,7 +38,7 @@ def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
     (`verifier.scope`): a proved rule carries the scope each direction holds in."""
     from verifier.prove import axiom_solver, prove
     from verifier.refute import numeric_check
-    from verifier.scope import pinned_scope, prove_scoped
+    from verifier.scope import check_in_scope, pinned_scope, prove_scoped
     t0 = time.perf_counter()
     try:
         cex = numeric_check(rule)
@@ -55,11 +55,26 @@ def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
     except MalformedRule:
         pass
     scope, used, status = {}, set(), "proved"
+    symmetric = _symmetric(rule)
     for name, r in directions.items():
+        if name == "reverse" and symmetric:
+            # no pins, shape parameters or resolved parameters on either side: the reverse
+            # direction's proof obligation is the forward one's, fact for fact
+            scope[name] = scope["forward"]
+            continue
         st, ax, sc = prove_scoped(r, axiom_solver, timeout_ms)
         if st == "pinned":           # shapes not symbolic: the proof at the generated sizes
             st, ax = prove(r, timeout_ms)
             sc = pinned_scope(r) if st == "proved" else None
+        if st == "proved" and not sc.get("pinned"):
+            # the proof's last check: the rule applied through the matcher and rewriter at
+            # random sizes inside its scope must agree numerically (an axiom that says too
+            # much at some sizes is caught here, not in a user's model)
+            cex = check_in_scope(r, sc)
+            if cex is not None:
+                t2 = time.perf_counter()
+                return RuleResult("refuted", (), {**cex, "direction": name}, t2 - t0,
+                                  {"numeric_s": t1 - t0, "proof_s": t2 - t1})
         if st != "proved":
             if name == "forward":
                 status = st
@@ -74,6 +89,13 @@ def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
         return RuleResult("unknown" if status != "malformed" else "malformed", (), None,
                           t2 - t0, info)
     return RuleResult("proved", tuple(sorted(used)), None, t2 - t0, info, scope)
+
+
+def _symmetric(rule: Rule) -> bool:
+    from envcore.ops import SEMANTIC_DIMS, SHAPE_PARAMS
+    from verifier.scope import RESOLVED_PARAMS
+    special = set(SEMANTIC_DIMS) | set(SHAPE_PARAMS) | set(RESOLVED_PARAMS)
+    return not any(n.op in special for g in (rule.src, rule.dst) for n in g.nodes.values())
 
 
 __all__ = ["RuleResult", "verify_rule"]

@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 import z3
 
 from verifier import z3ops
-from verifier.pattern import Dim, Param, Pat, Sum, Term, Var, dims, has_arith, op, show, \
+from verifier.pattern import Dim, Half, Param, Pat, Sum, Term, Var, dims, has_arith, op, show, \
     to_z3, variables, z3_env, value, to_graph
 
 
@@ -270,6 +270,14 @@ def _same_shape(a, b, rank=4):
     return tuple((Dim(a, k), Dim(b, k)) for k in range(rank))
 
 
+def _same_axes(a, b, axes):
+    """Guards that keep an axiom from equating a typed term with an ill-typed one: the
+    trigger side's typing alone would let these sizes differ (two kernels of other windows
+    whose strided convs happen to agree in size, two inputs that pool to one size ...).
+    `verifier.axiom_typing` finds such gaps; `tests/test_axiom_typing.py` keeps them closed."""
+    return tuple((Dim(a, k), Dim(b, k)) for k in axes)
+
+
 def _batch_split(inst, m):
     for n2 in range(1, m + 1):
         yield {**inst, "y": _with(inst["x"], 0, n2)}
@@ -436,21 +444,26 @@ AXIOMS: list[Axiom] = [
     Axiom("conv_ewadd_kernel", "conv is linear in its kernel",
           _conv(x, add(w, v), act="none", groups=G),
           add(_conv(x, w, act="none", groups=G), _conv(x, v, act="none", groups=G)),
-          conv(more=lambda i, m: ({**j, "v": j["w"]} for j in _grouped(i, m)))),
+          conv(more=lambda i, m: ({**j, "v": j["w"]} for j in _grouped(i, m))),
+          where=_same_shape("w", "v")),
     Axiom("conv_ewadd_input", "conv is linear in its input",
           _conv(add(x, y), w, act="none", groups=G),
           add(_conv(x, w, act="none", groups=G), _conv(y, w, act="none", groups=G)),
-          conv(more=lambda i, m: ({**j, "y": j["x"]} for j in _grouped(i, m)))),
+          conv(more=lambda i, m: ({**j, "y": j["x"]} for j in _grouped(i, m))),
+          where=_same_shape("x", "y")),
     Axiom("conv_concat_sum", "a sum of convs is one conv over concatenated channels",
           add(_conv(x, w, act="none"), _conv(y, v, act="none")),
           _conv(concat(x, y, axis=1), concat(w, v, axis=1), act="none"),
-          conv(more=_channel_split)),
+          conv(more=_channel_split),
+          # and, read right to left, the channel seams line up
+          where=_same_axes("x", "y", (0, 2, 3)) + _same_axes("w", "v", (0, 2, 3))
+          + ((Dim("x", 1), Dim("w", 1)),)),
     Axiom("conv_concat_batch", "convs of two inputs with one kernel concat along the batch",
           concat(_conv(x, w), _conv(y, w), axis=0), _conv(concat(x, y, axis=0), w),
-          conv(acts=("none", "relu"), more=_batch_split)),
+          conv(acts=("none", "relu"), more=_batch_split), where=_same_axes("x", "y", (1, 2, 3))),
     Axiom("conv_concat_kernels", "convs of one input with two kernels concat along channels",
           concat(_conv(x, w), _conv(x, v), axis=1), _conv(x, concat(w, v, axis=0)),
-          conv(acts=("none", "relu"), more=_out_split)),
+          conv(acts=("none", "relu"), more=_out_split), where=_same_axes("w", "v", (1, 2, 3))),
     Axiom("conv_concat_grouped", "convs of two inputs with two kernels concat along channels "
           "into one conv with twice the groups",
           concat(_conv(x, w, groups=G), _conv(y, v, groups=G), axis=1),
@@ -460,7 +473,9 @@ AXIOMS: list[Axiom] = [
     Axiom("conv_concat_same_input", "a conv in 2 groups over an input concatenated with itself "
           "is the plain conv",
           _conv(concat(x, x, axis=1), w, groups=2), _conv(x, w, groups=1),
-          conv(acts=("none", "relu"), more=_dup_input)),
+          conv(acts=("none", "relu"), more=_dup_input),
+          # read right to left, 2 groups need an even number of output channels
+          where=((Dim("w", 0), (Half(Dim("w", 0)), Half(Dim("w", 0)))),)),
     # matmul
     Axiom("matmul_assoc", "matmul is associative",
           mat(x, mat(y, z)), mat(mat(x, y), z), mm("xyz")),
@@ -525,23 +540,24 @@ AXIOMS: list[Axiom] = [
     Axiom("concat_geometry", "a 2x2 block tensor concats rows-then-columns or columns-then-rows",
           concat(concat(x, y, axis=1), concat(z, w, axis=1), axis=0),
           concat(concat(x, z, axis=0), concat(y, w, axis=0), axis=1), _geometry,
-          where=((Dim("x", 1), Dim("z", 1)),)),
+          where=((Dim("x", 1), Dim("z", 1)), (Dim("x", 0), Dim("y", 0)))),
     # pooling with concat
     Axiom("pool_avg_concat_channels", "avg pooling distributes over a channel concat",
           concat(_pool("avg", x), _pool("avg", y), axis=1), _pool("avg", concat(x, y, axis=1)),
-          pooled(1)),
+          pooled(1), where=_same_axes("x", "y", (0, 2, 3))),
     Axiom("pool_avg_concat_batch", "avg pooling distributes over a batch concat",
           concat(_pool("avg", x), _pool("avg", y), axis=0), _pool("avg", concat(x, y, axis=0)),
-          pooled(0)),
+          pooled(0), where=_same_axes("x", "y", (1, 2, 3))),
     Axiom("pool_max_concat_channels", "max pooling distributes over a channel concat",
           concat(_pool("max", x), _pool("max", y), axis=1), _pool("max", concat(x, y, axis=1)),
-          pooled(1)),
+          pooled(1), where=_same_axes("x", "y", (0, 2, 3))),
     Axiom("pool_max_concat_batch", "max pooling distributes over a batch concat",
           concat(_pool("max", x), _pool("max", y), axis=0), _pool("max", concat(x, y, axis=0)),
-          pooled(0)),
+          pooled(0), where=_same_axes("x", "y", (1, 2, 3))),
     # avg pooling is linear
     Axiom("pool_avg_ewadd", "avg pooling distributes over ewadd",
-          _pool("avg", add(x, y)), add(_pool("avg", x), _pool("avg", y)), pooled_ew("x", "y")),
+          _pool("avg", add(x, y)), add(_pool("avg", x), _pool("avg", y)), pooled_ew("x", "y"),
+          where=_same_shape("x", "y")),
     Axiom("pool_avg_smul", "avg pooling commutes with scalar mul",
           _pool("avg", smul(x, s)), smul(_pool("avg", x), s), pooled_ew("x", scalars="s")),
     Axiom("pool_avg_conv1x1", "avg pooling commutes with a 1x1 conv (channel mixing)",
@@ -586,18 +602,18 @@ AXIOMS: list[Axiom] = [
     Axiom("enlarge_ewadd", "enlarge distributes over ewadd",
           op("enlarge", add(w, v), r), add(op("enlarge", w, r), op("enlarge", v, r)),
           conv(pads=("same",), strides=((1, 1),), more=lambda i, m: (
-              {**j, "v": j["w"]} for j in _enlarged(i, m)))),
+              {**j, "v": j["w"]} for j in _enlarged(i, m))), where=_same_axes("w", "v", (2, 3))),
     Axiom("enlarge_ewmul", "enlarge distributes over ewmul",
           op("enlarge", mul(w, v), r), mul(op("enlarge", w, r), op("enlarge", v, r)),
           conv(pads=("same",), strides=((1, 1),), more=lambda i, m: (
-              {**j, "v": j["w"]} for j in _enlarged(i, m)))),
+              {**j, "v": j["w"]} for j in _enlarged(i, m))), where=_same_axes("w", "v", (2, 3))),
     Axiom("enlarge_smul", "enlarge commutes with scalar mul",
           op("enlarge", smul(w, s), r), smul(op("enlarge", w, r), s),
           conv(pads=("same",), strides=((1, 1),), more=lambda i, m: (
               {**j, "s": ()} for j in _enlarged(i, m)))),
     Axiom("enlarge_concat", "enlarge distributes over a concat of kernels (axis 0 or 1)",
           op("enlarge", concat(w, v), r), concat(op("enlarge", w, r), op("enlarge", v, r)),
-          _enlarge_cat),
+          _enlarge_cat, where=_same_axes("w", "v", (2, 3))),
     Axiom("enlarge_relu", "enlarge commutes with relu (relu(0) = 0)",
           op("enlarge", relu(w), r), relu(op("enlarge", w, r)),
           conv(pads=("same",), strides=((1, 1),), more=_enlarged)),

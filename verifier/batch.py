@@ -4,19 +4,47 @@ Results come back one at a time through `on_result(index, RuleResult)`, as each 
 a caller can commit as they come (`subgen verify` commits a batch every half second) and a killed
 run loses at most the rules not yet committed.  Workers are fresh processes (spawn): Z3 contexts
 do not survive a fork safely, and each worker builds the axioms once.  Rules travel as dicts.
+
+A rule's status does not depend on which worker checks it, on the number of workers or on the
+order of the rules: every proof runs on a fresh solver under a deterministic work limit (see
+`verifier.prove`).  A rule that cannot be checked because its sides cannot be typed or cannot
+agree in shape gets the status "malformed" (its reason in `info["reason"]`), and the others go on.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 from typing import Callable, Sequence
 
-from envcore.rule import Rule
+from envcore.ops import ShapeError
+from envcore.rule import MalformedRule, Rule
 from verifier import RuleResult, verify_rule
+
+
+def malformed(reason: str) -> RuleResult:
+    """The verdict for a rule that cannot be checked: its sides cannot be typed or agree."""
+    return RuleResult("malformed", info={"reason": reason})
+
+
+def _reason(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def check_one(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
+    """verify_rule, with a rule whose shapes cannot be typed turned into a "malformed" verdict."""
+    try:
+        return verify_rule(rule, timeout_ms)
+    except (MalformedRule, ShapeError) as e:
+        return malformed(_reason(e))
 
 
 def _work(job):
     i, d, timeout_ms = job
-    return i, verify_rule(Rule.from_dict(d), timeout_ms)
+    try:
+        rule = Rule.from_dict(d)
+    except (MalformedRule, ShapeError) as e:
+        return i, malformed(_reason(e))
+    return i, check_one(rule, timeout_ms)
 
 
 def verify_many(rules: Sequence[Rule], timeout_ms: int = 2000, workers: int = 1,
@@ -40,7 +68,7 @@ def verify_many(rules: Sequence[Rule], timeout_ms: int = 2000, workers: int = 1,
         return out
     if workers <= 1 or len(rules) <= 1:
         for i, r in enumerate(rules):
-            done(i, verify_rule(r, timeout_ms))
+            done(i, check_one(r, timeout_ms))
         return out
     jobs = [(i, r.to_dict(), timeout_ms) for i, r in enumerate(rules)]
     with mp.get_context("spawn").Pool(min(workers, len(rules))) as pool:
@@ -59,5 +87,6 @@ def summary(results: Sequence[RuleResult], seconds: float) -> dict:
             "proved": sum(r.status == "proved" for r in results),
             "refuted": sum(r.status == "refuted" for r in results),
             "unknown": sum(r.status == "unknown" for r in results),
+            "malformed": sum(r.status == "malformed" for r in results),
             "seconds": round(seconds, 3),
             "median_s": round(pct(0.5), 4), "p95_s": round(pct(0.95), 4)}

@@ -4,16 +4,47 @@ Both sides of a rule become terms over the uninterpreted operator symbols (`veri
 the rule's variables as shared constants and `dim(t, k)` asserted for every tensor of the rule.
 Each axiom is asserted under its own tracking Boolean; the negated goal is
 `Or(src_out_i != dst_out_i for every i)`.  `unsat` means proved, and the unsat core names the axioms
-the proof used.  Anything else (unknown, timeout) is unknown: model-based quantifier instantiation
-is off, so Z3 gives up as soon as E-matching saturates instead of searching for a model.
+the proof used.  Anything else (unknown, resource limit) is unknown: model-based quantifier
+instantiation is off, so Z3 gives up as soon as E-matching saturates instead of searching for a
+model.
 
-The axioms are asserted once per process, into one solver; each rule is checked inside a
-`push`/`pop` scope of it, so nothing a rule adds (its terms, facts, instances) outlives its check.
-That halves the time per rule against a fresh solver per rule, with the same answers and cores.
+Deterministic verdicts
+----------------------
+A rule's status must not depend on the rules checked before it, on the number of workers or on
+the machine's load.  So:
+
+- **A fresh solver per check.**  Every `prove` (and every `axiom_solver()`) is a new `z3.Solver`
+  into which the axioms are asserted again, from one list of (formula, tracking Boolean) built
+  once per process; asserting them through the C API costs under a millisecond.  Nothing a solver
+  learns (instances, the `smt.qi.max_instances` budget, caches, clause activity) is carried to the
+  next rule.  The old single solver reused for 50 rules under push/pop, and the retry of an early
+  unknown on a fresh one, are gone.
+- **A deterministic work limit.**  The check is bounded by Z3's resource limit `rlimit` (counted
+  work, relative to the check's start), `RLIMIT_PER_MS * timeout_ms`, not by wall time.  The
+  wall-clock `timeout` stays only as a safety net, `SAFETY_FACTOR * timeout_ms` (plus a second),
+  for a search that spends its time where the resource counter does not count.
+
+`set_limits(s, timeout_ms)` applies the same two limits to any solver (e.g. one from
+`axiom_solver()`), so other callers get the same guarantee.
+
+What nondeterminism remains:
+
+1. The wall-clock safety net.  A check that has not reached its rlimit after
+   `SAFETY_FACTOR * timeout_ms + 1 s` of wall time is cut off as unknown, so under extreme load
+   (more than about 20x slower than the calibration machine, see `RLIMIT_PER_MS`) a check near its
+   work limit could turn unknown.  None of the TASO or depth-3 rules comes near: every proof there
+   uses at most ~30k units, under 1% of the default limit.
+2. Z3 AST ids.  All terms live in the process's one Z3 context, which hash-conses terms and
+   recycles the ids of freed ones, so the ids of a rule's goal terms depend on what the process
+   built before.  Z3 orders some things by id (e.g. argument sorting in its rewriters), so in
+   principle the search, and the work it counts, can differ with history.  Measured: on the 133
+   TASO rules and the 6,480 depth-3 rules, each rule's rlimit count was identical in two orders
+   (`tests/test_verdicts.py` checks statuses in two orders and on 1 and 2 workers).  A fresh
+   `z3.Context` per rule would remove this too, but costs ~6 ms a rule (more than a proof).
+3. The Z3 version: rlimit units and the search are those of the installed z3-solver (5.4.1 at
+   calibration); another version may count differently.  Z3's random seed is fixed (the default).
 """
 from __future__ import annotations
-
-import time
 
 import z3
 
@@ -21,9 +52,18 @@ from envcore.rule import Rule
 from verifier import z3ops
 from verifier.axioms import compiled
 
-# Safety net against a matching loop that ignores the timeout (Z3 checks its timer only between
-# instantiation rounds); no proof of the TASO or depth-3 rule sets comes near it.
+# Safety net against a matching loop that ignores the limits (Z3 checks them only between
+# instantiation rounds); no proof of the TASO or depth-3 rule sets comes near it.  Per solver, so
+# per rule: a fresh solver starts with the whole budget.
 MAX_INSTANCES = 200_000
+
+# rlimit units per millisecond of `timeout_ms`.  Calibrated on the depth-3 set's rules that run
+# out of time (2 vCPUs, z3 5.4.1, one process): Z3 counts about 500 units per ms of search on them,
+# so the default 2000 ms gives 1,000,000 units, ~2 s of a quiet core.  Every proof of the TASO
+# (133) and depth-3 (6,356 proved) sets takes under 30,000 units.
+RLIMIT_PER_MS = 500
+# the wall-clock timeout, only a safety net: this many times timeout_ms, plus a second
+SAFETY_FACTOR = 10
 
 
 def goal(rule: Rule):
@@ -35,62 +75,57 @@ def goal(rule: Rule):
     return z3.Or(diffs), facts
 
 
+_TRACKED: list | None = None       # [(formula, tracking Bool)] of the default axioms
+
+
+def _tracked(axioms=None) -> list:
+    global _TRACKED
+    if axioms is not None:
+        return [(f, z3.Bool(f"ax:{name}")) for name, f in axioms]
+    if _TRACKED is None:
+        _TRACKED = [(f, z3.Bool(f"ax:{name}")) for name, f in compiled()]
+    return _TRACKED
+
+
 def axiom_solver(axioms=None) -> z3.Solver:
-    """A solver holding every axiom, each under its tracking Boolean `ax:name`."""
+    """A new solver holding every axiom, each under its tracking Boolean `ax:name`."""
     s = z3.Solver()
     s.set("smt.mbqi", False)
     s.set("core.minimize", True)
     s.set("smt.qi.max_instances", MAX_INSTANCES)
-    for name, formula in (axioms if axioms is not None else compiled()):
-        s.assert_and_track(formula, z3.Bool(f"ax:{name}"))
+    ref, solver = s.ctx.ref(), s.solver
+    for formula, tracker in _tracked(axioms):   # = s.assert_and_track, without the wrappers
+        z3.Z3_solver_assert_and_track(ref, solver, formula.as_ast(), tracker.as_ast())
     return s
 
 
-_SOLVER: z3.Solver | None = None
-_USES = 0
-# A solver's quantifier-instance budget (MAX_INSTANCES) and its caches outlive push/pop, so a
-# long-lived solver slowly stops proving: one process verifying 1,363 rules in one solver left
-# 625 unknown where fresh solvers leave 90.  Rebuilding every REFRESH checks (and retrying an
-# unknown on a fresh solver) keeps a rule's status independent of what was proved before it.
-REFRESH = 50
-RETRY_BELOW = 0.5     # retry an unknown that came back within this fraction of the time limit
+def rlimit_for(timeout_ms: int) -> int:
+    """The deterministic work limit that stands for `timeout_ms`."""
+    return max(1, int(timeout_ms)) * RLIMIT_PER_MS
 
 
-def _shared_solver(fresh: bool = False) -> z3.Solver:
-    global _SOLVER, _USES
-    if _SOLVER is None or fresh or _USES >= REFRESH:
-        _SOLVER, _USES = axiom_solver(), 0
-    _USES += 1
-    return _SOLVER
+def set_limits(s: z3.Solver, timeout_ms: int) -> z3.Solver:
+    """Bound `s`'s checks by the work limit for `timeout_ms` (deterministic), with a wall-clock
+    timeout of `SAFETY_FACTOR * timeout_ms + 1 s` only as a safety net."""
+    s.set("rlimit", rlimit_for(timeout_ms))
+    s.set("timeout", int(timeout_ms) * SAFETY_FACTOR + 1000)
+    return s
 
 
 def prove(rule: Rule, timeout_ms: int = 2000, axioms=None) -> tuple[str, tuple[str, ...]]:
-    """("proved", axioms used) or ("unknown", ())."""
+    """("proved", axioms used) or ("unknown", ()), on a fresh solver: the answer depends on the
+    rule (and the axioms) only, not on what was proved before it."""
     try:
         negated, facts = goal(rule)
     except z3ops.NotEncodable:
         return "unknown", ()
-    if axioms is not None:
-        return _check(axiom_solver(axioms), negated, facts, timeout_ms)
-    t0 = time.perf_counter()
-    status, used = _check(_shared_solver(), negated, facts, timeout_ms)
-    # an early "unknown" may be the shared solver's history (its instance budget): retry on a
-    # fresh one.  Not after a timeout: of the depth-4 set's 16,740 rules none that timed out
-    # was proved on the retry, and the retries of the 58 that did cost 4 CPU-minutes
-    early = time.perf_counter() - t0 < RETRY_BELOW * timeout_ms / 1000
-    if status == "unknown" and _USES > 1 and early:
-        status, used = _check(_shared_solver(fresh=True), negated, facts, timeout_ms)
-    return status, used
+    return _check(axiom_solver(axioms), negated, facts, timeout_ms)
 
 
 def _check(s: z3.Solver, negated, facts, timeout_ms: int) -> tuple[str, tuple[str, ...]]:
-    s.set("timeout", int(timeout_ms))
-    s.push()
-    try:
-        s.add(*facts)
-        s.add(negated)
-        if s.check() == z3.unsat:
-            return "proved", tuple(sorted(str(b)[3:] for b in s.unsat_core()))
-        return "unknown", ()
-    finally:
-        s.pop()
+    set_limits(s, timeout_ms)
+    s.add(*facts)
+    s.add(negated)
+    if s.check() == z3.unsat:
+        return "proved", tuple(sorted(str(b)[3:] for b in s.unsat_core()))
+    return "unknown", ()

@@ -250,6 +250,17 @@ class Setup:
         return self.slots[a][0] == (self.slots[b][0] if isinstance(b, tuple) else b)
 
 
+_LAST: list = []       # [(rule, setup)]: the proof and its check ask for the same rule's setup
+
+
+def setup_of(rule: Rule) -> Setup:
+    if _LAST and _LAST[0][0] is rule:
+        return _LAST[0][1]
+    setup = Setup(rule)
+    _LAST[:] = [(rule, setup)]
+    return setup
+
+
 def _jsonable_req(req) -> list:
     a, b = req
     return [list(a), list(b) if isinstance(b, tuple) else b]
@@ -270,7 +281,7 @@ def pinned_scope(rule: Rule) -> dict:
         for p in _open_dst(i, n.op):
             if p in n.p:
                 resolve.setdefault(str(i), {})[p] = [["const", int(v)] for v in _entries(n.p[p])]
-    return {"requires": reqs, "resolve": resolve, "pinned": True}
+    return {"requires": reqs, "resolve": resolve, "pinned": True, "fixed": fixed_params(rule)}
 
 
 def prove_scoped(rule: Rule, solver_factory, timeout_ms: int = 2000) \
@@ -278,7 +289,7 @@ def prove_scoped(rule: Rule, solver_factory, timeout_ms: int = 2000) \
     """(status, axioms used, scope) for one direction of `rule` (src is what the matcher finds).
     `solver_factory()` gives a solver holding the axioms, each tracked as `ax:name`."""
     try:
-        setup = Setup(rule)
+        setup = setup_of(rule)
     except NotSymbolic:
         return "pinned", (), None
     except ShapeError:
@@ -311,7 +322,7 @@ def prove_scoped(rule: Rule, solver_factory, timeout_ms: int = 2000) \
             axioms = tuple(sorted(c[3:] for c in core if c.startswith("ax:")))
             requires = sorted((_jsonable_req(lits[str(u)]) for u in used), key=str)
             return "proved", axioms, {"requires": requires, "resolve": setup.resolve,
-                                      "pinned": False}
+                                      "pinned": False, "fixed": fixed_params(rule)}
     return "unknown", (), None
 
 
@@ -358,12 +369,21 @@ def _is_eq(req) -> bool:
     return isinstance(req[1], tuple)
 
 
+def fixed_params(rule: Rule) -> list:
+    """Size-like parameters the matcher takes exactly as the rule has them (a conv's groups):
+    part of the scope, stated so that nobody has to know the matcher to read it."""
+    return [["groups", i, int(n.p["groups"])] for i, n in sorted(rule.src.nodes.items())
+            if n.op == "conv2d"]
+
+
 def describe(scope: dict | None) -> str:
     """One line a person reads: 'any sizes', or the precondition."""
     if scope is None:
         return "unscoped"
+    fixed = sorted({f"{name} = {v}" for name, _node, v in scope.get("fixed", [])})
+    tail = f" (conv {', '.join(fixed)}, matched exactly)" if fixed else ""
     if not scope["requires"]:
-        return "any sizes"
+        return "any sizes" + tail
 
     def slot(s):
         if not isinstance(s, list):
@@ -372,4 +392,108 @@ def describe(scope: dict | None) -> str:
             return f"{s[1]}[{s[2]}]"
         return f"{s[2]}[{s[3]}]@{s[1]}"
     text = ", ".join(f"{slot(a)} = {slot(b)}" for a, b in scope["requires"])
-    return ("only at the generated sizes: " if scope.get("pinned") else "") + text
+    return ("only at the generated sizes: " if scope.get("pinned") else "") + text + tail
+
+
+def normal_form_scope(rule: Rule) -> dict | None:
+    """The scope of a rule proved by the normal form alone (`subgen.normal_form`: the base
+    rules hold at every size at which both sides are typed): no precondition, the target's
+    resolved parameters derived as for any rule, per direction.  None for rules with shape
+    parameters (they go to the prover: their sizes may need a precondition)."""
+    if any(n.op in SHAPE_PARAMS for g in (rule.src, rule.dst) for n in g.nodes.values()):
+        return None
+    out = {}
+    directions = [("forward", rule)]
+    try:
+        directions.append(("reverse", rule.reversed()))
+    except ValueError:
+        pass
+    for name, r in directions:
+        try:
+            setup = Setup(r)
+        except (NotSymbolic, ShapeError):
+            return None
+        out[name] = {"requires": [], "resolve": setup.resolve, "pinned": False,
+                     "fixed": fixed_params(r)}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# the scope, checked numerically through the matcher and the rewriter
+
+def in_scope_sizes(rule: Rule, scope: dict, seed: int = 0, max_dim: int = 6) -> dict | None:
+    """Random sizes for every slot that satisfy the source's typing, the target's typing, the
+    resolution and the precondition (None when none is found quickly).  Sizes are drawn one
+    slot at a time in a random order and kept when still satisfiable, so unrelated slots end up
+    unequal: the shapes a rule generated on 4x4 tensors never saw."""
+    import random
+    setup = setup_of(rule)
+    s = z3.Solver()
+    s.set("timeout", 1000)
+    s.add(*setup.shape_facts, *setup.resolution_facts)
+    for a, b in scope["requires"]:
+        req = (tuple(a), tuple(b) if isinstance(b, list) else b)
+        s.add(setup.formula(req))
+    s.add(*[sym <= max(max_dim, v) for sym, v in setup.slots.values()])
+    rng = random.Random(seed)
+    keys = sorted(setup.slots, key=str)
+    rng.shuffle(keys)
+    if s.check() != z3.sat:
+        return None
+    for k in keys:              # one try per slot: a size that does not fit is left to Z3
+        s.push()
+        s.add(setup.slots[k][0] == rng.randint(1, max_dim))
+        if s.check() != z3.sat:
+            s.pop()
+    if s.check() != z3.sat:
+        return None
+    m = s.model()
+    return {k: m.eval(sym, model_completion=True).as_long() for k, (sym, _) in
+            setup.slots.items()}
+
+
+def instantiate(graph: Graph, sizes: dict) -> Graph:
+    """The rule's source graph at other sizes: variables' shapes and shape parameters set from
+    `sizes` (slot -> size); raises ShapeError/ValueError when it does not type."""
+    d = graph.to_dict()
+    for e in d["nodes"]:
+        p = e["params"]
+        if e["op"] in LEAVES:
+            p["shape"] = [sizes.get(("var", p["name"], a), v) for a, v in enumerate(p["shape"])]
+            continue
+        for name in SHAPE_PARAMS.get(e["op"], ()):
+            if name in p:
+                p[name] = [sizes.get(("param", e["id"], name, k), v)
+                           for k, v in enumerate(_entries(p[name]))]
+    return Graph.from_dict(d)
+
+
+def check_in_scope(rule: Rule, scope: dict, samples: int = 1, seed: int = 0) -> dict | None:
+    """Apply the scoped rule, with the project's matcher and rewriter, to its own source
+    instantiated at random sizes inside its scope, and compare both graphs on random floats.
+    A counterexample dict when they differ (an unsound proof: the axioms said too much), else
+    None.  Sizes at which the rule does not apply (the target does not type) are skipped."""
+    from envcore.match import find_matches
+    from envcore.rewrite import apply
+    from verifier.refute import compare
+    scoped_rule = Rule(rule.name, rule.src, rule.dst, {**rule.meta, "scope": scope})
+    for k in range(samples):
+        sizes = in_scope_sizes(rule, scope, seed + k)
+        if sizes is None:
+            continue
+        try:
+            g = instantiate(rule.src, sizes)
+        except (ShapeError, ValueError):
+            continue
+        for m in find_matches(g, scoped_rule):
+            if set(m.mapping.values()) != set(i for i, n in g.nodes.items()
+                                              if n.op not in LEAVES):
+                continue
+            new, _ = apply(g, scoped_rule, m)
+            cex = compare(g, new, seed + 100 + k)
+            if cex:
+                cex["note"] = "inside its scope, through the matcher and rewriter"
+                cex["sizes"] = {":".join(map(str, s)): v for s, v in sizes.items()}
+                return cex
+            break
+    return None

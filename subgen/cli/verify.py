@@ -2,8 +2,13 @@
 
 For a .db the results go into the DB as each rule finishes, and rules that already hold a final
 status are skipped, so a killed run resumes.  `--axioms` validates the axioms instead.
-Exit codes: 0 all proved (or all axioms valid), 1 any refuted/unknown (or an axiom failed),
-2 unusable input.
+
+Every rule gets its own verdict: proved, refuted, unknown, or malformed (a JSON or .pb entry whose
+sides cannot be typed or cannot agree in shape; its reason goes into the report), and one bad
+rule does not stop the others.  A verdict depends on the rule only, not on the other rules, the
+order, `--workers` or the machine's load (see `verifier.prove`).
+Exit codes: 0 every rule proved (or every axiom valid), 1 any refuted/unknown/malformed (or an
+axiom failed), 2 the file itself cannot be read (missing, not a rule file, corrupt).
 """
 from __future__ import annotations
 
@@ -62,7 +67,9 @@ class _Batch:
 
 
 def _load(path: str, retry_unknown: bool):
-    """(rules to verify, their DB ids or None, results already final, db or None)."""
+    """(rules to verify, their DB ids or None, results already final, db or None).  For .json
+    and .pb, entries that cannot be built come back as (position, name, RuleResult "malformed")
+    in the third slot, and the rules are verified with the rest."""
     from verifier import RuleResult
     p = Path(path)
     if not p.exists():
@@ -81,12 +88,17 @@ def _load(path: str, retry_unknown: bool):
             else:
                 todo.append(sr)
         return [s.rule for s in todo], [s.id for s in todo], done, db
-    from subgen.ruleio import load_rules
+    from subgen.ruleio import MalformedEntry, load_rules_tolerant
+    from verifier.batch import malformed
     try:
-        return load_rules(p), None, [], None
-    except (ValueError, KeyError, TypeError, IndexError) as e:   # malformed content
+        entries = load_rules_tolerant(p)
+    except (ValueError, KeyError, TypeError, IndexError) as e:   # unreadable content
         raise BadInput(f"{path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") \
             from None
+    rules = [e for e in entries if not isinstance(e, MalformedEntry)]
+    bad = [(k, e.name, malformed(e.reason)) for k, e in enumerate(entries)
+           if isinstance(e, MalformedEntry)]
+    return rules, None, bad, None
 
 
 @click.command("verify")
@@ -133,18 +145,29 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
                 batch.add((ids[i], res.status, res.axioms, res.counterexample, res.seconds))
             bar.advance(task)
         verify_many(todo, timeout_ms, workers, on_result, executor=pool)
-    named = done + [(r.name, res) for r, res in zip(todo, results)]
+    if db is None:       # a file: every entry in file order, the malformed ones in their place
+        named = [(r.name, res) for r, res in zip(todo, results)]
+        for k, name, res in done:
+            named.insert(k, (name, res))
+        skipped = 0
+    else:
+        named = done + [(r.name, res) for r, res in zip(todo, results)]
+        skipped = len(done)
     out = summary([res for _, res in named], time.perf_counter() - t0)
-    out["skipped_final"] = len(done)
+    out["skipped_final"] = skipped
     if report:
         _write_json(report, {"summary": out, "rules": [
             {"name": n, **res.to_dict()} for n, res in named]})
     if as_json:
         click.echo(json.dumps(out))
     else:
+        bad = f", {out['malformed']} malformed" if out["malformed"] else ""
         click.echo(f"{out['rules']} rules: {out['proved']} proved, {out['refuted']} refuted, "
-                   f"{out['unknown']} unknown in {out['seconds']:.1f}s "
+                   f"{out['unknown']} unknown{bad} in {out['seconds']:.1f}s "
                    f"(median {out['median_s'] * 1000:.0f} ms, p95 {out['p95_s'] * 1000:.0f} ms)")
+        for n, res in named:
+            if res.status == "malformed":
+                click.echo(f"  malformed {n}: {res.info.get('reason', '')}", err=True)
     if out["proved"] != out["rules"]:
         sys.exit(1)
 
