@@ -52,7 +52,7 @@ class OptimizeResult:
     weights: dict | None = field(default=None, repr=False)   # trained values (ONNX input)
     rule_texts: dict = field(default_factory=dict, repr=False)  # applied rule -> "src => dst"
     source: str | None = None      # the .onnx file the model came from, if it did
-    input_specs: dict | None = field(default=None, repr=False)  # its inputs' dtypes (onnx_input_specs)
+    input_specs: dict | None = field(default=None, repr=False)  # onnx_input_specs
     checked: str = "graph"         # what `equivalent` describes: "graph" or "written file"
     check_draws: int = 0           # input draws compared by that check
     check_skipped: int = 0         # ... and skipped: float32 execution of the original unreliable
@@ -124,7 +124,8 @@ def load_rule_set(path: str | Path | None = None, both_directions: bool = True,
     """Rules ready to apply, each inside its proof's scope (`subgen.ruleset`): a DB's proved
     rules, or a .json/.pb file's rules once verified; `unverified` applies a file as it is."""
     from subgen.ruleset import load_rules_for_use
-    return load_rules_for_use(path, both_directions, unverified, workers=workers)
+    return load_rules_for_use(path, both_directions, unverified, workers=workers,
+                              default=DEFAULT_RULES)
 
 
 def with_reverses(rules: list[Rule]) -> list[Rule]:
@@ -493,7 +494,8 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
              alpha: float = 1.05, checkpoint: str | Path | None = None, size: str = "full",
              do_measure: bool = False, seed: int = 0, time_limit: float | None = None,
              on_step: Callable[[int, float], None] | None = None, check: bool = True,
-             device: str | None = None, min_gain: float = 0.01) -> OptimizeResult:
+             device: str | None = None, min_gain: float = 0.01,
+             unverified: bool = False) -> OptimizeResult:
     """`device` picks the analytic model's profile (default "cpu": what `do_measure` times on;
     "v100" is TASO's GPU).  Under a measured cost model (torch, cupy) every op the result's
     gain rests on is timed again, and a result whose re-timed gain is below `min_gain` (a
@@ -522,7 +524,9 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
     if not hasattr(the_agent, "search"):
         raise BadInput(f"agent {agent!r} cannot optimize a graph (it has no search method)")
     cost_model = _cost_model(cost, device)
-    rule_list = rules if isinstance(rules, list) else load_rule_set(rules)
+    # a rules file is proved first (each rule then applies inside its scope); Rule objects
+    # given in Python are the caller's: applied as they are
+    rule_list = rules if isinstance(rules, list) else load_rule_set(rules, unverified=unverified)
 
     t0, c0 = time.perf_counter(), time.process_time()
     problem = SearchProblem(graph, rule_list, cost_model, on_step=on_step, time_limit=time_limit)

@@ -84,14 +84,9 @@ class RuleDB:
                 raise BadInput(f"{self.path} has rule DB version {meta.get('version')}, "
                                f"this subgen reads {VERSION}")
             cols = {r[1] for r in self.conn.execute("PRAGMA table_info(rules)")}
+            # a DB from before scoped proofs has no scope column: it is read as it is, and the
+            # column is added by the first write of a result (reading never changes a file)
             self._has_scope = "scope" in cols
-            if not self._has_scope:        # a DB from before scoped proofs
-                try:
-                    with self.conn:
-                        self.conn.execute("ALTER TABLE rules ADD COLUMN scope TEXT")
-                    self._has_scope = True
-                except sqlite3.OperationalError:   # read-only: read it as it is
-                    pass
         except sqlite3.DatabaseError as e:
             raise BadInput(f"{self.path} is corrupt or not a rule DB ({e})") from None
 
@@ -150,6 +145,9 @@ class RuleDB:
                          None if sc is None else json.dumps(sc, separators=(",", ":")),
                          int(rule_id)))
         with self.conn:
+            if not self._has_scope:
+                self.conn.execute("ALTER TABLE rules ADD COLUMN scope TEXT")
+                self._has_scope = True
             self.conn.executemany(
                 "UPDATE rules SET status=?, axioms=?, counterexample=?, seconds=?, scope=? "
                 "WHERE id=?", rows)

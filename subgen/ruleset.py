@@ -24,10 +24,12 @@ from subgen.ruledb import scoped
 
 def load_rules_for_use(source: str | Path | Iterable[Rule] | None = None,
                        both_directions: bool = True, unverified: bool = False,
-                       timeout_ms: int = 2000, workers: int = 1) -> list[Rule]:
-    """Rules ready to apply (see the module doc); BadInput (one line) when there are none."""
+                       timeout_ms: int = 2000, workers: int = 1,
+                       default: Path | None = None) -> list[Rule]:
+    """Rules ready to apply (see the module doc); BadInput (one line) when there are none.
+    `default`: the DB read when `source` is None (data/rules.db)."""
     if source is None or isinstance(source, (str, Path)):
-        path = Path(source) if source is not None else DEFAULT_RULES
+        path = Path(source) if source is not None else Path(default or DEFAULT_RULES)
         if not path.is_file():
             if source is None:
                 raise BadInput(f"no rule DB at {path}: run `subgen generate` first "
@@ -35,8 +37,16 @@ def load_rules_for_use(source: str | Path | Iterable[Rule] | None = None,
             raise BadInput(f"no such rule file: {path}")
         if path.suffix == ".db" and not unverified:
             return _from_db(path, both_directions)
+        if path.suffix == ".db":          # unverified: the proved rows, scoped or not
+            from subgen.ruledb import RuleDB
+            with RuleDB(path, create=False) as db:
+                plain = [s.rule for s in db.rules("proved")]
+            return _with_plain_reverses(plain) if both_directions else plain
         from subgen.ruleio import load_rules
-        given = list(load_rules(path))
+        # a file is not trusted: whatever scope it states, its rules are proved here again
+        given = [Rule(r.name, r.src, r.dst, {k: v for k, v in r.meta.items()
+                                             if k not in ("scope", "scopes")})
+                 for r in load_rules(path)]
         label = str(path)
     else:
         given, label = list(source), "the given rules"

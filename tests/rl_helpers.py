@@ -32,9 +32,12 @@ def greedy_episode(agent, env):
 
 
 def write_rule_db(path):
-    """The hand rules as a proved rule DB (what `--rules` takes)."""
+    """The hand rules as a rule DB, each row proved (with its scope) as `subgen verify` would."""
     from subgen.ruledb import RuleDB
+    from verifier import verify_rule
     with RuleDB(path) as db:
-        for rid in db.add_rules(RULES):
-            db.set_result(rid, "proved")
+        db.add_rules(RULES)
+        for stored in db.rules():
+            res = verify_rule(stored.rule)
+            db.set_result(stored.id, res.status, res.axioms, scope=res.scope)
     return path

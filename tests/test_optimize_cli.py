@@ -123,7 +123,7 @@ def test_measure_reports_a_measured_speedup(rules_json):
 
 
 def test_a_wrong_rule_is_caught_and_nothing_is_written(tmp_path):
-    """relu(x) -> x is false; marked as trusted it would be applied, and the check refuses."""
+    """relu(x) -> x is false; applied unverified (--unverified), the final check refuses."""
     s, d = GraphBuilder(), GraphBuilder()
     wrong = Rule("drop_relu", s.build([s.add("relu", s.input("x", (4, 4)))]),
                  d.build([d.input("x", (4, 4))]))
@@ -131,11 +131,35 @@ def test_a_wrong_rule_is_caught_and_nothing_is_written(tmp_path):
     save_json([wrong], rules)
     out = tmp_path / "bad.json"
     done = subgen("optimize", "toy", "--model-size", "tiny", "--rules", str(rules), "--agent",
-                  "greedy", "--json", "--out", str(out))
-    assert done.returncode == 2
+                  "greedy", "--json", "--out", str(out), "--unverified")
+    assert done.returncode == 3   # exit code 3: the result is not equivalent
     assert json.loads(done.stdout.strip().splitlines()[-1])["equivalent"] is False
     assert "not writing" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not out.exists() and not list(tmp_path.glob("bad*"))
+
+
+def test_a_rules_file_is_proved_first_and_its_false_rules_are_left_out(tmp_path):
+    """Without --unverified the same file is proved before use: its one rule is false, so the
+    file is refused with one line, and beside a true rule only the true one is applied."""
+    from rules_fixture import relu_idempotent
+    s, d = GraphBuilder(), GraphBuilder()
+    wrong = Rule("drop_relu", s.build([s.add("relu", s.input("x", (4, 4)))]),
+                 d.build([d.input("x", (4, 4))]))
+    only_wrong, mixed = tmp_path / "wrong.json", tmp_path / "mixed.json"
+    save_json([wrong], only_wrong)
+    save_json([wrong, relu_idempotent()], mixed)
+    done = subgen("optimize", "toy", "--model-size", "tiny", "--rules", str(only_wrong),
+                  "--agent", "greedy", "--json")
+    assert done.returncode == 2 and "no rule is proved" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    from subgen.optimize import load_rule_set
+    names = [r.name for r in load_rule_set(mixed)]
+    assert "drop_relu" not in names and "relu_idempotent" in names
+    assert all(r.meta.get("scope") is not None for r in load_rule_set(mixed))
+    done = subgen("optimize", "toy", "--model-size", "tiny", "--rules", str(mixed),
+                  "--agent", "greedy", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["equivalent"] is True
 
 
 def test_agents_lists_the_builtins():
@@ -150,10 +174,13 @@ def test_run_uses_an_existing_rule_db(tmp_path):
     """`subgen run` with proved rules in place goes straight to optimizing."""
     from subgen.ruledb import RuleDB
     db_path = tmp_path / "rules.db"
+    from verifier import verify_rule
+    rules = hand_rules()
     with RuleDB(db_path) as db:
-        ids = db.add_rules(hand_rules())
-        for i in ids:
-            db.set_result(i, "proved")
+        db.add_rules(rules)
+        for stored in db.rules():   # a rule and its reverse share a row: prove the row's rule
+            res = verify_rule(stored.rule)
+            db.set_result(stored.id, res.status, res.axioms, scope=res.scope)
     r = CliRunner().invoke(cli, ["run", "--model", "toy", "--rules", str(db_path),
                                  "--budget", "20", "--json"])
     assert r.exit_code == 0, r.output

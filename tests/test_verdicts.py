@@ -20,9 +20,10 @@ MM_SWAPPED = rule("mm_swapped", lambda b, x, y: b.add("matmul", x, y),
 SUB_SWAPPED = rule("ewmul_add_swapped", lambda b, x, y: b.add("ewmul", x, b.add("ewadd", x, y)),
                    lambda b, x, y: b.add("ewadd", b.add("ewmul", x, x), b.add("ewmul", y, y)),
                    x=SQ, y=SQ)
-# true, but no axiom gives it: unknown
-RELU_IDEMPOTENT = rule("relu_idempotent", lambda b, x: b.add("relu", b.add("relu", x)),
-                       lambda b, x: b.add("relu", x), x=SQ)
+# relu(x)^2 == relu(x) * x: true (both are 0 where x < 0), but no axiom gives it
+RELU_SQUARE = rule("relu_square",
+                   lambda b, x: b.add("ewmul", b.add("relu", x), b.add("relu", x)),
+                   lambda b, x: b.add("ewmul", b.add("relu", x), x), x=SQ)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def taso20():
 
 @pytest.fixture(scope="module")
 def mixed(taso20):
-    return taso20 + [MM_SWAPPED, SUB_SWAPPED, RELU_IDEMPOTENT]
+    return taso20 + [MM_SWAPPED, SUB_SWAPPED, RELU_SQUARE]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +66,7 @@ def test_one_and_two_workers_agree(mixed, serial):
 def test_prover_has_no_history(taso20):
     """The Z3 proof of a rule is the same first in a process and after many others."""
     first = prove(taso20[0])
-    for r in taso20[1:] + [RELU_IDEMPOTENT] * 3:
+    for r in taso20[1:] + [RELU_SQUARE] * 3:
         prove(r)
     assert prove(taso20[0]) == first and first[0] == "proved"
 
@@ -120,6 +121,17 @@ def test_malformed_rule_gets_its_own_verdict(tmp_path, capsys, taso20):
     assert all(r["status"] == "proved" for k, r in enumerate(rows) if k != 2)
 
 
+def test_lone_malformed_rule_exits_1(tmp_path, capsys):
+    path = tmp_path / "wrong.json"
+    path.write_text(json.dumps([{"name": "r", "src": {"nodes": [], "outputs": [[7, 0]]}}]))
+    report = tmp_path / "report.json"
+    code, out, _ = run_cli(["verify", str(path), "--json", "--report", str(report)], capsys)
+    s = json.loads(out.strip().splitlines()[-1])
+    assert code == 1 and (s["rules"], s["malformed"], s["proved"]) == (1, 1, 0)
+    row, = json.loads(report.read_text())["rules"]
+    assert (row["name"], row["status"]) == ("r", "malformed") and row["reason"]
+
+
 def test_all_good_json_exits_0(tmp_path, capsys, taso20):
     path = tmp_path / "good.json"
     path.write_text(json.dumps([r.to_dict() for r in taso20[:3]]))
@@ -140,3 +152,23 @@ def test_unreadable_file_exits_2(tmp_path, capsys, name, content):
     code, out, err = run_cli(["verify", str(path), "--json"], capsys)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+# --- axiom validation on workers -------------------------------------------------------------
+
+def test_axiom_validation_on_two_workers_matches_serial():
+    from verifier.axioms import AXIOMS
+    from verifier.validate import validate_all, validate_axioms
+    axioms = [a for a in AXIOMS if a.name in ("ewadd_comm", "matmul_assoc", "concat_split")]
+    kw = dict(max_dim=2, limit=20, redundancy=False)
+    serial = validate_axioms(axioms, **kw)
+    jobs = []
+    par, _ = validate_all(axioms, shape=False, workers=2, on_job=lambda d, t: jobs.append(d),
+                          **kw)
+
+    def key(r):
+        d = r.to_dict()
+        d.pop("seconds")
+        return d
+    assert [key(r) for r in par] == [key(r) for r in serial]
+    assert all(r.ok and r.instances > 0 for r in par) and jobs[-1] == len(jobs)

@@ -22,8 +22,10 @@ GOOD = rule("mm_linear", lambda b, x, y, z: b.add("matmul", x, b.add("ewadd", y,
             x=SQ, y=SQ, z=SQ)
 BAD = rule("mm_swapped", lambda b, x, y: b.add("matmul", x, y),
            lambda b, x, y: b.add("matmul", y, x), x=SQ, y=SQ)
-TRUE_UNPROVABLE = rule("relu_idempotent", lambda b, x: b.add("relu", b.add("relu", x)),
-                       lambda b, x: b.add("relu", x), x=SQ)
+# relu(x)^2 == relu(x) * x: true (both are 0 where x < 0), but no axiom gives it
+TRUE_UNPROVABLE = rule("relu_square",
+                         lambda b, x: b.add("ewmul", b.add("relu", x), b.add("relu", x)),
+                         lambda b, x: b.add("ewmul", b.add("relu", x), x), x=SQ)
 
 
 def test_verify_rule_statuses():
@@ -154,7 +156,8 @@ def test_unusable_input_exits_2_with_one_line(tmp_path, capsys, name, content):
 
 @pytest.mark.parametrize("name,content", [
     ("bad.json", b"{ this is not json"),
-    ("wrong.json", json.dumps([{"name": "r", "src": {"nodes": [], "outputs": [[7, 0]]}}]).encode()),
+    # a readable file with a malformed rule is not unusable input: that rule is "malformed",
+    # exit 1 (tests/test_verdicts.py::test_lone_malformed_rule_exits_1)
     ("bad.pb", b"\x0a\xff\xff\xff\xff\x0f\x01\x02"),
     ("garbage.pb", bytes(range(256))),
 ])

@@ -436,6 +436,8 @@ AXIOMS: list[Axiom] = [
           conv(more=_grouped)),
     Axiom("relu_matmul_fuse", "relu after a matmul is the matmul's fused relu",
           relu(mat(x, y)), mat(x, y, act="relu"), mm("xy")),
+    Axiom("relu_idempotent", "relu applied twice is relu (catalogue: IDEMPOTENT)",
+          relu(relu(x)), relu(x), ew("x")),
     Axiom("relu_concat", "relu distributes over concat",
           relu(concat(x, y)), concat(relu(x), relu(y)), cat((("x", "y"),))),
     Axiom("relu_transpose", "relu commutes with transpose",

@@ -13,36 +13,38 @@ Deterministic verdicts
 A rule's status must not depend on the rules checked before it, on the number of workers or on
 the machine's load.  So:
 
-- **A fresh solver per check.**  Every `prove` (and every `axiom_solver()`) is a new `z3.Solver`
-  into which the axioms are asserted again, from one list of (formula, tracking Boolean) built
-  once per process; asserting them through the C API costs under a millisecond.  Nothing a solver
-  learns (instances, the `smt.qi.max_instances` budget, caches, clause activity) is carried to the
-  next rule.  The old single solver reused for 50 rules under push/pop, and the retry of an early
-  unknown on a fresh one, are gone.
+- **A Z3 context of its own per rule** (`isolated_check`).  The goal is built in the process's
+  main context, then the axioms (compiled once per process) and the goal are translated into a
+  new `z3.Context` made for this one check and dropped after it.  A fresh solver is not enough:
+  the shared context keeps hash-consed terms, recycled AST ids and fresh-name counters, and Z3
+  breaks ties by id.  Measured on the redundancy check of `matmul_ewadd_left`: unsat in 0.04 s
+  as the first check of a process, unknown (2 s timeout) as the second, on a fresh solver both
+  times.  On the rules it is milder (6,480 depth-3 rules on fresh solvers in one context, in two
+  orders: same statuses, but 1,693 rules used up to 1.7% more or less work); in own contexts
+  the statuses, cores and work counts are identical in both orders.  The old single solver
+  reused for 50 rules under push/pop, and the retry of an early unknown on a fresh one, are gone.
 - **A deterministic work limit.**  The check is bounded by Z3's resource limit `rlimit` (counted
   work, relative to the check's start), `RLIMIT_PER_MS * timeout_ms`, not by wall time.  The
   wall-clock `timeout` stays only as a safety net, `SAFETY_FACTOR * timeout_ms` (plus a second),
   for a search that spends its time where the resource counter does not count.
 
-`set_limits(s, timeout_ms)` applies the same two limits to any solver (e.g. one from
-`axiom_solver()`), so other callers get the same guarantee.
+Cost: ~12 ms a rule on the TASO set against ~3 ms with the shared solver (creating a Z3 context
+is ~5 ms of it).  `axiom_solver()` (a fresh solver in the main context, used by
+`verifier.scope`) and `set_limits(s, timeout_ms)` give other callers the work limit; for full
+isolation they can pass their formulas to `isolated_check` instead.
 
-What nondeterminism remains:
+What nondeterminism remains (for `prove` and `isolated_check`):
 
 1. The wall-clock safety net.  A check that has not reached its rlimit after
    `SAFETY_FACTOR * timeout_ms + 1 s` of wall time is cut off as unknown, so under extreme load
-   (more than about 20x slower than the calibration machine, see `RLIMIT_PER_MS`) a check near its
-   work limit could turn unknown.  None of the TASO or depth-3 rules comes near: every proof there
-   uses at most ~30k units, under 1% of the default limit.
-2. Z3 AST ids.  All terms live in the process's one Z3 context, which hash-conses terms and
-   recycles the ids of freed ones, so the ids of a rule's goal terms depend on what the process
-   built before.  Z3 orders some things by id (e.g. argument sorting in its rewriters), so in
-   principle the search, and the work it counts, can differ with history.  Measured: on the 133
-   TASO rules and the 6,480 depth-3 rules, each rule's rlimit count was identical in two orders
-   (`tests/test_verdicts.py` checks statuses in two orders and on 1 and 2 workers).  A fresh
-   `z3.Context` per rule would remove this too, but costs ~6 ms a rule (more than a proof).
-3. The Z3 version: rlimit units and the search are those of the installed z3-solver (5.4.1 at
-   calibration); another version may count differently.  Z3's random seed is fixed (the default).
+   (a check running ~10x slower than on the calibration machine) a check near its work limit
+   could turn unknown.  No proof of the TASO or depth-3 sets comes near: each uses under 30k
+   units, 3% of the default limit, in milliseconds.
+2. Z3 itself: hash tables keyed by memory address, if any part of the search uses one, and the
+   installed version (rlimit units and the search are z3-solver 5.4.1's; another version may
+   count and search differently).  Z3's random seed is fixed (the default).
+3. Checks made on `axiom_solver()` solvers in the main context (e.g. `verifier.scope`) carry
+   that context's history as above; `set_limits` removes the load dependence only.
 """
 from __future__ import annotations
 
@@ -112,17 +114,56 @@ def set_limits(s: z3.Solver, timeout_ms: int) -> z3.Solver:
     return s
 
 
+def isolated_check(assertions, timeout_ms: int = 2000, axioms=None, track: bool = True):
+    """Check `assertions` (formulas of the main Z3 context) together with the axioms in a
+    Z3 context of their own, made for this one check and dropped after it: ("unsat" | "sat" |
+    "unknown", the tracked axioms of the unsat core).  Nothing of what the process built or
+    checked before can reach it, so the answer is a function of the formulas alone.
+    `axioms`: (name, formula) pairs, default every axiom; `track=False` asserts them untracked
+    (no core)."""
+    ctx = z3.Context()
+    s = z3.Solver(ctx=ctx)
+    s.set("smt.mbqi", False)
+    s.set("core.minimize", True)
+    s.set("smt.qi.max_instances", MAX_INSTANCES)
+    set_limits(s, timeout_ms)
+    ref, solver = ctx.ref(), s.solver
+    pairs = _tracked(axioms) if track else [(f, None) for _, f in
+                                            (axioms if axioms is not None else compiled())]
+    keep = []                # the translated terms, alive until the check is done
+    for formula, tracker in pairs:
+        f = formula.translate(ctx)
+        keep.append(f)
+        if tracker is None:
+            z3.Z3_solver_assert(ref, solver, f.as_ast())
+        else:
+            b = tracker.translate(ctx)
+            keep.append(b)
+            z3.Z3_solver_assert_and_track(ref, solver, f.as_ast(), b.as_ast())
+    for a in assertions:
+        s.add(a.translate(ctx))
+    res = s.check()
+    if res == z3.unsat:
+        return "unsat", tuple(sorted(str(b)[3:] for b in s.unsat_core())) if track else ()
+    return ("sat" if res == z3.sat else "unknown"), ()
+
+
 def prove(rule: Rule, timeout_ms: int = 2000, axioms=None) -> tuple[str, tuple[str, ...]]:
-    """("proved", axioms used) or ("unknown", ()), on a fresh solver: the answer depends on the
-    rule (and the axioms) only, not on what was proved before it."""
+    """("proved", axioms used) or ("unknown", ()), checked in a Z3 context of its own
+    (`isolated_check`): the answer depends on the rule (and the axioms) only."""
     try:
         negated, facts = goal(rule)
     except z3ops.NotEncodable:
         return "unknown", ()
-    return _check(axiom_solver(axioms), negated, facts, timeout_ms)
+    res, used = isolated_check([z3.And(facts), negated] if facts else [negated], timeout_ms,
+                               axioms)
+    return ("proved", used) if res == "unsat" else ("unknown", ())
 
 
 def _check(s: z3.Solver, negated, facts, timeout_ms: int) -> tuple[str, tuple[str, ...]]:
+    """The check on a solver of the main context (e.g. a fresh `axiom_solver()`), under the
+    same limits: deterministic for that solver, but see the module docstring (2) on what the
+    shared context can still carry from one check to the next."""
     set_limits(s, timeout_ms)
     s.add(*facts)
     s.add(negated)

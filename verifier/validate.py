@@ -15,7 +15,9 @@ Every Z3 check here is bounded by Z3's deterministic resource limit (`verifier.p
 `rlimit` scaled from `timeout_ms`, a generous wall-clock timeout only as a safety net), so the
 report does not depend on the machine's load or on `--workers`.  Wall time alone was not a bound:
 Z3 reads its timer only between instantiation rounds, and one redundancy check with a 2 s timeout
-(`ewmul_comm`) ran for 173 s.
+(`ewmul_comm`) ran for 173 s.  Each redundancy check also runs in a Z3 context of its own
+(`verifier.prove.isolated_check`): in the process's shared context its answer depended on the
+checks before it.
 
 `validate_axioms(..., workers=n)` splits the work into jobs (numeric instances in chunks, the
 symbolic check, the redundancy check, per axiom) and runs them on `n` spawned processes; the
@@ -32,7 +34,7 @@ import z3
 from envcore.execute import evaluate
 from envcore.ops import ShapeError
 from verifier.axioms import AXIOMS, Axiom
-from verifier.prove import MAX_INSTANCES, set_limits
+from verifier.prove import isolated_check, set_limits
 from verifier.refute import compare, leaf_shapes
 
 
@@ -134,15 +136,11 @@ def _real(e):
 
 def check_redundant(ax: Axiom, axioms: list[Axiom], timeout_ms: int = 2000) -> bool | None:
     """True when the other axioms imply `ax` (Z3 unsat in time), else None."""
-    s = z3.Solver()
-    set_limits(s, timeout_ms)      # counted work: a matching loop outlasts a wall-clock timeout
-    s.set("smt.mbqi", False)
-    s.set("smt.qi.max_instances", MAX_INSTANCES)
-    for other in axioms:
-        if other.name != ax.name:
-            s.add(_formula(other))
-    s.add(z3.Not(_formula(ax)))
-    return True if s.check() == z3.unsat else None
+    others = [(o.name, _formula(o)) for o in axioms if o.name != ax.name]
+    # its own Z3 context and a work limit: in the shared context the answer depended on what
+    # was checked before (matmul_ewadd_left: proved first in a process, not after another check)
+    res, _ = isolated_check([z3.Not(_formula(ax))], timeout_ms, others, track=False)
+    return True if res == "unsat" else None
 
 
 _FORMULAS: dict = {}

@@ -12,7 +12,11 @@ from subgen.errors import BadInput
 @click.command()
 @click.argument("model")
 @click.option("--rules", "rules", type=click.Path(dir_okay=False), default=None,
-              help="Rule DB (.db: proved rules only), .json or .pb.  Default: data/rules.db.")
+              help="Rule DB (.db: proved rules only), .json or .pb (proved here first: only the "
+                   "proved rules are used, each inside its scope).  Default: data/rules.db.")
+@click.option("--unverified", is_flag=True,
+              help="Apply the rules file as it is, without proving it (no scopes: a rule may "
+                   "then be applied where its proof does not hold).")
 @click.option("--agent", default="taso", show_default=True, help="A registered agent (`subgen agents`).")
 @click.option("--budget", default=1000, show_default=True, type=click.IntRange(min=0),
               help="Expansions the search may spend.")
@@ -37,8 +41,8 @@ from subgen.errors import BadInput
 @click.option("--time-limit", type=click.FloatRange(min=0), default=None,
               help="Stop the search after this many seconds, whatever is left of the budget.")
 @click.option("--seed", default=0, show_default=True, type=int)
-def optimize(model, rules, agent, budget, cost, device, out, as_json, measure, alpha, checkpoint,
-             size, time_limit, seed):
+def optimize(model, rules, unverified, agent, budget, cost, device, out, as_json, measure, alpha,
+             checkpoint, size, time_limit, seed):
     """Optimize MODEL (a zoo name or an .onnx file) and check the result numerically.
 
     The check runs on every result, no rewrites included: per output, per element, against that
@@ -58,7 +62,8 @@ def optimize(model, rules, agent, budget, cost, device, out, as_json, measure, a
     with _progress(not as_json, budget) as on_step:
         res = pipeline.optimize(model, rules, agent=agent, budget=budget, cost=cost, alpha=alpha,
                                 checkpoint=checkpoint, size=size, do_measure=measure, seed=seed,
-                                time_limit=time_limit, on_step=on_step, device=device)
+                                time_limit=time_limit, on_step=on_step, device=device,
+                                unverified=unverified)
     written, refusal = None, None
     if out is not None:
         try:

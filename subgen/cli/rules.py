@@ -17,29 +17,34 @@ def rules():
 
 @rules.command()
 @click.argument("db", type=click.Path(dir_okay=False))
-@click.option("--status", type=click.Choice(["candidate", "proved", "refuted", "unknown"]),
+@click.option("--status", type=click.Choice(["candidate", "proved", "refuted", "unknown",
+                                            "malformed"]),
               default=None, help="only rules with this status")
 @click.option("--limit", type=int, default=50, show_default=True, help="rows to print (0: all)")
 @click.option("--json", "as_json", is_flag=True)
 def show(db, status, limit, as_json):
-    """A table of the rules in DB."""
+    """A table of the rules in DB, with the sizes each proved rule holds at (its scope)."""
     from rich.console import Console
     from rich.table import Table
 
     from subgen.ruledb import RuleDB
+    from verifier.scope import describe
     with RuleDB(db, create=False) as rdb:
         stored = rdb.rules(status)
         counts = rdb.counts()
     if as_json:
         click.echo(json.dumps({"counts": counts, "rules": [
             {"id": s.id, "name": s.rule.name, "status": s.status, "axioms": list(s.axioms),
-             "src": _fmt(s.rule.src), "dst": _fmt(s.rule.dst)} for s in stored]}))
+             "src": _fmt(s.rule.src), "dst": _fmt(s.rule.dst),
+             **({"scope": s.scope, "holds_at": {d: describe(sc) for d, sc in s.scope.items()}}
+                if s.scope else {})} for s in stored]}))
         return
     t = Table(title=f"{db}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
-    for c in ("id", "status", "source", "target"):
+    for c in ("id", "status", "source", "target", "holds at"):
         t.add_column(c)
     for s in stored[: limit or None]:
-        t.add_row(str(s.id), s.status, _fmt(s.rule.src), _fmt(s.rule.dst))
+        t.add_row(str(s.id), s.status, _fmt(s.rule.src), _fmt(s.rule.dst),
+                  describe(s.scope["forward"]) if s.scope else "")
     Console().print(t)
     if limit and len(stored) > limit:
         click.echo(f"... {len(stored) - limit} more (--limit 0 shows all)")
@@ -54,10 +59,17 @@ def show(db, status, limit, as_json):
 def export(db, fmt, out, status):
     """Write DB's rules as JSON or as TASO's protobuf."""
     from subgen.ruleio import load_rules, save_json
+    from envcore.rule import Rule
     from subgen.ruledb import RuleDB
+    from verifier.scope import describe
     if db.lower().endswith(".db"):
         with RuleDB(db, create=False) as rdb:
-            chosen = [s.rule for s in rdb.rules(None if status == "all" else status)]
+            # a proved rule's scope travels in its meta: the export states where it holds
+            chosen = [Rule(s.rule.name, s.rule.src, s.rule.dst,
+                           {**s.rule.meta, "scopes": s.scope,
+                            "holds_at": {d: describe(sc) for d, sc in s.scope.items()}})
+                      if s.scope else s.rule
+                      for s in rdb.rules(None if status == "all" else status)]
     else:
         chosen = load_rules(db)
     if fmt == "json":

@@ -23,6 +23,7 @@ import click
 from subgen.errors import BadInput
 
 FINAL = ("proved", "refuted", "unknown")
+AXIOM_LIMIT = 300      # --axioms default: a seeded sample of this many instances per axiom
 
 
 def _progress(total: int, label: str, quiet: bool):
@@ -105,8 +106,8 @@ def _load(path: str, retry_unknown: bool):
 @click.argument("rules", required=False, metavar="RULES")
 @click.option("--timeout-ms", default=2000, show_default=True, type=click.IntRange(1),
               help="Z3 time limit per rule")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1),
-              help="parallel worker processes")
+@click.option("--workers", default=None, type=click.IntRange(1),
+              help="parallel worker processes [default: 1; with --axioms, every CPU]")
 @click.option("--report", type=click.Path(dir_okay=False),
               help="write each rule's status, axioms used and counterexample (JSON)")
 @click.option("--json", "as_json", is_flag=True, help="print a JSON summary as the last line")
@@ -114,8 +115,9 @@ def _load(path: str, retry_unknown: bool):
               help="validate the axioms against the operators' reference semantics instead")
 @click.option("--max-dim", default=4, show_default=True, type=click.IntRange(1, 4),
               help="--axioms: largest tensor dimension")
-@click.option("--limit", default=None, type=click.IntRange(1),
-              help="--axioms: check a seeded sample of this many instances per axiom")
+@click.option("--limit", default=None, type=click.IntRange(0),
+              help=f"--axioms: check a seeded sample of this many instances per axiom "
+                   f"[default: {AXIOM_LIMIT}; 0: every instance]")
 @click.option("--retry-unknown", is_flag=True, help=".db: verify 'unknown' rules again")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
               show_default=True, help="where the workers run: local processes or a Ray cluster")
@@ -125,7 +127,11 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
            retry_unknown, executor, ray_address):
     """Prove each rule from the operator axioms (or refute it with a counterexample)."""
     if check_axioms:
-        return _axioms(timeout_ms, report, as_json, max_dim, limit)
+        shape_limit = 40 if limit is None else (limit or None)   # the shape axioms' sample
+        limit = AXIOM_LIMIT if limit is None else (limit or None)
+        return _axioms(timeout_ms, report, as_json, max_dim, limit, workers or os.cpu_count() or 1,
+                       shape_limit)
+    workers = workers or 1
     if rules is None:
         raise BadInput("missing RULES (a .db, .json or .pb file)")
     from verifier.batch import summary, verify_many
@@ -172,20 +178,39 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
         sys.exit(1)
 
 
-def _axioms(timeout_ms, report, as_json, max_dim, limit):
+def _axioms(timeout_ms, report, as_json, max_dim, limit, workers, shape_limit=40):
     from verifier.axioms import AXIOMS
-    from verifier.validate import validate_axioms, validate_shape_axioms
+    from verifier.shapes import SHAPE_AXIOMS
+    from verifier.validate import validate_all
     t0 = time.perf_counter()
-    with _progress(len(AXIOMS), "validating axioms", as_json) as bar:
-        task = bar.add_task("axioms", total=len(AXIOMS))
-        reps = validate_axioms(progress=lambda r: bar.advance(task), max_dim=max_dim,
-                               limit=limit, timeout_ms=timeout_ms)
-        reps += validate_shape_axioms(max_dim=max_dim, limit=limit or 40)
+    n_axioms = len(AXIOMS) + len(SHAPE_AXIOMS)
+    with _progress(0, "validating axioms", as_json) as bar:
+        task = bar.add_task("axioms", total=None)
+        finished = {"axioms": 0, "last": "", "said": time.monotonic()}
+        plain = not as_json and not bar.console.is_terminal   # a log, not a terminal
+
+        def on_axiom(rep):
+            finished["axioms"] += 1
+            finished["last"] = rep.name
+
+        def on_job(done, total):
+            bar.update(task, completed=done, total=total,
+                       description=f"{finished['axioms']}/{n_axioms} axioms, "
+                                   f"last {finished['last']}")
+            if plain and time.monotonic() - finished["said"] >= 10:
+                finished["said"] = time.monotonic()
+                click.echo(f"validating axioms: {finished['axioms']}/{n_axioms} axioms, "
+                           f"{done}/{total} jobs, {time.perf_counter() - t0:.0f}s", err=True)
+        ops, shapes = validate_all(progress=on_axiom, on_job=on_job, workers=workers,
+                                   max_dim=max_dim, limit=limit, timeout_ms=timeout_ms,
+                                   shape_limit=shape_limit)
+    reps = ops + shapes
     bad = [r for r in reps if not r.ok]
     out = {"axioms": len(reps), "valid": len(reps) - len(bad), "invalid": [r.name for r in bad],
            "redundant": [r.name for r in reps if r.redundant],
            "instances": sum(r.instances for r in reps),
            "symbolic": sum(r.symbolic for r in reps),
+           "max_dim": max_dim, "limit": limit, "workers": workers,
            "seconds": round(time.perf_counter() - t0, 3)}
     if report:
         _write_json(report, {"summary": out, "axioms": [r.to_dict() for r in reps]})
