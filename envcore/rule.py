@@ -43,7 +43,10 @@ class Rule:
     def reversed(self, name: str | None = None) -> "Rule":
         if set(self.src.inputs) - set(self.dst.inputs) or self.dst.num_ops == 0:
             raise MalformedRule(f"rule {self.name} cannot be reversed: target drops inputs")
-        return Rule(name or f"{self.name}~rev", self.dst, self.src, dict(self.meta))
+        # a scope belongs to one direction (its slots name the matched side's nodes): the
+        # reverse has its own, or none
+        meta = {k: v for k, v in self.meta.items() if k != "scope"}
+        return Rule(name or f"{self.name}~rev", self.dst, self.src, meta)
 
     def to_dict(self) -> dict:
         return {"name": self.name, "src": self.src.to_dict(), "dst": self.dst.to_dict(),

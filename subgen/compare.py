@@ -68,7 +68,7 @@ def compare(ours_path, theirs_path, max_steps: int = 4) -> dict:
     ours, theirs = load_rules(ours_path), load_rules(theirs_path)
     keys = {canonical_key(r, shapes=False) for r in ours}
     proved = _proved(ours_path, ours)
-    rewriting = both_directions(proved)
+    rewriting = _rewriting(ours_path, proved, both_directions)
     inst: set[str] | None = None
     from subgen.cli.rules import _fmt
     held, subsumed, derived, missing = 0, [], [], []
@@ -99,6 +99,15 @@ def compare(ours_path, theirs_path, max_steps: int = 4) -> dict:
             "subsumed": len(subsumed), "derivable": len(derived), "missing": len(missing),
             "ours": len(ours), "ours_proved": len(proved), "subsumed_rules": subsumed,
             "derivable_rules": derived, "missing_rules": missing}
+
+
+def _rewriting(path, proved, both_directions):
+    """The rules to derive with: a DB's proved rules in both directions, each inside its scope
+    (what `optimize` applies); a file's rules both ways as they are."""
+    if str(path).lower().endswith(".db"):
+        from subgen.ruleset import load_rules_for_use
+        return load_rules_for_use(path)
+    return both_directions(proved)
 
 
 def _proved(path, rules):

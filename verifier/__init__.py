@@ -36,7 +36,7 @@ class RuleResult:
 def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
     """Numeric refutation first, then a Z3 proof with symbolic dims, once per direction
     (`verifier.scope`): a proved rule carries the scope each direction holds in."""
-    from verifier.prove import axiom_solver, prove
+    from verifier.prove import prove
     from verifier.refute import numeric_check
     from verifier.scope import check_in_scope, pinned_scope, prove_scoped
     t0 = time.perf_counter()
@@ -62,7 +62,7 @@ def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
             # direction's proof obligation is the forward one's, fact for fact
             scope[name] = scope["forward"]
             continue
-        st, ax, sc = prove_scoped(r, axiom_solver, timeout_ms)
+        st, ax, sc = prove_scoped(r, timeout_ms)
         if st == "pinned":           # shapes not symbolic: the proof at the generated sizes
             st, ax = prove(r, timeout_ms)
             sc = pinned_scope(r) if st == "proved" else None

@@ -6,8 +6,8 @@ run loses at most the rules not yet committed.  Workers are fresh processes (spa
 do not survive a fork safely, and each worker builds the axioms once.  Rules travel as dicts.
 
 A rule's status does not depend on which worker checks it, on the number of workers or on the
-order of the rules: every proof runs on a fresh solver under a deterministic work limit (see
-`verifier.prove`).  A rule that cannot be checked because its sides cannot be typed or cannot
+order of the rules: every proof runs in a Z3 context of its own under a deterministic work limit
+(see `verifier.prove`).  A rule that cannot be checked because its sides cannot be typed or cannot
 agree in shape gets the status "malformed" (its reason in `info["reason"]`), and the others go on.
 """
 from __future__ import annotations

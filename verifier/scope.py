@@ -284,10 +284,29 @@ def pinned_scope(rule: Rule) -> dict:
     return {"requires": reqs, "resolve": resolve, "pinned": True, "fixed": fixed_params(rule)}
 
 
-def prove_scoped(rule: Rule, solver_factory, timeout_ms: int = 2000) \
+def _isolated_solver(ctx: z3.Context, timeout_ms: int, axioms=None) -> tuple[z3.Solver, list]:
+    """A solver in its own Z3 context holding every axiom (tracked as `ax:name`), bounded by the
+    deterministic work limit: the proof's answer depends on the rule alone, not on what the
+    process checked before, nor on the machine's load (see `verifier.prove`)."""
+    from verifier import prove
+    s = z3.Solver(ctx=ctx)
+    s.set("smt.mbqi", False)
+    s.set("core.minimize", True)
+    s.set("smt.qi.max_instances", prove.MAX_INSTANCES)
+    prove.set_limits(s, timeout_ms)
+    keep = []
+    ref, solver = ctx.ref(), s.solver
+    for formula, tracker in prove._tracked(axioms):
+        f, b = formula.translate(ctx), tracker.translate(ctx)
+        keep += [f, b]
+        z3.Z3_solver_assert_and_track(ref, solver, f.as_ast(), b.as_ast())
+    return s, keep
+
+
+def prove_scoped(rule: Rule, timeout_ms: int = 2000, axioms=None) \
         -> tuple[str, tuple[str, ...], dict | None]:
-    """(status, axioms used, scope) for one direction of `rule` (src is what the matcher finds).
-    `solver_factory()` gives a solver holding the axioms, each tracked as `ax:name`."""
+    """(status, axioms used, scope) for one direction of `rule` (src is what the matcher finds),
+    checked in a Z3 context of its own under the deterministic work limit."""
     try:
         setup = setup_of(rule)
     except NotSymbolic:
@@ -299,18 +318,20 @@ def prove_scoped(rule: Rule, solver_factory, timeout_ms: int = 2000) \
     except z3ops.NotEncodable:
         return "unknown", (), None
     negated = z3.Or([src_t[a] != dst_t[b] for a, b in zip(rule.src.outputs, rule.dst.outputs)])
-    s = solver_factory()
-    s.set("timeout", int(timeout_ms))
-    s.add(*setup.shape_facts, *setup.resolution_facts, *setup.dim_facts(src_t, dst_t))
-    s.add(negated)
+    ctx = z3.Context()
+    s, keep = _isolated_solver(ctx, timeout_ms, axioms)
+    for f in [*setup.shape_facts, *setup.resolution_facts, *setup.dim_facts(src_t, dst_t),
+              negated]:
+        keep.append(f.translate(ctx) if isinstance(f, z3.ExprRef) else z3.BoolVal(bool(f), ctx))
+        s.add(keep[-1])
     lits: dict[str, tuple] = {}
 
     def literal(req) -> z3.BoolRef:
         name = f"pre:{_jsonable_req(req)}"
         if name not in lits:
             lits[name] = req
-            s.add(z3.Implies(z3.Bool(name), setup.formula(req)))
-        return z3.Bool(name)
+            s.add(z3.Implies(z3.Bool(name, ctx), setup.formula(req).translate(ctx)))
+        return z3.Bool(name, ctx)
 
     offered: list = []
     for reqs in (setup.equalities(), setup.pins()):
@@ -319,10 +340,10 @@ def prove_scoped(rule: Rule, solver_factory, timeout_ms: int = 2000) \
             used = _weakest(s, [lits[str(c)] for c in s.unsat_core() if str(c) in lits], literal)
             s.check(*used)
             core = [str(b) for b in s.unsat_core()]
-            axioms = tuple(sorted(c[3:] for c in core if c.startswith("ax:")))
+            axioms_used = tuple(sorted(c[3:] for c in core if c.startswith("ax:")))
             requires = sorted((_jsonable_req(lits[str(u)]) for u in used), key=str)
-            return "proved", axioms, {"requires": requires, "resolve": setup.resolve,
-                                      "pinned": False, "fixed": fixed_params(rule)}
+            return "proved", axioms_used, {"requires": requires, "resolve": setup.resolve,
+                                           "pinned": False, "fixed": fixed_params(rule)}
     return "unknown", (), None
 
 

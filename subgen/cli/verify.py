@@ -26,12 +26,15 @@ FINAL = ("proved", "refuted", "unknown")
 AXIOM_LIMIT = 300      # --axioms default: a seeded sample of this many instances per axiom
 
 
-def _progress(total: int, label: str, quiet: bool):
+def _progress(total: int, label: str, quiet: bool, detail: bool = False):
+    """A rich bar on stderr; `detail`: the task's description (updated as it runs) after it."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, \
         TimeElapsedColumn
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    console=Console(stderr=True), transient=True, disable=quiet)
+    cols = [TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    if detail:
+        cols.append(TextColumn("{task.description}"))
+    return Progress(*cols, console=Console(stderr=True), transient=True, disable=quiet)
 
 
 def _write_json(path: str, obj) -> None:
@@ -67,6 +70,25 @@ class _Batch:
         self.flush()
 
 
+def _scope_counts(results) -> dict:
+    """How many proved rules hold at any size, under a precondition, or only as generated
+    (their forward direction: the rule as written)."""
+    out = {"general": 0, "precondition": 0, "pinned": 0}
+    for res in results:
+        sc = (res.scope or {}).get("forward") if res.status == "proved" else None
+        if sc is None:
+            continue
+        out["pinned" if sc.get("pinned") else "precondition" if sc["requires"] else "general"] += 1
+    return out
+
+
+def _holds_at(res) -> dict:
+    from verifier.scope import describe
+    if res.status != "proved" or not res.scope:
+        return {}
+    return {"holds_at": {d: describe(sc) for d, sc in res.scope.items()}}
+
+
 def _load(path: str, retry_unknown: bool):
     """(rules to verify, their DB ids or None, results already final, db or None).  For .json
     and .pb, entries that cannot be built come back as (position, name, RuleResult "malformed")
@@ -83,9 +105,12 @@ def _load(path: str, retry_unknown: bool):
         final = ("proved", "refuted") if retry_unknown else FINAL
         todo, done = [], []
         for sr in db.rules():
-            if sr.status in final:
+            # a row proved before scoped proofs (no scope) is proved again: its old proof held
+            # only at the generated sizes
+            if sr.status in final and not (sr.status == "proved" and not sr.scope):
                 done.append((sr.rule.name, RuleResult(sr.status, tuple(sr.axioms),
-                                                      sr.counterexample, sr.seconds or 0.0)))
+                                                      sr.counterexample, sr.seconds or 0.0,
+                                                      scope=sr.scope)))
             else:
                 todo.append(sr)
         return [s.rule for s in todo], [s.id for s in todo], done, db
@@ -148,7 +173,8 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
         def on_result(i, res):
             results[i] = res
             if db is not None:
-                batch.add((ids[i], res.status, res.axioms, res.counterexample, res.seconds))
+                batch.add((ids[i], res.status, res.axioms, res.counterexample, res.seconds,
+                           res.scope))
             bar.advance(task)
         verify_many(todo, timeout_ms, workers, on_result, executor=pool)
     if db is None:       # a file: every entry in file order, the malformed ones in their place
@@ -161,9 +187,10 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
         skipped = len(done)
     out = summary([res for _, res in named], time.perf_counter() - t0)
     out["skipped_final"] = skipped
+    out.update(_scope_counts(res for _, res in named))
     if report:
         _write_json(report, {"summary": out, "rules": [
-            {"name": n, **res.to_dict()} for n, res in named]})
+            {"name": n, **res.to_dict(), **_holds_at(res)} for n, res in named]})
     if as_json:
         click.echo(json.dumps(out))
     else:
@@ -171,6 +198,12 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
         click.echo(f"{out['rules']} rules: {out['proved']} proved, {out['refuted']} refuted, "
                    f"{out['unknown']} unknown{bad} in {out['seconds']:.1f}s "
                    f"(median {out['median_s'] * 1000:.0f} ms, p95 {out['p95_s'] * 1000:.0f} ms)")
+        click.echo(f"  proved: {out['general']} at any size, {out['precondition']} under a "
+                   f"precondition" + (f", {out['pinned']} only at the generated sizes"
+                                      if out["pinned"] else ""))
+        for n, res in named:
+            if res.status == "proved" and res.scope and res.scope["forward"]["requires"]:
+                click.echo(f"  {n}: holds at {_holds_at(res)['holds_at']['forward']}")
         for n, res in named:
             if res.status == "malformed":
                 click.echo(f"  malformed {n}: {res.info.get('reason', '')}", err=True)
@@ -184,8 +217,8 @@ def _axioms(timeout_ms, report, as_json, max_dim, limit, workers, shape_limit=40
     from verifier.validate import validate_all
     t0 = time.perf_counter()
     n_axioms = len(AXIOMS) + len(SHAPE_AXIOMS)
-    with _progress(0, "validating axioms", as_json) as bar:
-        task = bar.add_task("axioms", total=None)
+    with _progress(0, "validating axioms (jobs)", as_json, detail=True) as bar:
+        task = bar.add_task("", total=None)
         finished = {"axioms": 0, "last": "", "said": time.monotonic()}
         plain = not as_json and not bar.console.is_terminal   # a log, not a terminal
 
