@@ -246,14 +246,16 @@ def inherit_results(db, derived: dict, leaders_done: bool = False) -> list[int]:
       both directions and needs no resolved parameter: AC-steps keep it general.  A leader that
       failed passes its status on; one with a precondition does not pass its scope (it is in
       the leader's own slots), and the rule is left to the verifier.
-    Rules with shape parameters or convs (resolved groups) are always left to the verifier."""
+    Rules with shape parameters are always left to the verifier."""
     if not derived:
         return []
     from envcore.ops import SHAPE_PARAMS
     from envcore.rule import Rule
-    from verifier.scope import RESOLVED_PARAMS, normal_form_scope
+    from verifier.scope import normal_form_scope
     status, name = db.statuses(), db.names()
-    special = set(SHAPE_PARAMS) | set(RESOLVED_PARAMS)
+    # shape parameters may need a precondition (a split's sizes against a seam); a conv's
+    # resolved groups do not: they are forced by the target's typing, as `Setup` resolves them
+    special = set(SHAPE_PARAMS)
     scopes = {s.id: s.scope for s in db.rules("proved")} if leaders_done else {}
     todo = {rid: lead for rid, lead in derived.items() if status[rid] == "candidate"
             and (lead is None or leaders_done)}
@@ -275,7 +277,7 @@ def inherit_results(db, derived: dict, leaders_done: bool = False) -> list[int]:
             results.append((rid, lead_status, (), {"same normal form as": name[lead]}
                             if lead_status == "refuted" else None, 0.0))
         elif plain and lead_scope and all(
-                not sc["requires"] and not sc["resolve"] for sc in lead_scope.values()):
+                not sc["requires"] and not sc.get("pinned") for sc in lead_scope.values()):
             scope = normal_form_scope(rule)
             if scope is None:
                 left.append(rid)
@@ -401,8 +403,10 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
         summary.stages = [st for st in summary.stages if st["name"] != "verify"]
         if settings.verify:
             status_of = db.statuses()
-            nf_only = {i for i, lead in derived.items() if lead is None}
-            verified = {i for i in ids if i not in nf_only or status_of[i] != "proved"}
+            # what went through the verifier: every rule but those the normal form settled
+            by_nf = {i for i, ax in db.conn.execute("SELECT id, axioms FROM rules")
+                     if ax.startswith('["normal-form"')}
+            verified = {i for i in ids if i not in by_nf}
             proved_own = sum(1 for i in verified if status_of[i] == "proved")
             summary.stage("verify", len(verified), proved_own)
         progress.stop()

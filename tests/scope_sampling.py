@@ -17,7 +17,7 @@ from envcore.execute import evaluate
 from envcore.match import find_matches
 from envcore.ops import LEAVES, ShapeError
 from envcore.rewrite import apply
-from verifier.scope import NotSymbolic, Setup, instantiate
+from verifier.scope import NotSymbolic, Setup, instantiate, random_model
 
 
 def admitted_sizes(rule, seed: int, max_dim: int = 6) -> dict | None:
@@ -29,21 +29,7 @@ def admitted_sizes(rule, seed: int, max_dim: int = 6) -> dict | None:
     s.set("timeout", 1000)
     s.add(*setup.src.conds, *[sym >= 1 for sym, _ in setup.slots.values()])
     s.add(*[sym <= max(max_dim, v) for sym, v in setup.slots.values()])
-    rng = random.Random(seed)
-    keys = sorted(setup.slots, key=str)
-    rng.shuffle(keys)
-    if s.check() != z3.sat:
-        return None
-    for k in keys:
-        s.push()
-        s.add(setup.slots[k][0] == rng.randint(1, max_dim))
-        if s.check() != z3.sat:
-            s.pop()
-    if s.check() != z3.sat:
-        return None
-    m = s.model()
-    return {k: m.eval(sym, model_completion=True).as_long() for k, (sym, _) in
-            setup.slots.items()}
+    return random_model(s, setup.slots, random.Random(seed), max_dim)
 
 
 def _close(a, b) -> float:

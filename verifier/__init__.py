@@ -55,14 +55,16 @@ def verify_rule(rule: Rule, timeout_ms: int = 2000) -> RuleResult:
     except MalformedRule:
         pass
     scope, used, status = {}, set(), "proved"
+    import z3
     symmetric = _symmetric(rule)
+    ctx = z3.Context()        # the rule's own: its verdict depends on it alone
     for name, r in directions.items():
         if name == "reverse" and symmetric:
             # no pins, shape parameters or resolved parameters on either side: the reverse
             # direction's proof obligation is the forward one's, fact for fact
             scope[name] = scope["forward"]
             continue
-        st, ax, sc = prove_scoped(r, timeout_ms)
+        st, ax, sc = prove_scoped(r, timeout_ms, ctx=ctx)
         if st == "pinned":           # shapes not symbolic: the proof at the generated sizes
             st, ax = prove(r, timeout_ms)
             sc = pinned_scope(r) if st == "proved" else None

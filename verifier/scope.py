@@ -284,27 +284,33 @@ def pinned_scope(rule: Rule) -> dict:
     return {"requires": reqs, "resolve": resolve, "pinned": True, "fixed": fixed_params(rule)}
 
 
+_CTX_AXIOMS: list = []    # [(context, translated (formula, tracker) pairs, axioms)]: the last one
+
+
 def _isolated_solver(ctx: z3.Context, timeout_ms: int, axioms=None) -> tuple[z3.Solver, list]:
-    """A solver in its own Z3 context holding every axiom (tracked as `ax:name`), bounded by the
-    deterministic work limit: the proof's answer depends on the rule alone, not on what the
-    process checked before, nor on the machine's load (see `verifier.prove`)."""
+    """A solver in the Z3 context `ctx` holding every axiom (tracked as `ax:name`), bounded by
+    the deterministic work limit.  `verify_rule` makes one context per rule, shared by the
+    rule's two directions (the axioms are translated into it once): the answer depends on the
+    rule alone, not on what the process checked before, nor on the machine's load (see
+    `verifier.prove`)."""
     from verifier import prove
+    if not (_CTX_AXIOMS and _CTX_AXIOMS[0][0] is ctx and _CTX_AXIOMS[0][2] is axioms):
+        pairs = [(f.translate(ctx), b.translate(ctx)) for f, b in prove._tracked(axioms)]
+        _CTX_AXIOMS[:] = [(ctx, pairs, axioms)]
+    pairs = _CTX_AXIOMS[0][1]
     s = z3.Solver(ctx=ctx)
     s.set("smt.mbqi", False)
     s.set("core.minimize", True)
     s.set("smt.qi.max_instances", prove.MAX_INSTANCES)
     prove.set_limits(s, timeout_ms)
-    keep = []
     ref, solver = ctx.ref(), s.solver
-    for formula, tracker in prove._tracked(axioms):
-        f, b = formula.translate(ctx), tracker.translate(ctx)
-        keep += [f, b]
+    for f, b in pairs:
         z3.Z3_solver_assert_and_track(ref, solver, f.as_ast(), b.as_ast())
-    return s, keep
+    return s, []
 
 
-def prove_scoped(rule: Rule, timeout_ms: int = 2000, axioms=None) \
-        -> tuple[str, tuple[str, ...], dict | None]:
+def prove_scoped(rule: Rule, timeout_ms: int = 2000, axioms=None,
+                 ctx: z3.Context | None = None) -> tuple[str, tuple[str, ...], dict | None]:
     """(status, axioms used, scope) for one direction of `rule` (src is what the matcher finds),
     checked in a Z3 context of its own under the deterministic work limit."""
     try:
@@ -318,7 +324,7 @@ def prove_scoped(rule: Rule, timeout_ms: int = 2000, axioms=None) \
     except z3ops.NotEncodable:
         return "unknown", (), None
     negated = z3.Or([src_t[a] != dst_t[b] for a, b in zip(rule.src.outputs, rule.dst.outputs)])
-    ctx = z3.Context()
+    ctx = ctx if ctx is not None else z3.Context()
     s, keep = _isolated_solver(ctx, timeout_ms, axioms)
     for f in [*setup.shape_facts, *setup.resolution_facts, *setup.dim_facts(src_t, dst_t),
               negated]:
@@ -333,17 +339,22 @@ def prove_scoped(rule: Rule, timeout_ms: int = 2000, axioms=None) \
             s.add(z3.Implies(z3.Bool(name, ctx), setup.formula(req).translate(ctx)))
         return z3.Bool(name, ctx)
 
+    def proved(used, core) -> tuple:
+        axioms_used = tuple(sorted(c[3:] for c in core if c.startswith("ax:")))
+        requires = sorted((_jsonable_req(lits[str(u)]) for u in used), key=str)
+        return "proved", axioms_used, {"requires": requires, "resolve": setup.resolve,
+                                       "pinned": False, "fixed": fixed_params(rule)}
+
+    # most rules hold at any size: one check with no assumption offered settles those
+    if s.check() == z3.unsat:
+        return proved([], [str(b) for b in s.unsat_core()])
     offered: list = []
     for reqs in (setup.equalities(), setup.pins()):
         offered += [literal(q) for q in reqs]
         if s.check(*offered) == z3.unsat:
             used = _weakest(s, [lits[str(c)] for c in s.unsat_core() if str(c) in lits], literal)
             s.check(*used)
-            core = [str(b) for b in s.unsat_core()]
-            axioms_used = tuple(sorted(c[3:] for c in core if c.startswith("ax:")))
-            requires = sorted((_jsonable_req(lits[str(u)]) for u in used), key=str)
-            return "proved", axioms_used, {"requires": requires, "resolve": setup.resolve,
-                                           "pinned": False, "fixed": fixed_params(rule)}
+            return proved(used, [str(b) for b in s.unsat_core()])
     return "unknown", (), None
 
 
@@ -456,21 +467,31 @@ def in_scope_sizes(rule: Rule, scope: dict, seed: int = 0, max_dim: int = 6) -> 
         req = (tuple(a), tuple(b) if isinstance(b, list) else b)
         s.add(setup.formula(req))
     s.add(*[sym <= max(max_dim, v) for sym, v in setup.slots.values()])
-    rng = random.Random(seed)
-    keys = sorted(setup.slots, key=str)
-    rng.shuffle(keys)
-    if s.check() != z3.sat:
-        return None
-    for k in keys:              # one try per slot: a size that does not fit is left to Z3
-        s.push()
-        s.add(setup.slots[k][0] == rng.randint(1, max_dim))
-        if s.check() != z3.sat:
-            s.pop()
-    if s.check() != z3.sat:
-        return None
+    return random_model(s, setup.slots, random.Random(seed), max_dim)
+
+
+def random_model(s: z3.Solver, slots: dict, rng, max_dim: int) -> dict | None:
+    """A model of `s` with each slot at a random size where the constraints let it be: every
+    slot is offered a random size as an assumption, and the sizes of an unsat core are withdrawn
+    until the rest fit (a few checks, not one per slot)."""
+    offers = {}
+    for k in sorted(slots, key=str):
+        lit = z3.Bool(f"size:{':'.join(map(str, k))}")
+        s.add(z3.Implies(lit, slots[k][0] == rng.randint(1, max_dim)))
+        offers[str(lit)] = lit
+    while True:
+        r = s.check(*offers.values())
+        if r == z3.sat:
+            break
+        if r != z3.unsat:
+            return None
+        core = [str(c) for c in s.unsat_core()]
+        if not core:
+            return None
+        for c in core:
+            offers.pop(c, None)
     m = s.model()
-    return {k: m.eval(sym, model_completion=True).as_long() for k, (sym, _) in
-            setup.slots.items()}
+    return {k: m.eval(sym, model_completion=True).as_long() for k, (sym, _) in slots.items()}
 
 
 def instantiate(graph: Graph, sizes: dict) -> Graph:
