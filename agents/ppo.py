@@ -32,7 +32,9 @@ class Args:
     size: str = "tiny"
     """zoo model size"""
     rules: str | None = None
-    """rule DB (default: subgen's data/rules.db)"""
+    """rule DB (default: subgen's data/rules.db); a .json/.pb file is proved first"""
+    unverified: bool = False
+    """apply a rules file as it is, without proving it first"""
     cost: str = "analytic"
     """cost model"""
     max_candidates: int = 64
@@ -87,7 +89,7 @@ def make_env(model: str, args, seed: int = 0, rules=None):
     import envcore.env  # noqa: F401  (registers subgen/GraphRewrite-v0)
     if rules is None:
         from subgen.optimize import load_rule_set
-        rules = load_rule_set(args.rules)
+        rules = load_rule_set(args.rules, unverified=getattr(args, "unverified", False))
     env = gym.make("subgen/GraphRewrite-v0", model=model, model_size=args.size, rules=rules,
                    cost=args.cost, max_candidates=args.max_candidates, max_steps=args.max_steps,
                    candidate_order=getattr(args, "candidate_order", "rule"))

@@ -54,7 +54,9 @@ class Args:
     size: str = "tiny"
     """zoo model size"""
     rules: str | None = None
-    """rule DB (default: subgen's data/rules.db)"""
+    """rule DB (default: subgen's data/rules.db); a .json/.pb file is proved first"""
+    unverified: bool = False
+    """apply a rules file as it is, without proving it first"""
     cost: str = "analytic"
     """cost model"""
     max_candidates: int = 64

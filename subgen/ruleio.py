@@ -23,14 +23,7 @@ def load_rules(path) -> list[Rule]:
         from subgen.taso_pb import read_rules
         return read_rules(path)
     if suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BadInput(f"{path} is not valid JSON ({str(e).splitlines()[0]})") from None
-        if isinstance(data, dict) and isinstance(data.get("rules"), list):
-            data = data["rules"]
-        if not isinstance(data, list):
-            raise BadInput(f"{path}: expected a list of rules or {{\"rules\": [...]}}")
+        data = _json_entries(path)
         out = []
         for k, d in enumerate(data):
             try:
@@ -42,6 +35,19 @@ def load_rules(path) -> list[Rule]:
                     from None
         return out
     raise BadInput(f"{path}: unknown rule file type {suffix or '(none)'} (.db, .json or .pb)")
+
+
+def _json_entries(path: Path) -> list:
+    """The entries of a JSON rule file (a list, or {"rules": [...]}); BadInput otherwise."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInput(f"{path} is not valid JSON ({str(e).splitlines()[0]})") from None
+    if isinstance(data, dict) and isinstance(data.get("rules"), list):
+        data = data["rules"]
+    if not isinstance(data, list):
+        raise BadInput(f"{path}: expected a list of rules or {{\"rules\": [...]}}")
+    return data
 
 
 def save_json(rules, path) -> None:
@@ -93,14 +99,7 @@ def load_rules_tolerant(path) -> list:
                 out.append(MalformedEntry(k, name, _one_line(e)))
         return out
     if suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise BadInput(f"{path} is not valid JSON ({_one_line(e)})") from None
-        if isinstance(data, dict) and isinstance(data.get("rules"), list):
-            data = data["rules"]
-        if not isinstance(data, list):
-            raise BadInput(f"{path}: expected a list of rules or {{\"rules\": [...]}}")
+        data = _json_entries(path)
         out = []
         for k, d in enumerate(data):
             name = d.get("name") if isinstance(d, dict) else None

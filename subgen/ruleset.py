@@ -119,10 +119,5 @@ def _dedupe(rules: list[Rule]) -> list[Rule]:
 
 
 def _with_plain_reverses(rules: list[Rule]) -> list[Rule]:
-    out = list(rules)
-    for r in rules:
-        try:
-            out.append(r.reversed())
-        except MalformedRule:
-            continue
-    return _dedupe(out)
+    from subgen.derive import both_directions
+    return _dedupe(both_directions(rules))

@@ -189,3 +189,38 @@ def test_taso_grouped_rules_state_their_precondition():
         assert len(req) == 1 and req[0][0][0] == "var" and req[0][0][2] == 0, req  # out channels
     res = verify_rule(rules[98])
     assert res.status == "proved" and "groups" in describe(res.scope["forward"])
+
+
+def test_the_env_never_lists_a_candidate_outside_its_scope(tmp_path):
+    """The env's candidate set is the matcher's: the block-matmul swap is not offered where its
+    seams do not line up, and is offered (and exact) where they do."""
+    gym = pytest.importorskip("gymnasium")
+    import envcore.env  # noqa: F401
+    rule, _ = _scoped(_rule("swap", matmul_swap))
+    bad, good = _graph(FAMILIES[2][1]), _graph(FAMILIES[2][2])
+    env = gym.make("subgen/GraphRewrite-v0", model=bad, rules=[rule], max_candidates=8)
+    env.reset(seed=0)
+    assert not env.unwrapped.action_masks()[:-1].any()
+    env = gym.make("subgen/GraphRewrite-v0", model=good, rules=[rule], max_candidates=8)
+    env.reset(seed=0)
+    assert env.unwrapped.action_masks()[0]
+    _, _, _, _, info = env.step(0)
+    assert _worst_error(good, rule)[1] < 1e-9 and info["rule_applied"] == "swap"
+
+
+def test_the_env_proves_a_rules_file_first(tmp_path):
+    gym = pytest.importorskip("gymnasium")
+    import envcore.env  # noqa: F401
+    from subgen.ruleio import save_json
+    wrong = _rule("drop_relu", lambda b, dst: b.build(
+        [b.input("x", (4, 4)) if dst else b.add("relu", b.input("x", (4, 4)))]))
+    true = _rule("fuse", lambda b, dst: b.build([
+        b.add("matmul", b.input("x", (4, 4)), b.input("y", (4, 4)), activation="relu") if dst
+        else b.add("relu", b.add("matmul", b.input("x", (4, 4)), b.input("y", (4, 4))))]))
+    path = tmp_path / "rules.json"
+    save_json([wrong, true], path)
+    env = gym.make("subgen/GraphRewrite-v0", model="toy", rules=str(path))
+    assert [r.name for r in env.unwrapped.rules] == ["fuse"]
+    assert env.unwrapped.rules[0].meta["scope"]["requires"] == []
+    env = gym.make("subgen/GraphRewrite-v0", model="toy", rules=str(path), unverified=True)
+    assert [r.name for r in env.unwrapped.rules] == ["drop_relu", "fuse"]

@@ -123,7 +123,8 @@ def typing_gaps(axiom, max_dim: int = 3, limit: int = 16, seed: int = 0) -> list
             if len(ts) != len(os_):
                 goal = [z3.BoolVal(False)]
             s = z3.Solver()
-            s.set("timeout", 2000)
+            # symbolic groups times channels is nonlinear: a short try, then the sizes as given
+            s.set("timeout", 300 if reader.params else 2000)
             s.add(*reader.positive(), *where, *[_as_bool(c) for c in tc])
             s.add(z3.Not(z3.And(goal)) if goal else z3.BoolVal(False))
             r = s.check()
@@ -131,6 +132,7 @@ def typing_gaps(axiom, max_dim: int = 3, limit: int = 16, seed: int = 0) -> list
                 # nonlinear (groups times channels): decide it with the sizes as given
                 s.add(*[q == self_v for q, self_v in
                         ((reader.params[n], inst[n]) for n in reader.params)])
+                s.set("timeout", 2000)
                 r = s.check()
             if r != z3.unsat:
                 sizes = {}

@@ -11,7 +11,10 @@ import click
               help="Which RL agent to train.")
 @click.option("--model", required=True, help="Zoo model(s), comma separated: episodes rotate over them.")
 @click.option("--rules", type=click.Path(dir_okay=False), default=None,
-              help="Rule DB (proved rules) or .json/.pb.  Default: data/rules.db.")
+              help="Rule DB (proved rules) or .json/.pb (proved first: only proved rules are "
+                   "used, each inside its scope).  Default: data/rules.db.")
+@click.option("--unverified", is_flag=True,
+              help="Apply the rules file as it is, without proving it first.")
 @click.option("--steps", default=2000, show_default=True, type=click.IntRange(min=1),
               help="Real environment steps to train for (whole iterations).")
 @click.option("--out", default="runs/train", show_default=True, type=click.Path(file_okay=False),
@@ -37,8 +40,8 @@ import click
               help="Envs to run (cycling over --model).  Default: one per model.")
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray).")
-def train(agent, model, rules, steps, out, resume, size, cost, max_steps, max_candidates,
-          candidate_order, seed, as_json, executor, num_envs, ray_address):
+def train(agent, model, rules, unverified, steps, out, resume, size, cost, max_steps,
+          max_candidates, candidate_order, seed, as_json, executor, num_envs, ray_address):
     """Train an RL agent; writes checkpoints, metrics.csv and a PNG learning curve into --out."""
     from pathlib import Path
 
@@ -47,9 +50,10 @@ def train(agent, model, rules, steps, out, resume, size, cost, max_steps, max_ca
 
     if rules is not None and not Path(rules).is_file():
         raise BadInput(f"no such rule file: {rules}")
-    settings = dict(model=model, size=size, rules=rules, cost=cost, max_steps=max_steps,
-                    max_candidates=max_candidates, candidate_order=candidate_order, seed=seed,
-                    executor=executor, num_envs=num_envs, ray_address=ray_address)
+    settings = dict(model=model, size=size, rules=rules, unverified=unverified, cost=cost,
+                    max_steps=max_steps, max_candidates=max_candidates,
+                    candidate_order=candidate_order, seed=seed, executor=executor,
+                    num_envs=num_envs, ray_address=ray_address)
     if as_json:
         summary = driver.train(agent, out, steps, resume=resume, **settings)
     else:
