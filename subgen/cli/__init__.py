@@ -2,7 +2,7 @@
 `subgen generate` never imports torch."""
 from __future__ import annotations
 
-import importlib
+import importlib.util
 import sqlite3
 import sys
 
