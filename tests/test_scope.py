@@ -224,3 +224,37 @@ def test_the_env_proves_a_rules_file_first(tmp_path):
     assert env.unwrapped.rules[0].meta["scope"]["requires"] == []
     env = gym.make("subgen/GraphRewrite-v0", model="toy", rules=str(path), unverified=True)
     assert [r.name for r in env.unwrapped.rules] == ["drop_relu", "fuse"]
+
+
+def test_show_export_and_report_state_where_each_rule_holds(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from subgen.cli import cli
+    from subgen.ruledb import RuleDB
+    from subgen.ruleio import save_json
+    db_path = tmp_path / "r.db"
+    plain = [_rule("g", grouped_conv), _rule("swap", matmul_swap)]
+    with RuleDB(db_path) as db:
+        db.add_rules(plain)
+        for stored in db.rules():
+            res = verify_rule(stored.rule)
+            db.set_result(stored.id, res.status, res.axioms, scope=res.scope)
+    shown = json.loads(CliRunner().invoke(cli, ["rules", "show", str(db_path), "--json"]).output)
+    assert {r["name"]: r["holds_at"]["forward"] for r in shown["rules"]} == {
+        "g": "k0[0] = k1[0] (conv groups = 1, matched exactly)", "swap": "m1[1] = m2[0]"}
+    out = tmp_path / "r.json"
+    assert CliRunner().invoke(cli, ["rules", "export", str(db_path), "--format", "json",
+                                    "--out", str(out)]).exit_code == 0
+    exported = json.loads(out.read_text())["rules"]
+    assert all(r["meta"]["scopes"]["forward"]["requires"] for r in exported)
+    save_json(plain, tmp_path / "plain.json")
+    report = tmp_path / "report.json"
+    r = CliRunner().invoke(cli, ["verify", str(tmp_path / "plain.json"), "--json",
+                                 "--report", str(report)])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.output.strip().splitlines()[-1])
+    assert summary["precondition"] == 2 and summary["general"] == 0
+    rows = json.loads(report.read_text())["rules"]
+    assert rows[1]["holds_at"]["forward"] == "m1[1] = m2[0]"      # the seams line up
