@@ -78,7 +78,9 @@ class LocalExecutor(_OrderedMap):
         if self._pool is None:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"))
+            from envcore.processes import die_with_parent
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=die_with_parent)
         return self._pool
 
     def close(self) -> None:

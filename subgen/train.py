@@ -141,6 +141,10 @@ def train(agent: str, out: str | Path, steps: int, resume: bool = False,
     identity = {"agent": agent, **{k: v for k, v in vars(args).items() if k != "total_steps"}}
     if num_envs is not None:   # where the envs run (local or ray) is not part of the run
         identity["num_envs"] = num_envs
+    from envcore.zoo import ZOO             # unusable input fails before anything is written
+    unknown = [m for m in str(args.model).split(",") if m not in ZOO]
+    if unknown:
+        raise BadInput(f"unknown model {unknown[0]!r} (zoo: {', '.join(sorted(ZOO))})")
     if ckpt_path.exists() and not resume:
         raise BadInput(f"{out} already holds a run: pass --resume to continue it, or use another --out")
     if resume and ckpt_path.exists():

@@ -123,3 +123,26 @@ def test_sigkill_then_rerun_gives_the_same_rules(tmp_path):
     assert _final_rules(killed) == expected
     with RuleDB(killed) as db:
         assert db.integrity_ok()
+
+
+def test_a_garbled_db_is_refused_by_every_command_and_left_as_it_was(tmp_path):
+    """1 KiB of random bytes in the middle of a rule DB: one line, exit 2, nothing written
+    (generate used to take it for a finished run, say 'already done' and write into it)."""
+    import hashlib
+    import shutil
+
+    from subgen.paths import DEFAULT_RULES
+    if not DEFAULT_RULES.exists():
+        pytest.skip("no shipped rule DB")
+    bad = tmp_path / "rules.db"
+    shutil.copy(DEFAULT_RULES, bad)
+    with open(bad, "r+b") as f:
+        f.seek(bad.stat().st_size // 2)
+        f.write(os.urandom(1024))
+    before = hashlib.sha256(bad.read_bytes()).hexdigest()
+    for args in (["generate", "--out", str(bad)], ["rules", "show", str(bad)],
+                 ["verify", str(bad)], ["optimize", "toy", "--rules", str(bad)]):
+        done = subprocess.run([*SUBGEN, *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1 and "corrupt" in done.stderr, args
+    assert hashlib.sha256(bad.read_bytes()).hexdigest() == before

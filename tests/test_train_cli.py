@@ -84,6 +84,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, rules_db, capsys):
     code, err = _main(capsys, "train", "--agent", "ppo", "--model", "no_such_model",
                       "--rules", rules_db, "--out", str(tmp_path / "x"), "--json")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "no_such_model" in err
+    assert not (tmp_path / "x").exists()      # refused before anything was written
     code, err = _main(capsys, "train", "--agent", "ppo", "--model", MODEL,
                       "--rules", str(tmp_path / "missing.db"), "--json")
     assert code == 2 and len(err.strip().splitlines()) == 1

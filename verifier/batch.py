@@ -71,7 +71,9 @@ def verify_many(rules: Sequence[Rule], timeout_ms: int = 2000, workers: int = 1,
             done(i, check_one(r, timeout_ms))
         return out
     jobs = [(i, r.to_dict(), timeout_ms) for i, r in enumerate(rules)]
-    with mp.get_context("spawn").Pool(min(workers, len(rules))) as pool:
+    from envcore.processes import die_with_parent
+    with mp.get_context("spawn").Pool(min(workers, len(rules)),
+                                      initializer=die_with_parent) as pool:
         for i, res in pool.imap_unordered(_work, jobs, chunksize=1):
             done(i, res)
     return out

@@ -373,7 +373,8 @@ def validate_all(axioms: list[Axiom] | None = None, shape: bool = True, progress
                     raise r
                 take(r)
                 block = False
-        with mp.get_context("spawn").Pool(workers) as pool:
+        from envcore.processes import die_with_parent
+        with mp.get_context("spawn").Pool(workers, initializer=die_with_parent) as pool:
             for job in jobs():
                 if job is None:
                     for name in list(submitted - done):

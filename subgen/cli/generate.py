@@ -53,8 +53,8 @@ class RichProgress:
 @click.option("--ray-address", default=None, envvar="RAY_ADDRESS",
               help="Ray cluster to join (default: $RAY_ADDRESS, else a local Ray)")
 @click.option("--no-verify", is_flag=True, help="store candidates without proving them")
-@click.option("--timeout-ms", type=int, default=2000, show_default=True,
-              help="verifier time limit per rule")
+@click.option("--timeout-ms", type=click.IntRange(1), default=2000, show_default=True,
+              help="verifier time limit per rule (as in `subgen verify`)")
 @click.option("--spellings", type=click.IntRange(0, 3), default=None,
               help="respellings (a+b beside b+a) of terms up to this many operators grow like "
                    "representatives [default: 2 up to --max-ops 3, 1 above]")

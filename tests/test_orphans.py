@@ -1,0 +1,66 @@
+"""Workers never outlive their driver: after a SIGKILL of `subgen generate --workers 2` (while
+its workers run) and of `subgen verify --workers 2`, no child is alive a few seconds later."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+psutil = pytest.importorskip("psutil")
+SUBGEN = [sys.executable, "-c", "from subgen.cli import main; main()"]
+
+
+def _kill_when_workers_run(cmd, min_children=2, timeout=120):
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    me = psutil.Process(proc.pid)
+    t0 = time.monotonic()
+    children = []
+    while time.monotonic() - t0 < timeout:
+        children = [c for c in me.children(recursive=True) if "spawn_main" in " ".join(
+            c.cmdline())]
+        if len(children) >= min_children and any(c.cpu_percent(0.2) > 0 for c in children):
+            break
+        if proc.poll() is not None:
+            pytest.fail("the command ended before its workers were seen")
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("no workers seen")
+    everyone = me.children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    return everyone
+
+
+def _alive_after(procs, seconds=5.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        alive = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        if not alive:
+            return []
+        time.sleep(0.25)
+    return alive
+
+
+def test_generate_workers_die_with_their_driver(tmp_path):
+    procs = _kill_when_workers_run([*SUBGEN, "generate", "--max-ops", "3", "--workers", "2",
+                                    "--out", str(tmp_path / "r.db")])
+    assert _alive_after(procs) == []
+
+
+def test_verify_workers_die_with_their_driver(tmp_path):
+    from subgen.paths import DEFAULT_RULES
+    if not DEFAULT_RULES.exists():
+        pytest.skip("no shipped rule DB")
+    import shutil
+    db = tmp_path / "r.db"
+    shutil.copy(DEFAULT_RULES, db)
+    import sqlite3
+    with sqlite3.connect(db) as c:         # everything back to candidate: verify has work
+        c.execute("UPDATE rules SET status='candidate', scope=NULL")
+    procs = _kill_when_workers_run([*SUBGEN, "verify", str(db), "--workers", "2"])
+    assert _alive_after(procs) == []
