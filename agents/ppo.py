@@ -339,8 +339,9 @@ class PPOAgent:
 
     def save(self, directory) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        torch.save({"args": asdict(self.args), "net": self.net.state_dict(), "dims": self.dims,
-                    "num_actions": self.net.num_actions}, Path(directory) / "ppo_agent.pt")
+        from agents.checkpoint import save_atomic
+        save_atomic({"args": asdict(self.args), "net": self.net.state_dict(), "dims": self.dims,
+                     "num_actions": self.net.num_actions}, Path(directory) / "ppo_agent.pt")
 
     def load(self, directory) -> None:
         path = Path(directory) / "ppo_agent.pt"

@@ -601,10 +601,11 @@ class WorldModelAgent:
 
     def save(self, directory) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        torch.save({"args": asdict(self.args), "v": self.v.state_dict(), "m": self.m.state_dict(),
-                    "c": self.c.state_dict(), "num_rules": self.num_rules,
-                    "stop_action": self.stop_action, "dims": self.dims},
-                   Path(directory) / "worldmodel_agent.pt")
+        from agents.checkpoint import save_atomic
+        save_atomic({"args": asdict(self.args), "v": self.v.state_dict(), "m": self.m.state_dict(),
+                     "c": self.c.state_dict(), "num_rules": self.num_rules,
+                     "stop_action": self.stop_action, "dims": self.dims},
+                    Path(directory) / "worldmodel_agent.pt")
 
     def load(self, directory) -> None:
         path = Path(directory) / "worldmodel_agent.pt"

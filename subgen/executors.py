@@ -83,16 +83,21 @@ class LocalExecutor(_OrderedMap):
                                              initializer=die_with_parent)
         return self._pool
 
-    def close(self) -> None:
+    def close(self, now: bool = False) -> None:
+        """Shut the pool down; `now` (Ctrl-C, an error) kills its workers instead of waiting."""
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            if now:
+                from envcore.processes import kill_workers
+                kill_workers(self._pool)
+            else:
+                self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
-        self.close()
+    def __exit__(self, exc_type, *exc):
+        self.close(now=exc_type is not None)
 
 
 def import_ray():

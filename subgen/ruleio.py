@@ -51,7 +51,9 @@ def _json_entries(path: Path) -> list:
 
 
 def save_json(rules, path) -> None:
-    Path(path).write_text(json.dumps({"rules": [r.to_dict() for r in rules]}, indent=1))
+    from subgen.outputs import write_atomic
+    text = json.dumps({"rules": [r.to_dict() for r in rules]}, indent=1)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 @dataclass(frozen=True)

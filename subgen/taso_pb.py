@@ -448,5 +448,7 @@ def write_rules(rules, path) -> tuple[int, list[str]]:
             recs.append(from_rule(r))
         except (ValueError, KeyError) as e:
             skipped.append(f"{r.name}: {e}")
-    Path(path).write_bytes(encode(recs))
+    from subgen.outputs import write_atomic
+    data = encode(recs)
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
     return len(recs), skipped

@@ -84,9 +84,8 @@ def make_envs(agent: str, args, executor: str = "local", num_envs: int | None = 
 
 def _save_atomic(obj, path: Path) -> None:
     import torch
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from subgen.outputs import write_atomic
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _read_metrics(path: Path) -> list[dict]:
@@ -100,12 +99,14 @@ def _write_metrics(path: Path, rows: list[dict]) -> None:
     keys = list(LEADING)
     for r in rows:
         keys += [k for k in r if k not in keys]
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys, restval="")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
+    from subgen.outputs import write_atomic
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=keys, restval="")
+            w.writeheader()
+            w.writerows(rows)
+    write_atomic(path, write)
 
 
 def plot_curve(rows: list[dict], path: Path, title: str) -> None:
@@ -122,7 +123,8 @@ def plot_curve(rows: list[dict], path: Path, title: str) -> None:
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from subgen.outputs import write_atomic
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
     plt.close(fig)
 
 
@@ -152,7 +154,8 @@ def train(agent: str, out: str | Path, steps: int, resume: bool = False,
         if saved and saved != identity:
             diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
             raise BadInput(f"--resume with different settings than the run in {out}: {', '.join(diff)}")
-    out.mkdir(parents=True, exist_ok=True)
+    from subgen.outputs import usable_output
+    usable_output(out / RUN, "run")        # read-only or not a folder: one line, before any work
     run_path.write_text(json.dumps(identity, indent=1))
 
     _, Trainer = _module(agent)

@@ -66,6 +66,13 @@ def main(argv=None):
     except KeyboardInterrupt:
         click.echo("interrupted; committed work is kept, rerun to resume", err=True)
         sys.exit(130)
+    except Exception as e:      # a failure while writing (disk full, permission): one line
+        from subgen.outputs import WriteFailed
+        if isinstance(e, (WriteFailed, OSError)):
+            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+            click.echo(f"error: {msg}", err=True)
+            sys.exit(1)
+        raise
     except SystemExit:
         raise
     sys.exit(0)

@@ -70,6 +70,8 @@ def generate(max_ops, ops, out, workers, executor, ray_address, no_verify, timeo
 
     names = TASO_GENERATOR_OPS if ops is None else [o.strip() for o in ops.split(",") if o.strip()]
     names = check_settings(max_ops, names)
+    from subgen.outputs import usable_output
+    usable_output(out, "rule DB")        # a read-only or missing folder: one line, up front
     settings = Settings(max_ops=max_ops, ops=names, verify=not no_verify, timeout_ms=timeout_ms,
                         spellings=spellings)
     err = Console(stderr=True)

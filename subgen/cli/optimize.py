@@ -59,6 +59,9 @@ def optimize(model, rules, unverified, agent, budget, cost, device, out, as_json
 
     if out is not None and Path(out).suffix not in (".onnx", ".json"):
         raise BadInput(f"--out must end in .onnx or .json, got {Path(out).name}")
+    if out is not None:
+        from subgen.outputs import usable_output
+        usable_output(out, "result")        # before the search, not after it
     with _progress(not as_json, budget) as on_step:
         res = pipeline.optimize(model, rules, agent=agent, budget=budget, cost=cost, alpha=alpha,
                                 checkpoint=checkpoint, size=size, do_measure=measure, seed=seed,

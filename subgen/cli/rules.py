@@ -58,7 +58,9 @@ def show(db, status, limit, as_json):
               help="which rules to export ('all' for every status)")
 def export(db, fmt, out, status):
     """Write DB's rules as JSON or as TASO's protobuf."""
+    from subgen.outputs import usable_output
     from subgen.ruleio import load_rules, save_json
+    usable_output(out, "export")
     from envcore.rule import Rule
     from subgen.ruledb import RuleDB
     from verifier.scope import describe

@@ -39,9 +39,9 @@ def _progress(total: int, label: str, quiet: bool, detail: bool = False):
 
 def _write_json(path: str, obj) -> None:
     """Written whole, then renamed: a killed run never leaves half a report."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str))
-    os.replace(tmp, path)
+    from subgen.outputs import write_atomic
+    text = json.dumps(obj, indent=1, default=str)
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 class _Batch:
@@ -151,6 +151,9 @@ def _load(path: str, retry_unknown: bool):
 def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, limit,
            retry_unknown, executor, ray_address):
     """Prove each rule from the operator axioms (or refute it with a counterexample)."""
+    if report:
+        from subgen.outputs import usable_output
+        usable_output(report, "report")     # before the proofs, not after them
     if check_axioms:
         shape_limit = 40 if limit is None else (limit or None)   # the shape axioms' sample
         limit = AXIOM_LIMIT if limit is None else (limit or None)
