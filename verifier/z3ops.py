@@ -22,6 +22,11 @@ import z3
 
 from envcore.ops import MULTI_OUTPUT, OPS, get
 
+# Z3 answers Ctrl-C itself by default (a check in progress is cancelled and returns "unknown",
+# and Python never sees the KeyboardInterrupt): a long run then shrugs a Ctrl-C off.  Off, the
+# driver's one handler applies everywhere (one line, exit 130, committed work kept).
+z3.set_param("ctrl_c", False)
+
 T = z3.DeclareSort("T")
 DIM = z3.Function("dim", T, z3.IntSort(), z3.IntSort())
 
