@@ -44,8 +44,11 @@ What nondeterminism remains (for `prove` and `isolated_check`):
 2. Z3 itself: hash tables keyed by memory address, if any part of the search uses one, and the
    installed version (rlimit units and the search are z3-solver 5.4.1's; another version may
    count and search differently).  Z3's random seed is fixed (the default).
-3. Checks made on `axiom_solver()` solvers in the main context (e.g. `verifier.scope`) carry
-   that context's history as above; `set_limits` removes the load dependence only.
+3. Checks made on `axiom_solver()` solvers in the main context carry that context's history as
+   above; `set_limits` removes the load dependence only.  `verifier.scope` proves each rule in a
+   context of its own (both directions of a rule share it, so one direction's check can follow
+   the other's, the same way every time); its small arithmetic checks (resolving target sizes,
+   drawing in-scope sizes) run in the main context under `set_limits`.
 """
 from __future__ import annotations
 

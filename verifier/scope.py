@@ -118,6 +118,12 @@ class Side:
         return out
 
 
+def _counted_limit(s: z3.Solver, ms: int) -> None:
+    """The deterministic work limit of `verifier.prove` (wall time only as a safety net)."""
+    from verifier.prove import set_limits
+    set_limits(s, ms)
+
+
 def _open_src(_i, op):
     return SHAPE_PARAMS.get(op, ())
 
@@ -186,7 +192,7 @@ class Setup:
         if not unknowns:
             return {}, []
         s = z3.Solver()
-        s.set("timeout", 500)
+        _counted_limit(s, 500)       # an entailment's answer must not depend on the load
         s.add(*facts)
         cands = self._candidates()
         chosen: dict[tuple, list] = {}
@@ -461,7 +467,7 @@ def in_scope_sizes(rule: Rule, scope: dict, seed: int = 0, max_dim: int = 6) -> 
     import random
     setup = setup_of(rule)
     s = z3.Solver()
-    s.set("timeout", 1000)
+    _counted_limit(s, 1000)
     s.add(*setup.shape_facts, *setup.resolution_facts)
     for a, b in scope["requires"]:
         req = (tuple(a), tuple(b) if isinstance(b, list) else b)
