@@ -45,6 +45,17 @@ def cli():
     """subgen: generate, prove and apply graph substitutions."""
 
 
+def _interrupted():
+    """One line and exit 130, now.  Everything committed is on disk (SQLite transactions, atomic
+    renames); the exit skips the interpreter's exit handlers, because a process pool's queue
+    feeder can block them forever on a pipe that its killed workers no longer read."""
+    import os
+    click.echo("interrupted; committed work is kept, rerun to resume", err=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
+
+
 def main(argv=None):
     from envcore.cost import CostModelUnavailable
     from envcore.onnx_io import OnnxError
@@ -53,8 +64,7 @@ def main(argv=None):
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("interrupted; committed work is kept, rerun to resume", err=True)
-        sys.exit(130)
+        _interrupted()
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(2)
@@ -64,9 +74,11 @@ def main(argv=None):
         click.echo(f"error: {msg}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("interrupted; committed work is kept, rerun to resume", err=True)
-        sys.exit(130)
+        _interrupted()
     except Exception as e:      # a failure while writing (disk full, permission): one line
+        import ctypes
+        if isinstance(e, ctypes.ArgumentError) and "KeyboardInterrupt" in str(e):
+            _interrupted()      # Ctrl-C landed while ctypes converted an argument for Z3
         from subgen.outputs import WriteFailed
         if isinstance(e, (WriteFailed, OSError)):
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
