@@ -593,8 +593,8 @@ def _cost_model(name: str, device: str | None = None):
 
 
 def write_result(res: OptimizeResult, out: str | Path, seed: int = 0) -> Path:
-    """Writes the optimized graph as .onnx or .json, atomically (a temp file in the target
-    folder, then os.replace), and never one that failed the check: raises NotEquivalent, with
+    """Writes the optimized graph as .onnx or .json, atomically (`envcore.files.write_atomic`),
+    and never one that failed the check: raises NotEquivalent, with
     nothing written and nothing left behind.
 
     An .onnx file is read back before it takes `out`'s place (`check_onnx_file`): its declared
@@ -602,8 +602,7 @@ def write_result(res: OptimizeResult, out: str | Path, seed: int = 0) -> Path:
     original's -- the source file run in onnxruntime, or a zoo model's graph run by the
     executor (with the weights the file is written with: seeded, fan-in scaled).  From then on
     `res.equivalent`, `max_abs_err`, `checked` and `check_failure` describe the file."""
-    import os
-    import tempfile
+    from envcore.files import write_atomic
     out = Path(out)
     if out.suffix not in (".onnx", ".json"):
         raise BadInput(f"--out must end in .onnx or .json, got {out.name}")
@@ -611,19 +610,17 @@ def write_result(res: OptimizeResult, out: str | Path, seed: int = 0) -> Path:
         raise NotEquivalent(_refusal(res, out))
     made = [d for d in (out.parent, *out.parent.parents) if not d.exists()]
     out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.stem}.", suffix=".tmp" + out.suffix,
-                               dir=out.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         if out.suffix == ".json":
-            Path(tmp).write_text(res.graph.to_json())
-        else:
-            _write_checked_onnx(res, tmp, seed)
-            if not res.equivalent:
-                raise NotEquivalent(_refusal(res, out))
-        os.replace(tmp, out)   # atomic: `out` is the old file or the whole new one, never half
+            tmp.write_text(res.graph.to_json())
+            return
+        _write_checked_onnx(res, tmp, seed)
+        if not res.equivalent:
+            raise NotEquivalent(_refusal(res, out))
+    try:
+        write_atomic(out, write)  # `out` is the old file or the whole new one, never half
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
         for d in made:          # innermost first; only folders this call created
             try:
                 d.rmdir()

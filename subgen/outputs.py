@@ -18,7 +18,7 @@ from typing import Callable
 from subgen.errors import BadInput
 
 
-class WriteFailed(Exception):
+class WriteFailed(OSError):
     """Writing a result failed (disk full, permission): one line, exit 1, nothing half-written."""
 
 
@@ -38,25 +38,11 @@ def usable_output(path: str | Path, what: str = "output") -> Path:
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
-    """`write(tmp_path)` fills a temporary file beside `path`, which then replaces `path`."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp)
+    """`envcore.files.write_atomic`, its failure as `WriteFailed`."""
+    from envcore.files import write_atomic as atomic
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp's 0600 is for the temporary name only
-        os.replace(tmp, path)
-    except BaseException as e:
-        tmp.unlink(missing_ok=True)
-        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, NotImplementedError):
-            reason = getattr(e, "strerror", None) or str(e).splitlines()[0]
-            raise WriteFailed(f"could not write {path}: {reason}") from None
-        raise
-    return path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        return atomic(path, write)
+    except OSError as e:
+        if isinstance(e, WriteFailed):
+            raise
+        raise WriteFailed(str(e)) from None
