@@ -3,7 +3,7 @@
 An agent is anything with this small interface (duck-typed; subclassing `Agent` is optional):
 
     act(obs, mask) -> int           pick an action of the Gymnasium env (mask: valid actions)
-    search(problem, budget)         search agents: -> SearchResult (see agents/search.py)
+    search(problem, budget)         search agents: -> SearchResult (see agents/search/problem.py)
     train(...), save(dir), load(dir)   optional, for agents that learn
 
 Agents register by name.  The built-ins are listed below as "module:attribute" targets that are
@@ -30,12 +30,12 @@ ENTRY_POINT_GROUP = "subgen.agents"
 # Built-ins.  ppo and worldmodel live in their own files (written separately); they are resolved
 # lazily, so a missing or torch-less install only fails when one of them is asked for.
 BUILTIN: dict[str, str] = {
-    "random": "agents.random_agent:RandomAgent",
-    "greedy": "agents.greedy:GreedyAgent",
-    "beam": "agents.beam:BeamAgent",
-    "taso": "agents.taso:TasoAgent",
-    "ppo": "agents.ppo:PPOAgent",
-    "worldmodel": "agents.worldmodel:WorldModelAgent",
+    "random": "agents.search.random_agent:RandomAgent",
+    "greedy": "agents.search.greedy:GreedyAgent",
+    "beam": "agents.search.beam:BeamAgent",
+    "taso": "agents.search.taso:TasoAgent",
+    "ppo": "agents.rl.ppo:PPOAgent",
+    "worldmodel": "agents.rl.worldmodel:WorldModelAgent",
 }
 
 

@@ -1,7 +1,7 @@
 """Cost-model fidelity: does the torch cost model rank graphs the way measured time does?
 
 Graphs: random rewrite walks (random lengths) over the small zoo variants, with the proved rules
-of data/rules.db when present, else the hand-made rules of the test fixture.  For each distinct
+of subgen/data/rules.db when present, else the hand-made rules of the test fixture.  For each distinct
 graph: predicted = TorchCostModel.graph_cost (sum of per-op medians), measured = median
 end-to-end torch time (`torch_exec.time_graph`, the fastest run), both on CPU with one thread,
 in this same run and with a fresh cost cache.  Reported: the Spearman correlation over all graphs
@@ -52,8 +52,8 @@ def spearman(a, b) -> float:
 
 def rewritten_graphs(model: str, size: str, rules, count: int, seed: int, max_steps: int = 40):
     """`count` distinct graphs: the model itself plus random walks of random lengths."""
-    from envcore.candidates import CandidateSet
-    from envcore.rewrite import RewriteError, apply
+    from envcore.rewrite.candidate_set import CandidateSet
+    from envcore.rewrite.apply import RewriteError, apply
     rng = np.random.default_rng(seed)
     start = build(model, size)
     seen, out = {start.canonical_hash}, [start]

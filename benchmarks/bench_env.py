@@ -4,7 +4,7 @@
 - step latency on BERT: one rewrite plus the incremental re-enumeration (target: median < 20 ms),
   reported against re-enumerating from scratch measured in the same run;
 - 10,000 random env steps on SqueezeNet with resident memory flat (growth < 50 MB).
-Rules: data/rules.db (proved) when it exists, else the hand-made rules of the test fixture.
+Rules: subgen/data/rules.db (proved) when it exists, else the hand-made rules of the test fixture.
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from envcore.candidates import CandidateSet  # noqa: E402
-from envcore.rewrite import apply  # noqa: E402
+from envcore.rewrite.candidate_set import CandidateSet  # noqa: E402
+from envcore.rewrite.apply import apply  # noqa: E402
 from envcore.zoo import ZOO, build  # noqa: E402
 from rules_fixture import hand_rules, load_db_rules  # noqa: E402
 
@@ -94,7 +94,7 @@ def test_squeezenet_10k_steps_memory_flat(benchmark):
     psutil = pytest.importorskip("psutil")
     pytest.importorskip("gymnasium")
     import gymnasium as gym
-    import envcore.env  # noqa: F401
+    import envcore.gym.env  # noqa: F401
     env = gym.make("subgen/GraphRewrite-v0", model="squeezenet", rules=RULES, cost=_cost(),
                    max_candidates=128, max_steps=100)
     rng = np.random.default_rng(0)

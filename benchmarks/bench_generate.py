@@ -4,7 +4,7 @@ Candidate search (enumerate + pair + prune + refute, no verification) at depth 3
 the same run two ways on the same settings:
   * the reference: everything in this process on the full enumerator (`sharded=False`);
   * the default from depth 3 on: the last enumeration level and the pair / refute / prune
-    stages spread over 2 local worker processes (`subgen.sharded_stages`).
+    stages spread over 2 local worker processes (`subgen.pairing.sharded_stages`).
 The sharded run reports its speedup over the reference, and both must keep the same rules.
 Also: depth 2 (the floor), and instance pruning on 64-bit digests against the same pruning on
 built Rules (the baseline it replaced).
@@ -19,11 +19,11 @@ import time
 
 import pytest
 
-from subgen.generate import Settings, find_candidates
+from subgen.pipelines.generate import Settings, find_candidates
 
 
 def _search(depth, sharded, workers=2):
-    from subgen.executors import make_executor
+    from subgen.pipelines.executors import make_executor
     with make_executor("local", workers) as ex:
         rules, _ = find_candidates(Settings(max_ops=depth, verify=False), executor=ex,
                                    sharded=sharded)
@@ -56,10 +56,10 @@ def test_depth3_sharded_over_2_workers(benchmark, times):
 
 
 def test_instance_pruning_on_digests_vs_rules(benchmark):
-    from subgen import candidates as C
-    from subgen.enumerate import Enumerator
-    from subgen.prune import canonical_key, instance_keys
-    from subgen.rule_digest import instance_digests, oriented_digests
+    from subgen.pairing import pairs as C
+    from subgen.enumeration.enumerator import Enumerator
+    from subgen.pairing.prune import canonical_key, instance_keys
+    from subgen.pairing.digests import instance_digests, oriented_digests
     en = Enumerator(Settings().ops, 2)
     en.run()
     raw = [p for b in C.buckets(en).values() for p in C.pairs(en, b)]
@@ -86,7 +86,7 @@ def test_instance_pruning_on_digests_vs_rules(benchmark):
 
 @pytest.mark.skipif(not os.environ.get("SUBGEN_BENCH_DEPTH4"), reason="minutes; opt in")
 def test_depth4_generate_and_verify(benchmark, tmp_path):
-    from subgen.generate import generate
+    from subgen.pipelines.generate import generate
 
     def run():
         return generate(Settings(max_ops=4), tmp_path / "d4.db", workers=2, fresh=True)

@@ -1,7 +1,7 @@
 """Ray against the local process pool, on this machine, with 1 and 2 workers (`make bench`).
 
 - Ray's fixed cost: starting a local Ray, and the first task (a fresh worker process).
-- Depth-3 generation: the sharded stage (the enumeration's last level, subgen.shard), each
+- Depth-3 generation: the sharded stage (the enumeration's last level, subgen.enumeration.shard), each
   configuration on the same shards; the driver's serial stages (pair, prune, refute) are timed
   once, they are the same whatever the executor.
 - Depth-3 verification: the same seeded sample of depth-3 candidate rules in every configuration.
@@ -27,7 +27,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from envcore.ops import TASO_GENERATOR_OPS  # noqa: E402
-from subgen.executors import connect_ray, make_executor  # noqa: E402
+from subgen.pipelines.executors import connect_ray, make_executor  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ray.md"
 RAW = RESULTS.with_suffix(".json")      # the numbers behind ray.md; each test updates its part
@@ -49,7 +49,7 @@ def _timed(fn):
 
 def test_ray_startup(benchmark, tmp_path_factory):
     """Fixed overhead: ray.init of a local Ray, then the first task (a worker process starts)."""
-    from subgen.executors import shutdown_ray
+    from subgen.pipelines.executors import shutdown_ray
     shutdown_ray()
     run_dir = tmp_path_factory.mktemp("runs")
 
@@ -74,9 +74,9 @@ def _fresh(kind: str, workers: int):
 
 def test_generation_depth3(benchmark):
     """The sharded enumeration under every configuration; the serial remainder once."""
-    from subgen.enumerate import Enumerator
-    from subgen.generate import Settings, find_candidates
-    from subgen.shard import enumerate_compact, prefix_cache_clear
+    from subgen.enumeration.enumerator import Enumerator
+    from subgen.pipelines.generate import Settings, find_candidates
+    from subgen.enumeration.shard import enumerate_compact, prefix_cache_clear
 
     def run_all():
         rows = {}
@@ -132,7 +132,7 @@ def verify_job(job):
 
 
 def test_verification_depth3(benchmark):
-    """Every configuration runs the same jobs through subgen.executors (local 1 worker runs
+    """Every configuration runs the same jobs through subgen.pipelines.executors (local 1 worker runs
     inline, as `subgen verify` does); pools and Ray workers are started before the clock."""
     if not SAMPLE.exists():
         pytest.skip("needs test_generation_depth3's candidates")
@@ -162,7 +162,7 @@ def test_verification_depth3(benchmark):
 def test_depth4_instance_counts():
     """The depth-4 prefix (levels 1-3) and the number of level-4 instances per operator: what
     the projection multiplies the per-instance shard time by (minutes, so opt-in)."""
-    from subgen.enumerate import Enumerator
+    from subgen.enumeration.enumerator import Enumerator
     en = Enumerator(TASO_GENERATOR_OPS, 4)
     _, prefix_s = _timed(lambda: [en.level(lv) for lv in (1, 2, 3)])
     t0 = time.perf_counter()

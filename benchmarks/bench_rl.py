@@ -12,7 +12,7 @@ uniform policy in the env, in episodes of `max_steps`.  Every cost is the best g
 All use the env's cost model (`analytic`, default constructor), whatever `subgen optimize`
 defaults to.  `--render` re-draws rl.md and rl.png from rl.json.
 
-Rules: data/rules.db (proved, both directions) when it exists, else (or with --rules hand) the
+Rules: subgen/data/rules.db (proved, both directions) when it exists, else (or with --rules hand) the
 hand-made rules of tests/rules_fixture.py (which only change the analytic cost of conv+relu
 models: NasRNN and BERT stay flat under them).
 """
@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 def load_rules(which="auto"):
     from subgen.paths import DEFAULT_RULES
     if which != "hand" and DEFAULT_RULES.exists():
-        from subgen.optimize import load_rule_set
-        return "data/rules.db", load_rule_set(DEFAULT_RULES)
+        from subgen.pipelines.optimize import load_rule_set
+        return "subgen/data/rules.db", load_rule_set(DEFAULT_RULES)
     from rules_fixture import hand_rules
     return "tests/rules_fixture.hand_rules (12 hand-made rules)", hand_rules()
 
@@ -61,7 +61,7 @@ def search_curve(model, rules, agent, budget, size, cost_model=None):
     constructor, the env's): the same cost the RL agents see, whatever profile `subgen optimize`
     defaults to."""
     from agents.base import get_agent
-    from agents.search import SearchProblem
+    from agents.search.problem import SearchProblem
     from envcore.cost import get_cost_model
     from envcore.zoo import build
     cost_model = cost_model or get_cost_model("analytic")
@@ -139,7 +139,7 @@ UNSEEN = ["nasrnn", "bert", "inception_v3", "resnext50", "vit"]
 
 
 def run_model(model, rules, ppo_steps, wm_steps, settings):
-    from agents import ppo, worldmodel as wm
+    from agents.rl import ppo, worldmodel as wm
     size = settings["size"]
     pargs = ppo.Args(model=model, total_steps=ppo_steps, num_steps=128, **settings)
     wargs = wm.Args(model=model, total_steps=wm_steps, **settings, **WM_EXTRA)
@@ -179,7 +179,7 @@ def run_model(model, rules, ppo_steps, wm_steps, settings):
 
 def run_generalisation(rules, ppo_steps, wm_steps, settings):
     """Train on TRAIN_MODELS (episodes rotate over them), evaluate greedily on UNSEEN."""
-    from agents import ppo, worldmodel as wm
+    from agents.rl import ppo, worldmodel as wm
     gargs = ppo.Args(model=",".join(TRAIN_MODELS), total_steps=ppo_steps, num_steps=128, **settings)
     genvs = [ppo.make_env(m, gargs, seed=i, rules=rules) for i, m in enumerate(TRAIN_MODELS)]
     gtrainer, _, _, ppo_s = train_curve(ppo, ppo.PPOTrainer, gargs, genvs, ppo_steps)
@@ -312,7 +312,7 @@ def _one_iteration(agent_name):
     import torch
     torch.set_num_threads(1)
     from rules_fixture import hand_rules
-    from agents import ppo, worldmodel as wm
+    from agents.rl import ppo, worldmodel as wm
     module, cls = (ppo, ppo.PPOTrainer) if agent_name == "ppo" else (wm, wm.WorldModelTrainer)
     args = module.Args(model="squeezenet", size="tiny")
     trainer = cls(args, [ppo.make_env("squeezenet", args, rules=hand_rules())])
@@ -331,7 +331,7 @@ if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
     p.add_argument("--rules", choices=["auto", "hand"], default="auto",
-                   help="auto: data/rules.db when present; hand: tests/rules_fixture.py")
+                   help="auto: subgen/data/rules.db when present; hand: tests/rules_fixture.py")
     p.add_argument("--ppo-steps", type=int, default=None)
     p.add_argument("--wm-steps", type=int, default=None)
     p.add_argument("--no-gen", action="store_true", help="skip the generalisation runs")

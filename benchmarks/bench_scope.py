@@ -7,7 +7,7 @@ truth would show here as a model that lost speedup.
 
     python benchmarks/bench_scope.py --old OLD.db [--models nasrnn,inception_v3] [--out F.md]
 
-`git show b51fe71:data/rules.db > /tmp/old_rules.db` gives the last pre-scope DB.  Costs are
+`git show b51fe71:subgen/data/rules.db > /tmp/old_rules.db` gives the last pre-scope DB.  Costs are
 analytic(cpu), taso at budget 1000 (alpha 1.05), the README's setting.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def run(models, old_db: Path, budget: int = 1000) -> list[dict]:
-    from subgen.optimize import load_rule_set, optimize
+    from subgen.pipelines.optimize import load_rule_set, optimize
     from subgen.paths import DEFAULT_RULES
     sets = {"scoped (shipped)": load_rule_set(DEFAULT_RULES),
             "pre-scope (old DB)": load_rule_set(old_db, unverified=True)}

@@ -40,11 +40,11 @@ THREADS = 1
 
 def load_rules():
     from subgen.errors import BadInput
-    from subgen.optimize import load_rule_set
+    from subgen.pipelines.optimize import load_rule_set
     from subgen.paths import DEFAULT_RULES
     try:
         rules = load_rule_set(DEFAULT_RULES)
-        return f"data/rules.db ({len(rules)} rules: the proved ones and their reverses)", rules
+        return f"subgen/data/rules.db ({len(rules)} rules: the proved ones and their reverses)", rules
     except BadInput:   # no rule DB yet: the hand-made rules still show the search at work
         pass
     from rules_fixture import hand_rules
@@ -52,12 +52,12 @@ def load_rules():
 
 
 def ort_ms(graph, level: str, repeats: int = 10) -> float:
-    """ms of one onnxruntime run of `graph` (exported by envcore.onnx_io): the fastest run in
-    the calling thread's CPU time, as `subgen.optimize.measure` times torch (with one intra-op
+    """ms of one onnxruntime run of `graph` (exported by envcore.onnx.exporter): the fastest run in
+    the calling thread's CPU time, as `subgen.pipelines.optimize.measure` times torch (with one intra-op
     thread ORT runs every kernel on the calling thread)."""
     import numpy as np
     import onnxruntime as ort
-    from envcore.onnx_io import to_onnx
+    from envcore.onnx.exporter import to_onnx
     model = to_onnx(graph)
     opts = ort.SessionOptions()
     opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
@@ -96,7 +96,7 @@ def load() -> float:
 
 def bench_model(model: str, rules, costs, agents, budget, time_limit, measure_it, ort_it,
                 device="cpu"):
-    from subgen.optimize import measure, optimize
+    from subgen.pipelines.optimize import measure, optimize
     rows, extra = [], {}
     best_graph = None
     for cost in costs:
@@ -206,7 +206,7 @@ def to_markdown(rows, extras, rules_name, budget, time_limit) -> str:
             "result is timed four times more, believing the median of the five timings (the "
             "shared cache keeps the lowest), and a result whose re-timed gain "
             "is under 1% is dropped for the original.",
-            "- measured: `subgen.optimize.measure`: original and optimized graphs interleaved "
+            "- measured: `subgen.pipelines.optimize.measure`: original and optimized graphs interleaved "
             "over at least 3 rounds of 5 runs (more, up to 20, while under 10 s; 2 past "
             "60 s), one thread, the fastest run of each, in the thread's CPU time (with one "
             "torch thread every kernel runs on it: the pass's own work, what wall time is on "
@@ -286,7 +286,7 @@ def test_bench_taso_against_greedy(benchmark):
     """taso's search time on one small model, with greedy's measured in the same run as the
     baseline: the ratio is what this reports (absolute times depend on the machine)."""
     from agents.base import get_agent
-    from agents.search import SearchProblem
+    from agents.search.problem import SearchProblem
     from envcore import zoo
     from envcore.cost import get_cost_model
     from rules_fixture import hand_rules

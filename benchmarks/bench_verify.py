@@ -16,8 +16,8 @@ TASO_PB = Path(__file__).resolve().parents[2] / "shared/anchors/taso/graph_subst
 
 @pytest.fixture(scope="module")
 def depth3_rules(tmp_path_factory):
-    from subgen.generate import Settings, generate
-    from subgen.ruledb import RuleDB
+    from subgen.pipelines.generate import Settings, generate
+    from subgen.rules.db import RuleDB
     db = tmp_path_factory.mktemp("bench") / "depth3.db"
     generate(Settings(max_ops=3, verify=False), db, workers=2, fresh=True)
     with RuleDB(db) as d:
@@ -56,7 +56,7 @@ def test_bench_depth3(benchmark, depth3_rules):
 
 
 def test_bench_taso_pb(benchmark):
-    ruleio = pytest.importorskip("subgen.ruleio")
+    ruleio = pytest.importorskip("subgen.rules.io")
     if not TASO_PB.exists():
         pytest.skip("TASO anchor not present")
     s = _bench(benchmark, ruleio.load_rules(TASO_PB))

@@ -2,7 +2,7 @@
 
     python benchmarks/trace_taso_coverage.py OURS.db [--max-ops 3]
 
-Replays the serial candidate stages (subgen.generate.find_candidates) on a full enumerator and,
+Replays the serial candidate stages (subgen.pipelines.generate.find_candidates) on a full enumerator and,
 after each one, looks for every missing TASO rule's canonical key (`prune.canonical_key`,
 shapes=False: renaming, direction and dimensions ignored).  Prints, per rule, the last stage its
 key survived ("-": never paired) and whether each side was enumerated at all (up to renaming;
@@ -15,11 +15,11 @@ import itertools
 import re
 
 from envcore.ops import SHAPE_PARAMS
-from subgen import candidates as C
-from subgen.enumerate import Enumerator
-from subgen.generate import Settings
-from subgen.prune import _serialise, canonical_key, common_supergraph, generalizes
-from subgen.ruleio import load_rules
+from subgen.pairing import pairs as C
+from subgen.enumeration.enumerator import Enumerator
+from subgen.pipelines.generate import Settings
+from subgen.pairing.prune import _serialise, canonical_key, common_supergraph, generalizes
+from subgen.rules.io import load_rules
 
 TASO = "/work/shared/anchors/taso/graph_subst.pb"
 _LEAF = re.compile("\x01([^\x02]*)\x02")

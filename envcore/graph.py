@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Mapping, NamedTuple
 
-import numpy as np
+
+from envcore.frozen import freeze  # noqa: F401  (re-exported: envcore.graph.freeze)
 
 from envcore.ops import LEAVES, OPS, Shape, ShapeError, get
 
@@ -21,17 +22,6 @@ from envcore.ops import LEAVES, OPS, Shape, ShapeError, get
 class Ref(NamedTuple):
     node: int
     index: int = 0
-
-
-def freeze(value: Any) -> Any:
-    """Lists become tuples, recursively, so params are hashable and JSON round-trips."""
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +50,7 @@ def make_node(op: str, inputs: Iterable[Ref], input_shapes: list[Shape], **param
 
 class Graph:
     """An immutable DAG.  `nodes` must not be mutated; build new graphs with GraphBuilder or
-    envcore.rewrite."""
+    envcore.rewrite.apply."""
 
     __slots__ = ("nodes", "outputs", "__dict__")
 

@@ -546,7 +546,7 @@ def _opaque_shape(s, p):
 
 
 def _opaque(x, p):  # runs the original ONNX operator (onnx is imported only when one runs)
-    from envcore.onnx_io import run_opaque
+    from envcore.onnx.opaque import run_opaque
     return run_opaque(p, x)
 
 

@@ -4,7 +4,7 @@
 numpy semantics in envcore/ops.py stay the reference: tests check every op here against them.
 Padding amounts come from the catalogue's own rule (`ops._pads`), so "same" means one thing.
 Transpose materialises its result (`contiguous`), as a kernel would; reshape and split stay
-views (a consumer that needs contiguous data pays for the copy).  Opaque nodes run through `envcore.onnx_io.run_opaque` (onnxruntime, one node at a time).
+views (a consumer that needs contiguous data pays for the copy).  Opaque nodes run through `envcore.onnx.opaque.run_opaque` (onnxruntime, one node at a time).
 torch is imported lazily: importing this module costs nothing until a graph is run.
 """
 from __future__ import annotations
@@ -144,7 +144,7 @@ _reg("softmax")(lambda x, p: [_torch().softmax(x[0], dim=p["axis"])])
 
 @_reg("opaque")
 def _opaque(x, p):
-    from envcore.onnx_io import run_opaque
+    from envcore.onnx.opaque import run_opaque
     torch = _torch()
     outs = run_opaque(p, [t.detach().cpu().numpy() for t in x])
     dev = x[0].device if x else "cpu"

@@ -1,11 +1,11 @@
 """From the zoo to proved rules to an optimized ONNX file, in one page."""
 from envcore.execute import equivalent
 from envcore.cost import get_cost_model
-from envcore.onnx_io import save_onnx
-from envcore.rule import Rule
+from envcore.onnx.exporter import save_onnx
+from envcore.rewrite.rule import Rule
 from envcore.graph import GraphBuilder
 from envcore.zoo import build
-from subgen.optimize import load_rule_set, optimize
+from subgen.pipelines.optimize import load_rule_set, optimize
 from verifier import verify_rule
 
 # 1. a rule is data: relu after a conv is the conv with relu fused, proved from the axioms
@@ -18,7 +18,7 @@ fuse = Rule("fuse-conv-relu", side(False), side(True))
 print(fuse.name, verify_rule(fuse).status, verify_rule(fuse).axioms)
 
 # 2. the shipped, proved rule set (both directions), a zoo model and a cost model
-rules = load_rule_set()                       # data/rules.db, proved rules only
+rules = load_rule_set()                       # subgen/data/rules.db, proved rules only
 model = build("squeezenet", size="full")
 cost = get_cost_model("analytic")           # TASO's GPU (a V100); profile="cpu" models this machine
 print(f"{len(rules)} rules; squeezenet costs {cost.graph_cost(model):.3f} ms")

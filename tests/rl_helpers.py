@@ -33,7 +33,7 @@ def greedy_episode(agent, env):
 
 def write_rule_db(path):
     """The hand rules as a rule DB, each row proved (with its scope) as `subgen verify` would."""
-    from subgen.ruledb import RuleDB
+    from subgen.rules.db import RuleDB
     from verifier import verify_rule
     with RuleDB(path) as db:
         db.add_rules(RULES)

@@ -1,6 +1,6 @@
 """Small helpers for building rules in tests: `rule(name, src_fn, dst_fn, x=(2, 4), ...)`."""
 from envcore.graph import GraphBuilder
-from envcore.rule import Rule
+from envcore.rewrite.rule import Rule
 
 
 def side(fn, shapes):

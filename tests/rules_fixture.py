@@ -1,14 +1,14 @@
 """A handful of hand-made, obviously correct rules for the matching and rewriting tests.
 
 Each is written on pool shapes (all 4s, like the generator's) so that applying it to real models
-exercises the re-derivation of shape parameters.  `load_db_rules()` adds data/rules.db if present.
+exercises the re-derivation of shape parameters.  `load_db_rules()` adds subgen/data/rules.db if present.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from envcore.graph import GraphBuilder
-from envcore.rule import Rule
+from envcore.rewrite.rule import Rule
 
 X4 = (1, 4, 4, 4)        # NCHW activation
 K3 = (4, 4, 3, 3)        # OIHW kernel
@@ -110,11 +110,11 @@ def hand_rules() -> list[Rule]:
 
 def load_db_rules(limit: int | None = None) -> list[Rule]:
     """The project's rule DB (proved rules) when it exists and subgen can read it, else []."""
-    path = Path(__file__).resolve().parent.parent / "data" / "rules.db"
+    path = Path(__file__).resolve().parent.parent / "subgen" / "data" / "rules.db"
     if not path.exists():
         return []
     try:
-        from subgen.ruledb import RuleDB
+        from subgen.rules.db import RuleDB
         with RuleDB(path, create=False) as db:
             rules = db.proved_rules()
     except Exception:  # noqa: BLE001 - the DB belongs to another part; its absence is not ours

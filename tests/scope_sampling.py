@@ -14,9 +14,9 @@ import numpy as np
 import z3
 
 from envcore.execute import evaluate
-from envcore.match import find_matches
+from envcore.rewrite.match import find_matches
 from envcore.ops import LEAVES, ShapeError
-from envcore.rewrite import apply
+from envcore.rewrite.apply import apply
 from verifier.scope import NotSymbolic, Setup, instantiate, random_model
 
 

@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from agents.base import BUILTIN, get_agent, registry
-from agents.search import Move, SearchProblem
+from agents.search.problem import Move, SearchProblem
 from envcore import zoo
 from envcore.cost import CostModel, get_cost_model
 from envcore.execute import equivalent
 from envcore.graph import GraphBuilder
-from envcore.rewrite import apply
-from envcore.rule import Rule
+from envcore.rewrite.apply import apply
+from envcore.rewrite.rule import Rule
 from rules_fixture import double_transpose, hand_rules
 
 SEARCH_AGENTS = ["random", "greedy", "beam", "taso"]
@@ -194,7 +194,7 @@ def test_the_same_rewrites_in_either_order_are_one_state(model, picks, rules, gr
 def test_a_move_that_undoes_the_last_rewrite_leads_back(model, pick, rules, graphs):
     """taso skips the moves `undoes` flags without building them: each must rebuild the graph
     before the last rewrite."""
-    from subgen.optimize import with_reverses
+    from subgen.pipelines.optimize import with_reverses
     both = with_reverses(rules)
     p = SearchProblem(graphs[model], both, get_cost_model("analytic"))
     start = p.start()
@@ -211,7 +211,7 @@ def test_a_move_that_undoes_the_last_rewrite_leads_back(model, pick, rules, grap
 
 
 def test_undo_detection_is_not_vacuous(rules, graphs):
-    from subgen.optimize import with_reverses
+    from subgen.pipelines.optimize import with_reverses
     p = SearchProblem(graphs["toy"], with_reverses(rules), get_cost_model("analytic"))
     start = p.start()
     found = 0
@@ -224,13 +224,13 @@ def test_undo_detection_is_not_vacuous(rules, graphs):
 
 def test_predicted_costs_are_exact_with_the_shipped_rules():
     """The same on the rule DB `subgen optimize` uses (thousands of generated rules, both ways)."""
-    from subgen.optimize import load_rule_set
+    from subgen.pipelines.optimize import load_rule_set
     from subgen.paths import DEFAULT_RULES
     from subgen.errors import BadInput
     try:
         rules = load_rule_set(DEFAULT_RULES)
     except BadInput:
-        pytest.skip("no proved rules in data/rules.db yet (`subgen generate`)")
+        pytest.skip("no proved rules in subgen/data/rules.db yet (`subgen generate`)")
     cm = get_cost_model("analytic")
     checked = 0
     for model in ("toy", "squeezenet"):
@@ -313,7 +313,7 @@ def test_search_agents_act_greedily_on_the_estimated_reward():
 def test_search_agents_drive_the_env(rules):
     """Greedy on cand_delta in the Gymnasium env never makes the graph more expensive."""
     gym = pytest.importorskip("gymnasium")
-    import envcore.env  # noqa: F401  (registers subgen/GraphRewrite-v0)
+    import envcore.gym.env  # noqa: F401  (registers subgen/GraphRewrite-v0)
     env = gym.make("subgen/GraphRewrite-v0", model=zoo.build("toy", "tiny"), rules=rules,
                    cost="analytic", max_candidates=64, max_steps=10)
     obs, info = env.reset(seed=0)

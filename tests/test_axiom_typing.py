@@ -31,7 +31,7 @@ def test_an_axiom_that_says_too_much_is_caught_by_the_in_scope_check(monkeypatch
     that applies it through the matcher at random sizes in its scope refutes it."""
     import verifier.prove as prove
     from envcore.graph import GraphBuilder
-    from envcore.rule import Rule
+    from envcore.rewrite.rule import Rule
     from verifier import verify_rule
 
     def side(b, dst):

@@ -95,7 +95,7 @@ def test_grouped_conv_axiom_proves_taso_concat_of_convs():
     pb = Path(__file__).resolve().parents[2] / "shared/anchors/taso/graph_subst.pb"
     if not pb.exists():
         pytest.skip("TASO anchor not present")
-    from subgen.ruleio import load_rules
+    from subgen.rules.io import load_rules
     rules = load_rules(pb)
     for i in (99, 100, 130, 131):   # concat(conv(x, w), conv(y, v)) = conv in 2 groups
         status, used = prove(rules[i])

@@ -119,7 +119,7 @@ def test_optimize_drops_a_gain_that_rested_on_an_inflated_timing(monkeypatch):
     """The search sees the unfused conv at 5 ms (one busy moment) and the fused one at 1.2 ms,
     so it fuses; re-timing finds the unfused conv at 1 ms, the gain gone, and the original is
     handed back, flagged."""
-    import subgen.optimize as pipeline
+    import subgen.pipelines.optimize as pipeline
     script = {("conv2d", "none"): [5.0, 1.0], ("conv2d", "relu"): [1.2], ("relu", "none"): [0.1]}
     monkeypatch.setattr(pipeline, "_cost_model",
                         lambda name, device=None: Scripted(script, use_cache=False))
@@ -143,7 +143,7 @@ def test_device_option_picks_the_profile_and_is_refused_for_measured_costs():
 
     from rules_fixture import hand_rules
     from subgen.cli import cli
-    from subgen.ruleio import save_json
+    from subgen.rules.io import save_json
     with tempfile.TemporaryDirectory() as d:
         rules = Path(d) / "r.json"
         save_json(hand_rules(), rules)

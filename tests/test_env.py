@@ -7,8 +7,8 @@ import pytest
 
 gym = pytest.importorskip("gymnasium")
 
-import envcore.env  # noqa: E402,F401  (registers subgen/GraphRewrite-v0)
-from envcore.env import GraphRewriteEnv  # noqa: E402
+import envcore.gym.env  # noqa: E402,F401  (registers subgen/GraphRewrite-v0)
+from envcore.gym.env import GraphRewriteEnv  # noqa: E402
 from envcore.execute import equivalent  # noqa: E402
 from flops_cost import FlopsCost  # noqa: E402
 from random_graphs import random_graph  # noqa: E402
@@ -99,7 +99,7 @@ def test_candidate_delta_predicts_the_reward_of_fusions():
 
 def test_pyg_view_shares_memory_with_the_observation():
     pytest.importorskip("torch_geometric")
-    from envcore.observation import to_pyg_data
+    from envcore.gym.observation import to_pyg_data
     env = make("resnet50")
     obs, _ = env.reset(seed=0)
     d = to_pyg_data(obs)
@@ -118,12 +118,12 @@ def test_observation_covers_the_graph():
     n = len(g.nodes)
     assert int(obs["num_nodes"][0]) == n
     assert int(obs["num_edges"][0]) == sum(len(x.inputs) for x in g.nodes.values())
-    assert obs["x"][:n, :len(envcore.observation.OPS)].sum(axis=1).tolist() == [1.0] * n
+    assert obs["x"][:n, :len(envcore.gym.observation.OPS)].sum(axis=1).tolist() == [1.0] * n
     assert not obs["x"][n:].any()
 
 
 def test_hierarchical_wrapper_picks_rule_then_location():
-    from envcore.wrappers import HierarchicalActions
+    from envcore.gym.wrappers import HierarchicalActions
     env = HierarchicalActions(make("toy"))
     obs, info = env.reset(seed=0)
     rmask = env.rule_mask()

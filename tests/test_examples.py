@@ -8,7 +8,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(not (ROOT / "data" / "rules.db").is_file(), reason="no shipped rule DB")
+@pytest.mark.skipif(not (ROOT / "subgen" / "data" / "rules.db").is_file(), reason="no shipped rule DB")
 def test_quickstart_runs_and_optimizes_to_an_equivalent_graph(tmp_path):
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "quickstart.py")],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)

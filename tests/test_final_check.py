@@ -14,10 +14,10 @@ ort = pytest.importorskip("onnxruntime")
 from click.testing import CliRunner  # noqa: E402
 from onnx import TensorProto as T, helper as h, numpy_helper as nh  # noqa: E402
 
-import subgen.optimize as pipeline  # noqa: E402
+import subgen.pipelines.optimize as pipeline  # noqa: E402
 from envcore.execute import max_abs_error, outputs_close  # noqa: E402
 from envcore.graph import GraphBuilder  # noqa: E402
-from envcore.rule import Rule  # noqa: E402
+from envcore.rewrite.rule import Rule  # noqa: E402
 from rules_fixture import hand_rules  # noqa: E402
 from subgen.cli import cli  # noqa: E402
 
@@ -177,7 +177,8 @@ def test_int64_gather_model_round_trips_and_the_written_file_is_what_is_checked(
 def test_a_written_file_with_a_retyped_input_is_not_equivalent(tmp_path):
     """What the writer produced before: the IR keeps no dtypes, so `save_onnx` declares the
     int64 input as float (and renames the output).  The read-back check refuses it."""
-    from envcore.onnx_io import load_onnx, save_onnx
+    from envcore.onnx.importer import load_onnx
+    from envcore.onnx.exporter import save_onnx
     src = _gather_model(tmp_path)
     graph, weights = load_onnx(src)
     bad = tmp_path / "retyped.onnx"

@@ -1,11 +1,11 @@
-"""Normal-form hashes (`subgen.form_hash`) split terms exactly as normal-form strings do, and the
+"""Normal-form hashes (`subgen.pairing.form_hash`) split terms exactly as normal-form strings do, and the
 array version for many nodes equals the per-term one."""
 import pytest
 
 from envcore.ops import TASO_GENERATOR_OPS
-from subgen.enumerate import Enumerator
-from subgen.form_hash import FormHashes, form_arrays, node_forms
-from subgen.normal_form import NormalForms, term_describer
+from subgen.enumeration.enumerator import Enumerator
+from subgen.pairing.form_hash import FormHashes, form_arrays, node_forms
+from subgen.pairing.normal_form import NormalForms, term_describer
 
 
 @pytest.fixture(scope="module", params=[(TASO_GENERATOR_OPS, 2),

@@ -10,9 +10,9 @@ from hypothesis import given, settings, strategies as st
 
 from envcore.execute import equivalent
 from envcore.graph import GraphBuilder
-from envcore.rule import Rule
-from subgen.fingerprint import graph_fingerprint
-from subgen.prune import canonical_key, dedupe, generalizes, instance_keys
+from envcore.rewrite.rule import Rule
+from subgen.enumeration.fingerprint import graph_fingerprint
+from subgen.pairing.prune import canonical_key, dedupe, generalizes, instance_keys
 
 SUBGEN = [sys.executable, "-c", "from subgen.cli import main; main()"]
 
@@ -30,8 +30,8 @@ def test_fingerprint_ignores_output_order(seed, n):
 
 
 def test_enumerated_split_graph_fingerprint_ignores_output_order():
-    from subgen.candidates import buckets
-    from subgen.enumerate import Enumerator
+    from subgen.pairing.pairs import buckets
+    from subgen.enumeration.enumerator import Enumerator
     en = Enumerator(("concat", "split"), 3)     # levels 1 and 2 keep their values
     en.level(1)
     en.level(2)
@@ -90,8 +90,8 @@ def test_instances_and_smaller_rules_are_recognised():
 
 
 def test_small_run_finds_true_rules(tmp_path):
-    from subgen.generate import Settings, generate
-    from subgen.ruledb import RuleDB
+    from subgen.pipelines.generate import Settings, generate
+    from subgen.rules.db import RuleDB
     out = tmp_path / "r.db"
     s = generate(Settings(max_ops=2, ops=("ewadd", "ewmul", "relu", "matmul"), verify=False),
                  out)
@@ -143,7 +143,7 @@ def test_json_summary_is_last_line(tmp_path):
 def test_rules_differing_only_in_dimensions_are_one_rule():
     """Matching and proofs are rank-generic, so ewadd's commutativity is found once per rank
     (2-D and 4-D pools), not once per pool shape."""
-    from subgen.generate import Settings, find_candidates
+    from subgen.pipelines.generate import Settings, find_candidates
     rules, _ = find_candidates(Settings(max_ops=1, ops=("ewadd",), verify=False))
     comm = [r for r in rules if r.src.num_ops == r.dst.num_ops == 1]
     ranks = sorted(len(r.src.shape(next(iter(r.src.inputs.values())))) for r in comm)
@@ -154,8 +154,8 @@ def test_rules_differing_only_in_dimensions_are_one_rule():
 def test_equal_normal_forms_mean_equal_values():
     """Soundness of the normal form: enumerated terms that share one have the same exact
     value (fingerprint); and it does identify reorderings (classes do merge)."""
-    from subgen.enumerate import Enumerator
-    from subgen.normal_form import NormalForms
+    from subgen.enumeration.enumerator import Enumerator
+    from subgen.pairing.normal_form import NormalForms
 
     en = Enumerator(("ewadd", "ewmul", "matmul", "concat", "scalar_mul", "relu"), 2)
     en.run()
@@ -193,7 +193,7 @@ def _graph(build):
 
 
 def test_normal_form_trivial_rules_hold_and_others_do_not_look_trivial():
-    from subgen.normal_form import rule_is_trivial
+    from subgen.pairing.normal_form import rule_is_trivial
     src = _graph(lambda b, x: b.add("ewadd", x["c"], b.add("ewadd", x["c"], b.add(
         "ewadd", x["a"], x["b"]))))
     dst = _graph(lambda b, x: b.add("ewadd", b.add("ewadd", x["a"], x["c"]),
@@ -218,7 +218,7 @@ def test_normal_form_trivial_rules_hold_and_others_do_not_look_trivial():
 
 
 def test_derivation_search_joins_sides_with_the_rules_and_only_true_ones():
-    from subgen.derive import both_directions, derivable
+    from subgen.rules.derive import both_directions, derivable
     comm = Rule("comm", _graph(lambda b, x: b.add("ewadd", x["a"], x["b"])),
                 _graph(lambda b, x: b.add("ewadd", x["b"], x["a"])))
     assoc = Rule("assoc", _graph(lambda b, x: b.add("ewadd", b.add("ewadd", x["a"], x["b"]),
@@ -237,8 +237,8 @@ def test_derivation_search_joins_sides_with_the_rules_and_only_true_ones():
 
 
 def test_compare_sorts_every_rule_into_held_subsumed_derivable_or_missing(tmp_path):
-    from subgen.compare import compare
-    from subgen.ruleio import save_json
+    from subgen.rules.compare import compare
+    from subgen.rules.io import save_json
     comm = Rule("comm", _graph(lambda b, x: b.add("ewadd", x["a"], x["b"])),
                 _graph(lambda b, x: b.add("ewadd", x["b"], x["a"])))
     assoc = Rule("assoc", _graph(lambda b, x: b.add("ewadd", b.add("ewadd", x["a"], x["b"]),
@@ -270,8 +270,8 @@ def test_compare_sorts_every_rule_into_held_subsumed_derivable_or_missing(tmp_pa
 
 def test_derived_rules_skip_the_verifier_and_inherit_a_true_status(tmp_path):
     pytest.importorskip("verifier")
-    from subgen.generate import Settings, generate
-    from subgen.ruledb import RuleDB
+    from subgen.pipelines.generate import Settings, generate
+    from subgen.rules.db import RuleDB
     out = tmp_path / "r.db"
     s = generate(Settings(max_ops=3, ops=("ewadd", "scalar_mul")), out)
     nf = next(st for st in s.stages if st["name"] == "normal-form")

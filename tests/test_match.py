@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from envcore.candidates import CandidateSet
+from envcore.rewrite.candidate_set import CandidateSet
 from envcore.execute import equivalent
 from envcore.graph import GraphBuilder
-from envcore.match import find_matches, match_at
-from envcore.pattern import pattern_of
-from envcore.rewrite import RewriteError, apply, resolve, would_create_cycle
+from envcore.rewrite.match import find_matches, match_at
+from envcore.rewrite.pattern import pattern_of
+from envcore.rewrite.apply import RewriteError, apply, would_create_cycle
+from envcore.rewrite.resolve import resolve
 from rules_fixture import (conv_merge, conv_relu_fuse, matmul_eye, matmul_merge,
                            matmul_unmerge, relu_idempotent, split_concat)
 
@@ -125,7 +126,7 @@ def test_kernel_size_is_part_of_a_rule():
             b.add("pool_avg", b.add("conv2d", x, w))
         return b.build([y])
     from envcore.execute import equivalent
-    from envcore.rule import Rule
+    from envcore.rewrite.rule import Rule
     rule = Rule("pool_conv1x1", side(False, 1), side(True, 1))
     assert equivalent(rule.src, rule.dst)[0] and not equivalent(side(False, 3), side(True, 3))[0]
     assert find_matches(side(False, 3), rule) == []

@@ -13,7 +13,8 @@ ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto as T, helper as h, numpy_helper as nh  # noqa: E402
 
 from envcore.execute import evaluate, random_values  # noqa: E402
-from envcore.onnx_io import OnnxError, load_onnx, save_onnx, to_onnx  # noqa: E402
+from envcore.onnx.importer import OnnxError, load_onnx  # noqa: E402
+from envcore.onnx.exporter import save_onnx, to_onnx
 from envcore.zoo import ZOO, build  # noqa: E402
 
 

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from envcore import zoo
 from envcore.execute import equivalent
 from envcore.graph import Graph, GraphBuilder
-from envcore.rule import Rule
+from envcore.rewrite.rule import Rule
 from rules_fixture import hand_rules
 from subgen.cli import cli
-from subgen.ruleio import save_json
+from subgen.rules.io import save_json
 
 
 def subgen(*args, cwd=None):
@@ -59,7 +59,7 @@ def test_missing_files_are_one_line_exit_2(tmp_path, rules_json):
 
 
 def test_missing_default_rule_db_says_to_generate(monkeypatch, tmp_path):
-    import subgen.optimize as pipeline
+    import subgen.pipelines.optimize as pipeline
     monkeypatch.setattr(pipeline, "DEFAULT_RULES", tmp_path / "rules.db")
     from subgen.errors import BadInput
     with pytest.raises(BadInput, match="subgen generate"):
@@ -96,7 +96,7 @@ def test_optimize_human_table_and_onnx_out(tmp_path, rules_json):
     for text in ("cost before", "cost after", "predicted speedup", "rules applied",
                  "conv_relu_fuse", "search time"):
         assert text in r.output
-    from envcore.onnx_io import load_onnx
+    from envcore.onnx.importer import load_onnx
     back, _ = load_onnx(out)   # fused activations come back as separate ops: compare shapes
     original = zoo.build("toy", "tiny")
     assert [back.shape(o) for o in back.outputs] == [original.shape(o) for o in original.outputs]
@@ -104,7 +104,7 @@ def test_optimize_human_table_and_onnx_out(tmp_path, rules_json):
 
 def test_onnx_model_in(tmp_path, rules_json):
     pytest.importorskip("onnx")
-    from envcore.onnx_io import save_onnx
+    from envcore.onnx.exporter import save_onnx
     src = tmp_path / "toy.onnx"
     save_onnx(zoo.build("toy", "tiny"), src)
     r = CliRunner().invoke(cli, ["optimize", str(src), "--rules", str(rules_json), "--json"])
@@ -152,7 +152,7 @@ def test_a_rules_file_is_proved_first_and_its_false_rules_are_left_out(tmp_path)
                   "--agent", "greedy", "--json")
     assert done.returncode == 2 and "no rule is proved" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
-    from subgen.optimize import load_rule_set
+    from subgen.pipelines.optimize import load_rule_set
     names = [r.name for r in load_rule_set(mixed)]
     assert "drop_relu" not in names and "relu_idempotent" in names
     assert all(r.meta.get("scope") is not None for r in load_rule_set(mixed))
@@ -172,7 +172,7 @@ def test_agents_lists_the_builtins():
 
 def test_run_uses_an_existing_rule_db(tmp_path):
     """`subgen run` with proved rules in place goes straight to optimizing."""
-    from subgen.ruledb import RuleDB
+    from subgen.rules.db import RuleDB
     db_path = tmp_path / "rules.db"
     from verifier import verify_rule
     rules = hand_rules()

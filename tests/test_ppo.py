@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from rl_helpers import MODEL, RULES, envs, greedy_episode, torch
 
-from agents import ppo
-from agents.gnn import GraphEncoder, collate, obs_to_data, synthetic_data
+from agents.rl import ppo
+from agents.rl.gnn import GraphEncoder, collate, obs_to_data, synthetic_data
 from envcore.execute import equivalent
 
 
@@ -87,7 +87,7 @@ def test_saved_agent_reloads_and_rewrites_to_an_equivalent_graph(tmp_path):
 
 def test_search_through_the_optimize_pipeline(tmp_path):
     pytest.importorskip("envcore.cost")
-    from subgen.optimize import optimize
+    from subgen.pipelines.optimize import optimize
     trainer, _ = _train(2)
     trainer.agent().save(tmp_path)
     res = optimize(MODEL, rules=list(RULES), agent="ppo", checkpoint=str(tmp_path), size="tiny",
@@ -100,7 +100,7 @@ def test_delta_order_keeps_the_best_estimated_candidates():
     """candidate_order="delta" (the agents' default) sorts the applicable candidates by their
     estimated delta before the max_candidates cut: same candidates as rule order when none are
     cut, and when some are, no kept candidate is estimated worse than a cut one."""
-    from envcore.env import GraphRewriteEnv
+    from envcore.gym.env import GraphRewriteEnv
 
     def env(order, k):
         e = GraphRewriteEnv(model="inception_v3", model_size="tiny", rules=RULES,

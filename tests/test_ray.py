@@ -20,7 +20,7 @@ from envcore.ops import TASO_GENERATOR_OPS
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 
-from subgen.executors import LocalExecutor, RayExecutor, connect_ray, make_executor  # noqa: E402
+from subgen.pipelines.executors import LocalExecutor, RayExecutor, connect_ray, make_executor  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 SUBGEN = [sys.executable, "-c", "from subgen.cli import main; main()"]
@@ -113,7 +113,7 @@ def test_unreachable_cluster_is_one_line_and_exit_2(tmp_path):
 def test_sharded_generation_on_ray_is_the_serial_one(ray_cluster):
     """The path depth 4 takes (last level evaluated by workers, stages run on fingerprint
     partitions), here on Ray workers, against the serial reference."""
-    from subgen.generate import Settings, find_candidates
+    from subgen.pipelines.generate import Settings, find_candidates
     s = Settings(max_ops=2, ops=TASO_GENERATOR_OPS, verify=False)
     serial, serial_summary = find_candidates(s)
     with make_executor("ray", 2) as ex:
@@ -194,8 +194,8 @@ def test_ray_vector_env_steps_like_local_envs(ray_cluster):
     pytest.importorskip("gymnasium")
     import numpy as np
     from rl_helpers import MODEL, RULES
-    from envcore.env import GraphRewriteEnv
-    from subgen.rollouts import RayVectorEnv
+    from envcore.gym.env import GraphRewriteEnv
+    from subgen.pipelines.rollouts import RayVectorEnv
     make = partial(GraphRewriteEnv, model=MODEL, rules=RULES, max_candidates=16, max_steps=6,
                    model_size="tiny")
     local = [make(), make()]
@@ -227,7 +227,7 @@ def test_training_with_two_ray_env_actors_runs_matches_local_and_resumes(ray_clu
     pytest.importorskip("torch_geometric")
     pytest.importorskip("gymnasium")
     from rl_helpers import MODEL, write_rule_db
-    from subgen.train import METRICS, train
+    from subgen.pipelines.train import METRICS, train
     rules = write_rule_db(tmp_path / "rules.db")
     common = dict(model=MODEL, rules=str(rules), num_steps=16, update_epochs=1, num_envs=2)
 

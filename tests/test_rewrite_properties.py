@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envcore.candidates import CandidateSet
+from envcore.rewrite.candidate_set import CandidateSet
 from envcore.execute import equivalent
-from envcore.rewrite import apply
+from envcore.rewrite.apply import apply
 from random_graphs import random_graph
 from rules_fixture import hand_rules, load_db_rules
 
@@ -81,7 +81,7 @@ def test_the_random_graphs_do_meet_the_rules():
 DB_RULES = load_db_rules(limit=400)
 
 
-@pytest.mark.skipif(not DB_RULES, reason="data/rules.db is not there (or not readable yet)")
+@pytest.mark.skipif(not DB_RULES, reason="subgen/data/rules.db is not there (or not readable yet)")
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 2**31 - 1), choices=st.lists(st.integers(0, 10**6), max_size=6))
 def test_generated_rules_keep_semantics(seed, choices):
@@ -96,7 +96,7 @@ def test_generated_rules_keep_semantics(seed, choices):
 def test_indexed_enumeration_equals_matching_each_rule_alone(seed):
     """CandidateSet's rule index (grouping rules by source, bucketing by node kind) loses and
     invents nothing: it equals find_matches run rule by rule.  Rules sharing a source included."""
-    from envcore.match import find_matches
+    from envcore.rewrite.match import find_matches
     rules = RULES + hand_rules()            # every source twice: grouped, matched once
     g = random_graph(seed, 10)
     want = sorted(m.key for k, r in enumerate(rules) for m in find_matches(g, r, k))

@@ -1,13 +1,13 @@
-"""Rule identity by digest (`subgen.rule_digest`) is the text key's identity
+"""Rule identity by digest (`subgen.pairing.digests`) is the text key's identity
 (`candidates.term_key`), and the array columns of last-level nodes equal the per-term ones."""
 import numpy as np
 import pytest
 
 from envcore.ops import TASO_GENERATOR_OPS
-from subgen import candidates as C
-from subgen.enumerate import Enumerator
-from subgen.fingerprint import splitmix64
-from subgen.rule_digest import (ColumnArrays, columns, encodings, instance_encodings,
+from subgen.pairing import pairs as C
+from subgen.enumeration.enumerator import Enumerator
+from subgen.enumeration.fingerprint import splitmix64
+from subgen.pairing.digests import (ColumnArrays, columns, encodings, instance_encodings,
                                 least_digests, mix, node_columns, oriented_digests)
 
 

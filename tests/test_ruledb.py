@@ -10,10 +10,10 @@ import time
 import pytest
 
 from envcore.graph import GraphBuilder
-from envcore.rule import Rule
+from envcore.rewrite.rule import Rule
 from subgen.errors import BadInput
-from subgen.ruledb import RuleDB
-from subgen.ruleio import load_rules
+from subgen.rules.db import RuleDB
+from subgen.rules.io import load_rules
 
 SUBGEN = [sys.executable, "-c", "from subgen.cli import main; main()"]
 

@@ -12,9 +12,9 @@ import pytest
 
 from envcore.execute import evaluate
 from envcore.graph import GraphBuilder
-from envcore.match import find_matches
-from envcore.rewrite import apply
-from envcore.rule import Rule
+from envcore.rewrite.match import find_matches
+from envcore.rewrite.apply import apply
+from envcore.rewrite.rule import Rule
 from verifier import verify_rule
 from verifier.scope import describe
 
@@ -177,7 +177,7 @@ def test_pool_kernel_shape_is_resolved_from_the_bindings():
 def test_taso_grouped_rules_state_their_precondition():
     from pathlib import Path
 
-    from subgen.taso_pb import read_rules
+    from subgen.rules.taso_pb import read_rules
     pb = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "taso" / "graph_subst.pb"
     if not pb.exists():
         pytest.skip("TASO's rule file is not beside this checkout")
@@ -195,7 +195,7 @@ def test_the_env_never_lists_a_candidate_outside_its_scope(tmp_path):
     """The env's candidate set is the matcher's: the block-matmul swap is not offered where its
     seams do not line up, and is offered (and exact) where they do."""
     gym = pytest.importorskip("gymnasium")
-    import envcore.env  # noqa: F401
+    import envcore.gym.env  # noqa: F401
     rule, _ = _scoped(_rule("swap", matmul_swap))
     bad, good = _graph(FAMILIES[2][1]), _graph(FAMILIES[2][2])
     env = gym.make("subgen/GraphRewrite-v0", model=bad, rules=[rule], max_candidates=8)
@@ -210,8 +210,8 @@ def test_the_env_never_lists_a_candidate_outside_its_scope(tmp_path):
 
 def test_the_env_proves_a_rules_file_first(tmp_path):
     gym = pytest.importorskip("gymnasium")
-    import envcore.env  # noqa: F401
-    from subgen.ruleio import save_json
+    import envcore.gym.env  # noqa: F401
+    from subgen.rules.io import save_json
     wrong = _rule("drop_relu", lambda b, dst: b.build(
         [b.input("x", (4, 4)) if dst else b.add("relu", b.input("x", (4, 4)))]))
     true = _rule("fuse", lambda b, dst: b.build([
@@ -232,8 +232,8 @@ def test_show_export_and_report_state_where_each_rule_holds(tmp_path):
     from click.testing import CliRunner
 
     from subgen.cli import cli
-    from subgen.ruledb import RuleDB
-    from subgen.ruleio import save_json
+    from subgen.rules.db import RuleDB
+    from subgen.rules.io import save_json
     db_path = tmp_path / "r.db"
     plain = [_rule("g", grouped_conv), _rule("swap", matmul_swap)]
     with RuleDB(db_path) as db:

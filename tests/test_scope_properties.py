@@ -17,11 +17,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from envcore.candidates import CandidateSet
+from envcore.rewrite.candidate_set import CandidateSet
 from envcore.execute import evaluate
 from envcore.graph import GraphBuilder
 from envcore.ops import ShapeError
-from envcore.rewrite import apply
+from envcore.rewrite.apply import apply
 from scope_sampling import check_listed_candidates
 from subgen.paths import DEFAULT_RULES
 
@@ -32,7 +32,7 @@ TOL = 1e-9       # float64, relative to each output's own scale
 def shipped():
     if not DEFAULT_RULES.exists():
         pytest.skip("no shipped rule DB")
-    from subgen.ruleset import load_rules_for_use
+    from subgen.rules.load import load_rules_for_use
     return load_rules_for_use(DEFAULT_RULES)
 
 

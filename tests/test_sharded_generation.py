@@ -3,10 +3,10 @@ exactly the serial path's rules, in the same order, with the same stage counts."
 import pytest
 
 from envcore.ops import TASO_GENERATOR_OPS
-from subgen.executors import make_executor
-from subgen.generate import Settings, Summary, find_candidates
-from subgen.shard import enumerate_compact
-from subgen.sharded_stages import candidate_stages
+from subgen.pipelines.executors import make_executor
+from subgen.pipelines.generate import Settings, Summary, find_candidates
+from subgen.enumeration.shard import enumerate_compact
+from subgen.pairing.sharded_stages import candidate_stages
 
 
 def _serial(settings):

@@ -2,8 +2,8 @@
 recognises a subgraph shared by both sides up to normal form."""
 from envcore.execute import equivalent
 from envcore.graph import GraphBuilder
-from envcore.rule import Rule
-from subgen.prune import canonical_key, generalizes
+from envcore.rewrite.rule import Rule
+from subgen.pairing.prune import canonical_key, generalizes
 
 
 def _text(en, tid):
@@ -15,14 +15,14 @@ def _text(en, tid):
 
 
 def _describe(en):
-    from subgen.normal_form import NormalForms, term_describer
+    from subgen.pairing.normal_form import NormalForms, term_describer
     return NormalForms(term_describer(en))
 
 
 def test_only_respellings_of_a_representative_grow():
     """Every term used as an input is a representative or has its representative's normal
     form; and respellings do grow (x1+x0 is an input although x0+x1 came first)."""
-    from subgen.enumerate import Enumerator
+    from subgen.enumeration.enumerator import Enumerator
     en = Enumerator(("ewadd", "ewmul", "matmul"), 3)
     en.run()
     nf = _describe(en)
@@ -40,7 +40,7 @@ def test_only_respellings_of_a_representative_grow():
 def test_fused_activation_shares_the_normal_form_of_its_spelled_out_form():
     """conv2d[relu](x, k) and relu(conv2d(x, k)) are one normal form; enumerated terms that
     share a normal form have the same exact value (soundness, with fused activations)."""
-    from subgen.enumerate import Enumerator
+    from subgen.enumeration.enumerator import Enumerator
     en = Enumerator(("conv2d", "relu", "ewadd"), 2)
     en.run()
     nf = _describe(en)
@@ -87,7 +87,7 @@ def test_a_subgraph_shared_up_to_reordering_makes_a_rule_smaller():
 def test_regrouped_chains_are_generated():
     """A rule between two respellings, neither of them the class's representative, is found
     (a+(a+(b+c)) => (b+a)+(c+a) on any pool variables)."""
-    from subgen.generate import Settings, find_candidates
+    from subgen.pipelines.generate import Settings, find_candidates
     rules, _ = find_candidates(Settings(max_ops=3, ops=("ewadd",), verify=False))
     keys = {canonical_key(r, shapes=False) for r in rules}
     src = _graph(lambda b, x: b.add("ewadd", x("a"), b.add("ewadd", x("a"), b.add(
@@ -102,8 +102,8 @@ def test_regrouped_chains_are_generated():
 def test_unions_of_respellings_meet_the_split():
     """{relu(conv(a, k)), conv[relu](b, k)} is a two-output graph beside
     split(conv[relu](concat(a, b), k)): one of its parts is a respelling."""
-    from subgen.candidates import buckets
-    from subgen.enumerate import Enumerator
+    from subgen.pairing.pairs import buckets
+    from subgen.enumeration.enumerator import Enumerator
     en = Enumerator(("concat", "split", "relu", "conv2d"), 3)
     en.run()
 

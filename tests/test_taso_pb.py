@@ -6,8 +6,8 @@ from hypothesis import given, settings, strategies as st
 
 from envcore.execute import equivalent
 from subgen.errors import BadInput
-from subgen.prune import canonical_key
-from subgen.taso_pb import (PbOp, PbRule, _read_varint, _varint, decode, encode, read_rules,
+from subgen.pairing.prune import canonical_key
+from subgen.rules.taso_pb import (PbOp, PbRule, _read_varint, _varint, decode, encode, read_rules,
                             write_rules)
 
 TASO = Path("/work/shared/anchors/taso/graph_subst.pb")
@@ -52,7 +52,7 @@ def test_taso_file_loads_and_reencodes_byte_identically(tmp_path):
 
 
 def test_our_rules_round_trip(tmp_path):
-    from subgen.generate import Settings, find_candidates
+    from subgen.pipelines.generate import Settings, find_candidates
     rules, _ = find_candidates(Settings(max_ops=2, ops=("ewadd", "matmul", "concat", "split",
                                                         "conv2d", "relu")))
     out = tmp_path / "ours.pb"

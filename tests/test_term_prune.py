@@ -1,13 +1,13 @@
-"""prune-smaller and prune-supergraph read off the enumeration (`subgen.term_prune`) decide as
-the Rule-based tests (`subgen.prune`) do on the same candidate rules."""
+"""prune-smaller and prune-supergraph read off the enumeration (`subgen.pairing.term_prune`) decide as
+the Rule-based tests (`subgen.pairing.prune`) do on the same candidate rules."""
 import numpy as np
 import pytest
 
 from envcore.ops import TASO_GENERATOR_OPS
-from subgen import candidates as C
-from subgen import prune
-from subgen import term_prune as T
-from subgen.enumerate import Enumerator
+from subgen.pairing import pairs as C
+from subgen.pairing import prune
+from subgen.pairing import term_prune as T
+from subgen.enumeration.enumerator import Enumerator
 
 
 @pytest.mark.parametrize("ops,depth", [(TASO_GENERATOR_OPS, 2),

@@ -13,8 +13,7 @@ import time
 import pytest
 from rl_helpers import MODEL, write_rule_db
 
-from subgen import train as driver
-
+from subgen.pipelines import train as driver
 CLI = [sys.executable, "-W", "ignore", "-c", "from subgen.cli import main; main()"]
 
 

@@ -30,7 +30,7 @@ RELU_SQUARE = rule("relu_square",
 def taso20():
     if not TASO_PB.exists():
         pytest.skip("TASO anchor not present")
-    from subgen.taso_pb import read_rules
+    from subgen.rules.taso_pb import read_rules
     rules = read_rules(TASO_PB)
     return random.Random(17).sample(rules, 20)
 
@@ -102,7 +102,7 @@ def _bad_shape_rule() -> dict:
 
 
 def test_malformed_rule_gets_its_own_verdict(tmp_path, capsys, taso20):
-    from envcore.rule import MalformedRule, Rule
+    from envcore.rewrite.rule import MalformedRule, Rule
     bad = _bad_shape_rule()
     with pytest.raises(MalformedRule):
         Rule.from_dict(bad)

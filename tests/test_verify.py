@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from envcore.execute import equivalent
 from envcore.graph import Graph
 from envcore.ops import ShapeError
-from envcore.rule import MalformedRule, Rule
+from envcore.rewrite.rule import MalformedRule, Rule
 from rulekit import rule
 from subgen.cli import main
 from verifier import RuleResult, verify_rule
@@ -110,7 +110,7 @@ def run_cli(args, capsys):
 
 
 def test_db_results_persist_and_rerun_resumes(tmp_path, capsys):
-    from subgen.ruledb import RuleDB
+    from subgen.rules.db import RuleDB
     path = tmp_path / "rules.db"
     with RuleDB(path) as db:
         db.add_rules([GOOD, BAD])
@@ -132,7 +132,7 @@ def test_db_results_persist_and_rerun_resumes(tmp_path, capsys):
 
 
 def test_all_proved_exits_zero(tmp_path, capsys):
-    from subgen.ruledb import RuleDB
+    from subgen.rules.db import RuleDB
     path = tmp_path / "good.db"
     with RuleDB(path) as db:
         db.add_rules([GOOD])
@@ -162,7 +162,7 @@ def test_unusable_input_exits_2_with_one_line(tmp_path, capsys, name, content):
     ("garbage.pb", bytes(range(256))),
 ])
 def test_malformed_json_or_pb_exits_2_with_one_line(tmp_path, capsys, name, content):
-    pytest.importorskip("subgen.ruleio")
+    pytest.importorskip("subgen.rules.io")
     path = tmp_path / name
     path.write_bytes(content)
     code, out, err = run_cli(["verify", str(path)], capsys)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from rl_helpers import MODEL, envs, greedy_episode, torch
 
-from agents import worldmodel as wm
+from agents.rl import worldmodel as wm
 from envcore.execute import equivalent
 
 ARGS = dict(model=MODEL, max_steps=16, random_episodes=4, episodes_per_iter=2, wm_updates=25,

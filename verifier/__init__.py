@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from envcore.ops import ShapeError
-from envcore.rule import MalformedRule, Rule
+from envcore.rewrite.rule import MalformedRule, Rule
 
 
 @dataclass(frozen=True)

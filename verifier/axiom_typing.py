@@ -18,7 +18,7 @@ from __future__ import annotations
 import z3
 
 from envcore.ops import OPS, ShapeError, assuming
-from verifier.pattern import Dim, Half, Param, Sum, Term, Var, has_arith, variables
+from verifier.terms import Dim, Half, Param, Sum, Term, Var, has_arith, variables
 
 # parameters that stand for sizes (E-matching binds them to whatever a term holds, symbolic
 # sizes included); the others (axes, kernel windows, strides, padding, activation) are choices

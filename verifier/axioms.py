@@ -1,6 +1,6 @@
 """The operator axioms, as data.
 
-An `Axiom` is a name, a one-line statement, two patterns (`lhs == rhs`, see verifier.pattern), shape
+An `Axiom` is a name, a one-line statement, two patterns (`lhs == rhs`, see verifier.terms), shape
 conditions (`where`) and a `domain`: the concrete instances (a shape per tensor variable, a value
 per parameter, every tensor dimension in 1..max_dim) on which it is validated against the
 catalogue's reference semantics.  The same definition gives the Z3 formula (`builder()`):
@@ -33,7 +33,7 @@ from typing import Callable, Iterator
 import z3
 
 from verifier import z3ops
-from verifier.pattern import Dim, Half, Param, Pat, Sum, Term, Var, dims, has_arith, op, show, \
+from verifier.terms import Dim, Half, Param, Pat, Sum, Term, Var, dims, has_arith, op, show, \
     to_z3, variables, z3_env, value, to_graph
 
 

@@ -16,7 +16,7 @@ import multiprocessing as mp
 from typing import Callable, Sequence
 
 from envcore.ops import ShapeError
-from envcore.rule import MalformedRule, Rule
+from envcore.rewrite.rule import MalformedRule, Rule
 from verifier import RuleResult, verify_rule
 
 

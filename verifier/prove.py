@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import z3
 
-from envcore.rule import Rule
+from envcore.rewrite.rule import Rule
 from verifier import z3ops
 from verifier.axioms import compiled
 

@@ -17,7 +17,7 @@ import numpy as np
 from envcore.execute import evaluate
 from envcore.graph import Graph
 from envcore.ops import SHAPE_PARAMS, ShapeError, semantic_dims
-from envcore.rule import MalformedRule, Rule
+from envcore.rewrite.rule import MalformedRule, Rule
 
 RTOL, ATOL = 1e-6, 1e-9
 MAX_STORED_ELEMENTS = 512    # counterexample input values are stored up to this many numbers

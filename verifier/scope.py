@@ -38,7 +38,7 @@ import z3
 
 from envcore.graph import Graph, Ref
 from envcore.ops import LEAVES, OPS, SHAPE_PARAMS, ShapeError, assuming, semantic_dims
-from envcore.rule import Rule
+from envcore.rewrite.rule import Rule
 from verifier import z3ops
 
 # target params resolved from the bindings besides SHAPE_PARAMS: a conv's groups follow from
@@ -434,7 +434,7 @@ def describe(scope: dict | None) -> str:
 
 
 def normal_form_scope(rule: Rule) -> dict | None:
-    """The scope of a rule proved by the normal form alone (`subgen.normal_form`: the base
+    """The scope of a rule proved by the normal form alone (`subgen.pairing.normal_form`: the base
     rules hold at every size at which both sides are typed): no precondition, the target's
     resolved parameters derived as for any rule, per direction.  None for rules with shape
     parameters (they go to the prover: their sizes may need a precondition)."""
@@ -521,8 +521,8 @@ def check_in_scope(rule: Rule, scope: dict, samples: int = 1, seed: int = 0) -> 
     instantiated at random sizes inside its scope, and compare both graphs on random floats.
     A counterexample dict when they differ (an unsound proof: the axioms said too much), else
     None.  Sizes at which the rule does not apply (the target does not type) are skipped."""
-    from envcore.match import find_matches
-    from envcore.rewrite import apply
+    from envcore.rewrite.match import find_matches
+    from envcore.rewrite.apply import apply
     from verifier.refute import compare
     scoped_rule = Rule(rule.name, rule.src, rule.dst, {**rule.meta, "scope": scope})
     for k in range(samples):

@@ -22,7 +22,7 @@ from envcore.ops import ShapeError
 from verifier import z3ops
 from verifier.axioms import ACT, G, PAD, SH, SW, Axiom, _grouped, _enlarged, cat, concat, \
     conv, ew, mm, relu, tr, x, y, w, r
-from verifier.pattern import Term, Var, op, to_graph, to_z3, variables, z3_env
+from verifier.terms import Term, Var, op, to_graph, to_z3, variables, z3_env
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from envcore.cost import CostModel
+from envcore.cost.model import CostModel
 from envcore.cost.profiles import DeviceProfile, get_profile
 from envcore.ops import OPS
 

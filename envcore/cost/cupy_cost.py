@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from envcore.cost import CostModelUnavailable
+from envcore.cost.model import CostModelUnavailable
 from envcore.cost.measured import MeasuredCostModel
 from envcore.ops import _pads
 

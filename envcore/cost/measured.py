@@ -21,7 +21,7 @@ import warnings
 from collections import Counter
 from typing import Any, Callable
 
-from envcore.cost import CostModel, _instances
+from envcore.cost.model import CostModel, _instances
 from envcore.cost.cache import CostCache
 
 

@@ -15,7 +15,7 @@ import itertools
 import math
 import time
 
-from envcore.cost import CostModelUnavailable
+from envcore.cost.model import CostModelUnavailable
 from envcore.cost.measured import MeasuredCostModel, best_ms, cpu_name
 from envcore.ops import OPS
 from envcore.torch_exec import num_threads, warm_allocator

@@ -79,9 +79,9 @@ def _interrupted():
 
 def main(argv=None):
     from envcore.cost import CostModelUnavailable
-    from envcore.onnx_io import OnnxError
+    from envcore.onnx.importer import OnnxError
     from envcore.ops import ShapeError
-    from envcore.rule import MalformedRule
+    from envcore.rewrite.rule import MalformedRule
     try:
         cli.main(args=argv, standalone_mode=False)
     except click.exceptions.Abort:

@@ -66,7 +66,7 @@ def generate(max_ops, ops, out, workers, executor, ray_address, no_verify, timeo
     from rich.console import Console
 
     from envcore.ops import TASO_GENERATOR_OPS
-    from subgen.generate import Settings, check_settings, generate as run
+    from subgen.pipelines.generate import Settings, check_settings, generate as run
 
     names = TASO_GENERATOR_OPS if ops is None else [o.strip() for o in ops.split(",") if o.strip()]
     names = check_settings(max_ops, names)

@@ -13,7 +13,7 @@ from subgen.errors import BadInput
 @click.argument("model")
 @click.option("--rules", "rules", type=click.Path(dir_okay=False), default=None,
               help="Rule DB (.db: proved rules only), .json or .pb (proved here first: only the "
-                   "proved rules are used, each inside its scope).  Default: data/rules.db.")
+                   "proved rules are used, each inside its scope).  Default: subgen/data/rules.db.")
 @click.option("--unverified", is_flag=True,
               help="Apply the rules file as it is, without proving it (no scopes: a rule may "
                    "then be applied where its proof does not hold).")
@@ -55,8 +55,7 @@ def optimize(model, rules, unverified, agent, budget, cost, device, out, as_json
     """
     import sys
 
-    from subgen import optimize as pipeline
-
+    from subgen.pipelines import optimize as pipeline
     if out is not None and Path(out).suffix not in (".onnx", ".json"):
         raise BadInput(f"--out must end in .onnx or .json, got {Path(out).name}")
     if out is not None:

@@ -27,7 +27,7 @@ def show(db, status, limit, as_json):
     from rich.console import Console
     from rich.table import Table
 
-    from subgen.ruledb import RuleDB
+    from subgen.rules.db import RuleDB
     from verifier.scope import describe
     with RuleDB(db, create=False) as rdb:
         stored = rdb.rules(status)
@@ -59,10 +59,10 @@ def show(db, status, limit, as_json):
 def export(db, fmt, out, status):
     """Write DB's rules as JSON or as TASO's protobuf."""
     from subgen.outputs import usable_output
-    from subgen.ruleio import load_rules, save_json
+    from subgen.rules.io import load_rules, save_json
     usable_output(out, "export")
-    from envcore.rule import Rule
-    from subgen.ruledb import RuleDB
+    from envcore.rewrite.rule import Rule
+    from subgen.rules.db import RuleDB
     from verifier.scope import describe
     if db.lower().endswith(".db"):
         with RuleDB(db, create=False) as rdb:
@@ -78,7 +78,7 @@ def export(db, fmt, out, status):
         save_json(chosen, out)
         click.echo(f"wrote {len(chosen)} rules to {out}")
         return
-    from subgen.taso_pb import write_rules
+    from subgen.rules.taso_pb import write_rules
     n, skipped = write_rules(chosen, out)
     click.echo(f"wrote {n} rules to {out}"
                + (f"; {len(skipped)} cannot be expressed in TASO's format" if skipped else ""))
@@ -93,7 +93,7 @@ def export(db, fmt, out, status):
 def compare(ours, theirs, as_json, list_missing):
     """How many of THEIRS rules OURS covers: holds (up to input renaming and direction) or
     subsumes (one application of a more general rule of ours)."""
-    from subgen.compare import compare as run
+    from subgen.rules.compare import compare as run
     res = run(ours, theirs)
     if as_json:
         click.echo(json.dumps(res))

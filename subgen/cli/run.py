@@ -3,7 +3,7 @@
 1. Generate and verify the default rule set (`subgen generate`): from scratch when the rule DB
    is missing or holds no proved rules, resumed when an earlier run was interrupted, and only
    read back (its stage table printed, a second) when the DB holds that run finished, as the
-   shipped `data/rules.db` does.  A DB of other rules (other settings, an import) is used as
+   shipped `subgen/data/rules.db` does.  A DB of other rules (other settings, an import) is used as
    it is.
 2. Optimize a zoo model at full size with TASO's search and print the result table, with the
    measured end-to-end speedup beside the predicted one (`--no-measure` skips that).
@@ -70,8 +70,8 @@ def _rule_db_state(db: Path) -> tuple[int, bool]:
     """(proved rules, whether the DB holds a run of the default settings, finished or not)."""
     if not db.is_file():
         return 0, False
-    from subgen.generate import Settings
-    from subgen.ruledb import RuleDB
+    from subgen.pipelines.generate import Settings
+    from subgen.rules.db import RuleDB
     with RuleDB(db, create=False) as rules:
         return (int(rules.counts().get("proved", 0)),
                 rules.run_stage(Settings().key())[0] is not None)

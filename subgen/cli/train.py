@@ -12,7 +12,7 @@ import click
 @click.option("--model", required=True, help="Zoo model(s), comma separated: episodes rotate over them.")
 @click.option("--rules", type=click.Path(dir_okay=False), default=None,
               help="Rule DB (proved rules) or .json/.pb (proved first: only proved rules are "
-                   "used, each inside its scope).  Default: data/rules.db.")
+                   "used, each inside its scope).  Default: subgen/data/rules.db.")
 @click.option("--unverified", is_flag=True,
               help="Apply the rules file as it is, without proving it first.")
 @click.option("--steps", default=2000, show_default=True, type=click.IntRange(min=1),
@@ -45,7 +45,7 @@ def train(agent, model, rules, unverified, steps, out, resume, size, cost, max_s
     """Train an RL agent; writes checkpoints, metrics.csv and a PNG learning curve into --out."""
     from pathlib import Path
 
-    from subgen import train as driver
+    from subgen.pipelines import train as driver
     from subgen.errors import BadInput
 
     if rules is not None and not Path(rules).is_file():

@@ -100,7 +100,7 @@ def _load(path: str, retry_unknown: bool):
     if p.suffix not in (".db", ".json", ".pb"):
         raise BadInput(f"{path}: expected a .db, .json or .pb rule file")
     if p.suffix == ".db":
-        from subgen.ruledb import RuleDB
+        from subgen.rules.db import RuleDB
         db = RuleDB(p, create=False)
         final = ("proved", "refuted") if retry_unknown else FINAL
         todo, done = [], []
@@ -114,7 +114,7 @@ def _load(path: str, retry_unknown: bool):
             else:
                 todo.append(sr)
         return [s.rule for s in todo], [s.id for s in todo], done, db
-    from subgen.ruleio import MalformedEntry, load_rules_tolerant
+    from subgen.rules.io import MalformedEntry, load_rules_tolerant
     from verifier.batch import malformed
     try:
         entries = load_rules_tolerant(p)
@@ -167,7 +167,7 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
     todo, ids, done, db = _load(rules, retry_unknown)
     pool = None
     if executor == "ray":   # --workers: tasks in flight at once on the cluster
-        from subgen.executors import make_executor
+        from subgen.pipelines.executors import make_executor
         pool = make_executor("ray", workers, ray_address)
     results = [None] * len(todo)
     with _progress(len(todo), "verifying", as_json) as bar, _Batch(db) as batch:

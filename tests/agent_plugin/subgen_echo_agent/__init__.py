@@ -11,6 +11,6 @@ class EchoAgent:
         return len(mask) - 1
 
     def search(self, problem, budget: int = 0):
-        from agents.search import result
+        from agents.search.problem import result
         start = problem.start()
         return result(start, start, [(0, start.cost)], 0)

@@ -1,0 +1,1 @@
+"""envcore.rewrite.apply."""
