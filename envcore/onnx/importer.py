@@ -49,11 +49,29 @@ def load_onnx(path_or_model, input_shapes: Mapping[str, tuple] | None = None
         model = _fix_inputs(model, input_shapes or {})
         model = onnx.shape_inference.infer_shapes(model, data_prop=True)
         model = _complete_shapes(model)
+        _refuse_giant_tensors(model)
     except OnnxError:
         raise
     except Exception as e:  # onnx raises many types for broken models
         raise OnnxError(f"cannot read ONNX model: {_first_line(e)}") from None
     return _Importer(model, opset).run()
+
+
+# the numeric check runs the model on random inputs, so a tensor it cannot hold is refused here,
+# before any work, rather than as a MemoryError at the end
+MAX_TENSOR_ELEMENTS = 1 << 31
+
+
+def _refuse_giant_tensors(model) -> None:
+    g = model.graph
+    for vi in list(g.input) + list(g.value_info) + list(g.output):
+        dims = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+        n = 1
+        for d in dims:
+            n *= max(int(d), 1)
+        if n > MAX_TENSOR_ELEMENTS:
+            raise OnnxError(f"tensor {vi.name!r} of shape {tuple(dims)} has {n:.3g} elements, "
+                            f"more than subgen handles ({MAX_TENSOR_ELEMENTS:.3g})")
 
 
 def _first_line(e: Exception) -> str:

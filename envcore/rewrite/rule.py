@@ -6,9 +6,16 @@ variables; they are shared by name between the two sides.  A rule checks itself 
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 
 from envcore.graph import Graph
+
+
+# Rules are written at small sizes (generated at 4x4x4x4 and proved for every size), so a rule
+# file with giant tensors is hostile or a mistake, never a rule that needs them.
+MAX_RULE_ELEMENTS = 1 << 20
 
 
 class MalformedRule(ValueError):
@@ -39,6 +46,14 @@ class Rule:
                                     f"{self.src.shape(a)} vs {self.dst.shape(b)}")
         if self.src.num_ops == 0:
             raise MalformedRule(f"rule {self.name}: the source has no operator to match")
+        for side in (self.src, self.dst):
+            for n in side.nodes.values():
+                for s in n.shapes:
+                    if math.prod(s) > MAX_RULE_ELEMENTS:
+                        # checked here, once, so no verifier or checker ever allocates it
+                        raise MalformedRule(f"rule {self.name}: a tensor of shape {tuple(s)}; a "
+                                            f"rule's tensors hold at most {MAX_RULE_ELEMENTS:,} "
+                                            "elements (rules are proved at any size)")
 
     def reversed(self, name: str | None = None) -> "Rule":
         if set(self.src.inputs) - set(self.dst.inputs) or self.dst.num_ops == 0:

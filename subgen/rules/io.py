@@ -43,6 +43,8 @@ def _json_entries(path: Path) -> list:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadInput(f"{path} is not valid JSON ({str(e).splitlines()[0]})") from None
+    except RecursionError:
+        raise BadInput(f"{path} is nested too deeply to be a rule file") from None
     if isinstance(data, dict) and isinstance(data.get("rules"), list):
         data = data["rules"]
     if not isinstance(data, list):
