@@ -166,7 +166,7 @@ def test_depth4_instance_counts():
     en = Enumerator(TASO_GENERATOR_OPS, 4)
     _, prefix_s = _timed(lambda: [en.level(lv) for lv in (1, 2, 3)])
     t0 = time.perf_counter()
-    counts = {op: sum(1 for _ in en._instances(op, 4)) for op in en.op_names}
+    counts = {op: sum(1 for _ in en.instances(op, 4)) for op in en.op_names}
     out = {"prefix_s": prefix_s, "prefix_nodes": len(en.nodes), "instances": counts,
            "listing_s": time.perf_counter() - t0}
     (RESULTS.parent / "ray_depth4.json").write_text(json.dumps(out, indent=1))

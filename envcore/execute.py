@@ -1,7 +1,7 @@
 """Runs a graph on numpy with the catalogue's reference semantics (float or exact modular)."""
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Collection, Mapping
 
 import numpy as np
 
@@ -10,7 +10,7 @@ from envcore.ops import LEAVES, OPS, PRIME
 
 
 def random_values(graph: Graph, rng: np.random.Generator | int = 0, exact: bool = False,
-                  leaves: tuple[str, ...] = ("input", "weight")) -> dict[str, np.ndarray]:
+                  leaves: Collection[str] = LEAVES) -> dict[str, np.ndarray]:
     """Random values for every leaf, by name: floats in [-1, 1), or residues mod PRIME."""
     rng = np.random.default_rng(rng)
     out = {}

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
 
 from envcore.frozen import freeze  # noqa: F401  (re-exported: envcore.graph.freeze)
@@ -50,13 +50,26 @@ def make_node(op: str, inputs: Iterable[Ref], input_shapes: list[Shape], **param
 
 class Graph:
     """An immutable DAG.  `nodes` must not be mutated; build new graphs with GraphBuilder or
-    envcore.rewrite.apply."""
+    envcore.rewrite.apply.
+
+    What is derived from a graph is cached on it, in one place, the instance dict: the graph's
+    own derived values as `cached_property`, what other modules derive through `memo(key, fn)`
+    (key: a name of the module's own, e.g. "match.ops_index").  Immutability makes both safe."""
 
     __slots__ = ("nodes", "outputs", "__dict__")
 
     def __init__(self, nodes: Mapping[int, Node], outputs: Iterable[Ref]):
         self.nodes: Mapping[int, Node] = nodes
         self.outputs: tuple[Ref, ...] = tuple(Ref(*o) for o in outputs)
+
+    def memo(self, key: str, compute: Callable[[Graph], Any]) -> Any:
+        """compute(self), computed once per graph and key."""
+        cache = self.__dict__
+        try:
+            return cache[key]
+        except KeyError:
+            value = cache[key] = compute(self)
+            return value
 
     # -- structure ---------------------------------------------------------------------------
     def shape(self, ref: Ref) -> Shape:

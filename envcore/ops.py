@@ -3,7 +3,9 @@
 Each `OpDef` holds, side by side: its arity and parameters, its shape rule, float reference
 semantics (numpy), exact modular-integer semantics (for fingerprints), the name of its Z3 symbol
 and its cost-model kernel key.  The generator, verifier, executor and cost models all read this.
-Property sets beside the table let callers ask "is ewadd commutative?" instead of hard-coding it.
+Each also states its algebraic properties (`commutative=True`, ...); the property sets derived
+from them at the end (`COMMUTATIVE`, ...) let callers ask "is ewadd commutative?" instead of
+hard-coding it.
 """
 from __future__ import annotations
 
@@ -167,6 +169,15 @@ class OpDef:
     # both broadcast over leading axes, else a function of (inputs, params) doing it for both
     # (data movement: the same for floats and residues); None: one call per batch element
     batched: bool | Callable | None = None
+    # properties, read through the sets at the end of this file (`LEAVES`, `COMMUTATIVE`, ...)
+    leaf: bool = False                  # a graph input or weight: bound to values, no semantics
+    constant: bool = False              # a constant tensor made from its parameters alone
+    elementwise: bool = False
+    commutative: bool = False
+    associative: bool = False
+    idempotent: bool = False            # op(op(x)) == op(x)
+    linear_in_each_input: bool = False
+    multi_output: bool = False          # one output per piece (split)
 
     def infer(self, shapes: list[Shape], params: Params) -> list[Shape]:
         if self.num_inputs is None:
@@ -206,10 +217,9 @@ class OpDef:
 OPS: dict[str, OpDef] = {}
 
 
-def op(name, num_inputs, params, shape, ref, exact, z3, kernel, defaults=None, doc="",
-       batched=None):
-    OPS[name] = OpDef(name, num_inputs, tuple(params), shape, ref, exact, z3, kernel,
-                      dict(defaults or {}), doc, batched)
+def op(name: str, *, params, defaults=None, **fields) -> None:
+    """Register operator `name`; every other field of `OpDef` is given by its name."""
+    OPS[name] = OpDef(name=name, params=tuple(params), defaults=dict(defaults or {}), **fields)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,10 +233,12 @@ def _leaf_value(_x, _p):
     raise ShapeError("leaves have no semantics: bind them to values")
 
 
-op("input", 0, ["name", "shape"], _leaf_shape, _leaf_value, _leaf_value, "input", "none",
-   doc="a graph input (activation)")
-op("weight", 0, ["name", "shape"], _leaf_shape, _leaf_value, _leaf_value, "weight", "none",
-   doc="a trained parameter; ops over weights alone can be folded ahead of time")
+op("input", num_inputs=0, params=["name", "shape"], shape=_leaf_shape,
+   ref=_leaf_value, exact=_leaf_value, z3="input", kernel="none",
+   doc="a graph input (activation)", leaf=True)
+op("weight", num_inputs=0, params=["name", "shape"], shape=_leaf_shape,
+   ref=_leaf_value, exact=_leaf_value, z3="weight", kernel="none",
+   doc="a trained parameter; ops over weights alone can be folded ahead of time", leaf=True)
 
 
 def _eye(_x, p, dtype=np.float64):
@@ -262,17 +274,21 @@ def _poolk_shape(_s, p):
     return [s]
 
 
-op("eye", 0, ["shape"], _square, _eye, lambda x, p: _eye(x, p, np.int64), "eye", "const",
-   doc="constant identity matrix (n, n)")
-op("eye_conv", 0, ["shape"], _idconv_shape, _eye_conv, lambda x, p: _eye_conv(x, p, np.int64),
-   "eye_conv", "const", doc="constant identity conv kernel (C, C, KH, KW)")
-op("ones", 0, ["shape"], lambda _s, p: [tuple(p["shape"])],
-   lambda _x, p: [np.ones(p["shape"])], lambda _x, p: [np.ones(p["shape"], np.int64)],
-   "ones", "const", doc="constant all-ones tensor")
-op("pool_kernel", 0, ["shape"], _poolk_shape,
-   lambda _x, p: [np.full(p["shape"], 1.0 / (p["shape"][2] * p["shape"][3]))],
-   lambda _x, p: [np.full(p["shape"], _inv(p["shape"][2] * p["shape"][3]), np.int64)],
-   "pool_kernel", "const", doc="constant depthwise averaging kernel (C, 1, KH, KW)")
+op("eye", num_inputs=0, params=["shape"], shape=_square,
+   ref=_eye, exact=lambda x, p: _eye(x, p, np.int64), z3="eye", kernel="const",
+   doc="constant identity matrix (n, n)", constant=True)
+op("eye_conv", num_inputs=0, params=["shape"], shape=_idconv_shape,
+   ref=_eye_conv, exact=lambda x, p: _eye_conv(x, p, np.int64), z3="eye_conv", kernel="const",
+   doc="constant identity conv kernel (C, C, KH, KW)", constant=True)
+op("ones", num_inputs=0, params=["shape"], shape=lambda _s, p: [tuple(p["shape"])],
+   ref=lambda _x, p: [np.ones(p["shape"])],
+   exact=lambda _x, p: [np.ones(p["shape"], np.int64)], z3="ones", kernel="const",
+   doc="constant all-ones tensor", constant=True)
+op("pool_kernel", num_inputs=0, params=["shape"], shape=_poolk_shape,
+   ref=lambda _x, p: [np.full(p["shape"], 1.0 / (p["shape"][2] * p["shape"][3]))],
+   exact=lambda _x, p: [np.full(p["shape"], _inv(p["shape"][2] * p["shape"][3]), np.int64)],
+   z3="pool_kernel", kernel="const",
+   doc="constant depthwise averaging kernel (C, 1, KH, KW)", constant=True)
 
 # ----------------------------------------------------------------------------------------------
 # elementwise
@@ -284,10 +300,14 @@ def _same(s, _p):
     return [s[0]]
 
 
-op("ewadd", 2, [], _same, lambda x, p: [x[0] + x[1]], lambda x, p: [_mod(x[0] + x[1])],
-   "ewadd", "ew", doc="a + b", batched=True)
-op("ewmul", 2, [], _same, lambda x, p: [x[0] * x[1]], lambda x, p: [_mod(x[0] * x[1])],
-   "ewmul", "ew", doc="a * b", batched=True)
+op("ewadd", num_inputs=2, params=[], shape=_same,
+   ref=lambda x, p: [x[0] + x[1]], exact=lambda x, p: [_mod(x[0] + x[1])],
+   z3="ewadd", kernel="ew", doc="a + b", batched=True,
+   elementwise=True, commutative=True, associative=True)
+op("ewmul", num_inputs=2, params=[], shape=_same,
+   ref=lambda x, p: [x[0] * x[1]], exact=lambda x, p: [_mod(x[0] * x[1])],
+   z3="ewmul", kernel="ew", doc="a * b", batched=True,
+   elementwise=True, commutative=True, associative=True, linear_in_each_input=True)
 
 
 def _scalar_shape(s, _p):
@@ -300,9 +320,10 @@ def _scaled(a, s):
     return a * np.reshape(s, np.shape(s) + (1,) * (np.ndim(a) - np.ndim(s)))
 
 
-op("scalar_mul", 2, [], _scalar_shape, lambda x, p: [_scaled(x[0], x[1])],
-   lambda x, p: [_mod(_scaled(x[0], x[1]))], "smul", "ew", doc="a * s, s a scalar",
-   batched=True)
+op("scalar_mul", num_inputs=2, params=[], shape=_scalar_shape,
+   ref=lambda x, p: [_scaled(x[0], x[1])], exact=lambda x, p: [_mod(_scaled(x[0], x[1]))],
+   z3="smul", kernel="ew", doc="a * s, s a scalar", batched=True,
+   elementwise=True, linear_in_each_input=True)
 
 
 def _bias_shape(s, p):
@@ -322,20 +343,29 @@ def _bias(x, p, exact=False):
     return [_mod(y) if exact else y]
 
 
-op("bias_add", 2, ["axis"], _bias_shape, _bias, lambda x, p: _bias(x, p, True), "bias_add",
-   "ew", defaults={"axis": 1}, doc="x + b broadcast along one axis")
+op("bias_add", num_inputs=2, params=["axis"], defaults={"axis": 1}, shape=_bias_shape,
+   ref=_bias, exact=lambda x, p: _bias(x, p, True), z3="bias_add", kernel="ew",
+   doc="x + b broadcast along one axis", elementwise=True)
 
 # unary: float semantics and a polynomial stand-in for exact fingerprints (TASO's trick: relu's
 # zeros would make spurious matches, so relu is x(x+1)+1; any fixed polynomial keeps equalities
 # that hold for every function symbol, which is all the axioms use)
-_UNARY = {
-    "relu": (lambda a: np.maximum(a, 0), lambda a: _mod(a * (a + 1) + 1)),
-    "sigmoid": (lambda a: 1 / (1 + np.exp(-a)), lambda a: _mod(_mod(a * a) * a + 3 * a + 7)),
-    "tanh": (np.tanh, lambda a: _mod(_mod(a * a) * a + 5 * a + 11)),
-}
-for _n, (_f, _e) in _UNARY.items():
-    op(_n, 1, [], lambda s, p: [s[0]], lambda x, p, f=_f: [f(x[0])],
-       lambda x, p, e=_e: [e(x[0])], _n, "ew", doc=f"elementwise {_n}", batched=True)
+def _unary(f):
+    """The semantics of an elementwise op of one input, from the function of one array."""
+    return lambda x, p: [f(x[0])]
+
+
+op("relu", num_inputs=1, params=[], shape=lambda s, p: [s[0]],
+   ref=_unary(lambda a: np.maximum(a, 0)), exact=_unary(lambda a: _mod(a * (a + 1) + 1)),
+   z3="relu", kernel="ew", doc="elementwise relu", batched=True,
+   elementwise=True, idempotent=True)
+op("sigmoid", num_inputs=1, params=[], shape=lambda s, p: [s[0]],
+   ref=_unary(lambda a: 1 / (1 + np.exp(-a))),
+   exact=_unary(lambda a: _mod(_mod(a * a) * a + 3 * a + 7)),
+   z3="sigmoid", kernel="ew", doc="elementwise sigmoid", batched=True, elementwise=True)
+op("tanh", num_inputs=1, params=[], shape=lambda s, p: [s[0]],
+   ref=_unary(np.tanh), exact=_unary(lambda a: _mod(_mod(a * a) * a + 5 * a + 11)),
+   z3="tanh", kernel="ew", doc="elementwise tanh", batched=True, elementwise=True)
 
 # ----------------------------------------------------------------------------------------------
 # linear algebra
@@ -356,10 +386,11 @@ def _matmul_exact(x, p):
     return [_act(_mod(np.matmul(a, b)), p["activation"], True)]
 
 
-op("matmul", 2, ["activation"], _matmul_shape,
-   lambda x, p: [_act(np.matmul(x[0], x[1]), p["activation"], False)], _matmul_exact,
-   "matmul", "gemm", defaults={"activation": "none"}, doc="batched a @ b, fused activation",
-   batched=True)
+op("matmul", num_inputs=2, params=["activation"], defaults={"activation": "none"},
+   shape=_matmul_shape,
+   ref=lambda x, p: [_act(np.matmul(x[0], x[1]), p["activation"], False)], exact=_matmul_exact,
+   z3="matmul", kernel="gemm", doc="batched a @ b, fused activation", batched=True,
+   associative=True, linear_in_each_input=True)
 
 
 def _conv_shape(s, p):
@@ -382,10 +413,11 @@ def _conv_ref(x, p, exact=False):
     return [_act(y, p["activation"], exact)]
 
 
-op("conv2d", 2, ["stride", "padding", "activation", "groups"], _conv_shape, _conv_ref,
-   lambda x, p: _conv_ref(x, p, True), "conv2d", "conv",
+op("conv2d", num_inputs=2, params=["stride", "padding", "activation", "groups"],
    defaults={"stride": (1, 1), "padding": "same", "activation": "none", "groups": 1},
-   doc="2-D convolution, NCHW x OIHW, fused activation", batched=True)
+   shape=_conv_shape, ref=_conv_ref, exact=lambda x, p: _conv_ref(x, p, True),
+   z3="conv2d", kernel="conv", doc="2-D convolution, NCHW x OIHW, fused activation",
+   batched=True, linear_in_each_input=True)
 
 
 def _pool_shape(s, p):
@@ -412,11 +444,11 @@ def _pool(x, p, kind, exact=False):
 
 
 for _kind in ("avg", "max"):
-    op(f"pool_{_kind}", 1, ["kernel", "stride", "padding", "activation"], _pool_shape,
-       lambda x, p, k=_kind: _pool(x, p, k), lambda x, p, k=_kind: _pool(x, p, k, True),
-       f"pool_{_kind}", "pool",
+    op(f"pool_{_kind}", num_inputs=1, params=["kernel", "stride", "padding", "activation"],
        defaults={"kernel": (3, 3), "stride": (1, 1), "padding": "same", "activation": "none"},
-       doc=f"{_kind} pooling, NCHW", batched=True)
+       shape=_pool_shape,
+       ref=lambda x, p, k=_kind: _pool(x, p, k), exact=lambda x, p, k=_kind: _pool(x, p, k, True),
+       z3=f"pool_{_kind}", kernel="pool", doc=f"{_kind} pooling, NCHW", batched=True)
 
 # ----------------------------------------------------------------------------------------------
 # data movement
@@ -434,8 +466,9 @@ def _concat_shape(s, p):
     return [tuple(out)]
 
 
-op("concat", None, ["axis"], _concat_shape, lambda x, p: [np.concatenate(x, axis=p["axis"])],
-   lambda x, p: [np.concatenate(x, axis=p["axis"])], "concat", "copy",
+op("concat", num_inputs=None, params=["axis"], shape=_concat_shape,
+   ref=lambda x, p: [np.concatenate(x, axis=p["axis"])],
+   exact=lambda x, p: [np.concatenate(x, axis=p["axis"])], z3="concat", kernel="copy",
    doc="concatenate along an axis",
    batched=lambda x, p: [np.concatenate(x, axis=p["axis"] + 1)])
 
@@ -455,9 +488,10 @@ def _split(x, p, lead=0):
     return list(np.split(x[0], cuts, axis=p["axis"] + lead))
 
 
-op("split", 1, ["axis", "sizes"], _split_shape, _split, _split, "split", "copy",
+op("split", num_inputs=1, params=["axis", "sizes"], shape=_split_shape,
+   ref=_split, exact=_split, z3="split", kernel="copy",
    doc="split along an axis into pieces of the given sizes (one output each)",
-   batched=lambda x, p: _split(x, p, lead=1))
+   batched=lambda x, p: _split(x, p, lead=1), multi_output=True)
 
 
 def _transpose_shape(s, p):
@@ -467,8 +501,10 @@ def _transpose_shape(s, p):
     return [tuple(x[i] for i in perm)]
 
 
-op("transpose", 1, ["perm"], _transpose_shape, lambda x, p: [np.transpose(x[0], p["perm"])],
-   lambda x, p: [np.transpose(x[0], p["perm"])], "transpose", "copy", doc="permute axes",
+op("transpose", num_inputs=1, params=["perm"], shape=_transpose_shape,
+   ref=lambda x, p: [np.transpose(x[0], p["perm"])],
+   exact=lambda x, p: [np.transpose(x[0], p["perm"])], z3="transpose", kernel="copy",
+   doc="permute axes",
    batched=lambda x, p: [np.transpose(x[0], (0,) + tuple(a + 1 for a in p["perm"]))])
 
 
@@ -479,8 +515,9 @@ def _reshape_shape(s, p):
     return [out]
 
 
-op("reshape", 1, ["shape"], _reshape_shape, lambda x, p: [x[0].reshape(p["shape"])],
-   lambda x, p: [x[0].reshape(p["shape"])], "reshape", "view", doc="reshape (row-major)")
+op("reshape", num_inputs=1, params=["shape"], shape=_reshape_shape,
+   ref=lambda x, p: [x[0].reshape(p["shape"])], exact=lambda x, p: [x[0].reshape(p["shape"])],
+   z3="reshape", kernel="view", doc="reshape (row-major)")
 
 
 def _enlarge_shape(s, p):
@@ -497,7 +534,8 @@ def _enlarge(x, p):
     return [np.pad(w, ((0, 0),) * (w.ndim - 2) + ((dh, dh), (dw, dw)))]
 
 
-op("enlarge", 2, [], _enlarge_shape, _enlarge, _enlarge, "enlarge", "copy",
+op("enlarge", num_inputs=2, params=[], shape=_enlarge_shape,
+   ref=_enlarge, exact=_enlarge, z3="enlarge", kernel="copy",
    doc="zero-pad kernel w, centred, to the spatial size of kernel r", batched=True)
 
 # ----------------------------------------------------------------------------------------------
@@ -522,8 +560,9 @@ def _bn(x, p, exact=False):
     return [(a - mean.reshape(sh)) * inv + bias.reshape(sh)]
 
 
-op("batchnorm", 5, ["eps"], _bn_shape, _bn, lambda x, p: _bn(x, p, True), "batchnorm", "ew",
-   defaults={"eps": 1e-5}, doc="inference batchnorm(x, scale, bias, mean, var) over axis 1")
+op("batchnorm", num_inputs=5, params=["eps"], defaults={"eps": 1e-5}, shape=_bn_shape,
+   ref=_bn, exact=lambda x, p: _bn(x, p, True), z3="batchnorm", kernel="ew",
+   doc="inference batchnorm(x, scale, bias, mean, var) over axis 1")
 
 
 def _softmax(x, p):
@@ -537,8 +576,9 @@ def _softmax_exact(x, p):  # exp has no polynomial: square then normalise-by-sum
     return [_mod(sq * _mod(sq.sum(axis=p["axis"], keepdims=True) + 1))]
 
 
-op("softmax", 1, ["axis"], lambda s, p: [s[0]], _softmax, _softmax_exact, "softmax", "reduce",
-   defaults={"axis": -1}, doc="softmax along an axis")
+op("softmax", num_inputs=1, params=["axis"], defaults={"axis": -1}, shape=lambda s, p: [s[0]],
+   ref=_softmax, exact=_softmax_exact, z3="softmax", kernel="reduce",
+   doc="softmax along an axis")
 
 
 def _opaque_shape(s, p):
@@ -554,23 +594,25 @@ def _opaque_exact(_x, p):
     raise ShapeError(f"opaque op {p['op_type']!r} has no exact semantics")
 
 
-op("opaque", None, ["op_type", "attrs", "out_shapes"], _opaque_shape, _opaque, _opaque_exact,
-   "opaque", "opaque", defaults={"attrs": ()},
+op("opaque", num_inputs=None, params=["op_type", "attrs", "out_shapes"], defaults={"attrs": ()},
+   shape=_opaque_shape, ref=_opaque, exact=_opaque_exact, z3="opaque", kernel="opaque",
    doc="an operator the IR does not know (from ONNX); it passes through untouched")
 
 # ----------------------------------------------------------------------------------------------
-# properties as data
+# properties as data: the operators with each property, read off the table above
 
-LEAVES = frozenset({"input", "weight"})
-CONSTANTS = frozenset({"eye", "eye_conv", "ones", "pool_kernel"})
-UNARY_ELEMENTWISE = frozenset({"relu", "sigmoid", "tanh"})
-ELEMENTWISE = frozenset({"ewadd", "ewmul", "scalar_mul", "bias_add"}) | UNARY_ELEMENTWISE
-COMMUTATIVE = frozenset({"ewadd", "ewmul"})
-ASSOCIATIVE = frozenset({"ewadd", "ewmul", "matmul"})
-IDEMPOTENT = frozenset({"relu"})
-LINEAR_IN_EACH_INPUT = frozenset({"matmul", "conv2d", "ewmul", "scalar_mul"})
-MULTI_OUTPUT = frozenset({"split"})
-DATA_MOVEMENT = frozenset({"concat", "split", "transpose", "reshape", "enlarge"})
+def _having(prop: str) -> frozenset[str]:
+    return frozenset(name for name, d in OPS.items() if getattr(d, prop))
+
+
+LEAVES = _having("leaf")
+CONSTANTS = _having("constant")
+UNARY_ELEMENTWISE = frozenset(n for n in _having("elementwise") if OPS[n].num_inputs == 1)
+COMMUTATIVE = _having("commutative")
+ASSOCIATIVE = _having("associative")
+IDEMPOTENT = _having("idempotent")
+LINEAR_IN_EACH_INPUT = _having("linear_in_each_input")
+MULTI_OUTPUT = _having("multi_output")
 # parameters whose value is a shape, not a choice: rule matching treats them as wildcards
 SHAPE_PARAMS = {"split": ("sizes",), "reshape": ("shape",), "eye": ("shape",),
                 "eye_conv": ("shape",), "ones": ("shape",), "pool_kernel": ("shape",)}
@@ -587,7 +629,7 @@ def semantic_dims(op: str, input_shapes) -> tuple:
                  for a in axes)
 
 
-# TASO's generator set (DESIGN.md): the default operators `subgen generate` enumerates over
+# TASO's generator operator set (its paper's substitution generator): the default operators `subgen generate` enumerates over
 TASO_GENERATOR_OPS = ("matmul", "ewadd", "ewmul", "conv2d", "pool_avg", "pool_max", "relu",
                       "concat", "split", "transpose", "scalar_mul", "enlarge",
                       "eye", "eye_conv", "ones", "pool_kernel")

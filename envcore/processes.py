@@ -1,7 +1,22 @@
-"""Worker processes that never outlive their driver.
+"""Worker processes that never outlive their driver, and the one local process pool.
+
+`LocalPool(workers)` is where local parallel work runs (the verifier's `verify_many`, subgen's
+local executor):
+
+    with LocalPool(2) as pool:
+        for i, result in pool.map_unordered(fn, items):   # (index into items, fn(item)), as done
+            ...
+        results = pool.map(fn, items, chunksize=64)       # in order, once all are done
+
+`fn` must be a module-level function (it travels by name) and items must pickle.  Items are
+grouped into tasks of `chunksize`; a task's results come back together, so a caller that commits
+each result loses at most the tasks in flight when it is killed.  `workers == 1` runs inline (no
+processes, no start-up cost); more use a `spawn` process pool (Z3 and torch do not survive a
+fork), where a dead worker raises BrokenProcessPool instead of hanging.  Leaving the `with` block
+by an exception (Ctrl-C included) kills the workers at once instead of waiting for their tasks.
 
 A pool's workers are separate processes: when the driver is killed outright (SIGKILL, the OOM
-killer) nothing tells them, and each went on holding its memory (2.8 GB at depth 4).  Every
+killer) nothing tells them, and each went on holding its memory (gigabytes at depth 4).  Every
 worker therefore runs `die_with_parent` when it starts (the pools' `initializer`):
 - on Linux the kernel kills it when its parent dies (`prctl(PR_SET_PDEATHSIG, SIGKILL)`);
 - everywhere, a daemon thread checks every half second that its parent is still the one it was
@@ -15,16 +30,21 @@ import signal
 import sys
 import threading
 import time
+from typing import Any, Callable, Iterable, Iterator
 
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.5
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int | None = None) -> None:
+    """A worker's initializer.  `parent`: the driver's pid, passed by the driver (`initargs`):
+    a spawned worker runs this only after its imports, and a driver killed during them has
+    already been replaced by init as the parent, which the worker must not take for its own."""
     # Ctrl-C goes to the whole process group; the driver alone answers it (one line, exit 130)
     # and ends its workers: a worker's own KeyboardInterrupt would print its traceback
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -49,3 +69,84 @@ def kill_workers(pool) -> None:
     for proc in list(getattr(pool, "_processes", {}).values()):
         proc.kill()
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# the local pool
+
+def chunks(items: list, size: int) -> list[tuple[int, list]]:
+    """(start, items[start:start + size]) for each task of `size` items."""
+    return [(start, items[start:start + size]) for start in range(0, len(items), size)]
+
+
+def run_chunk(fn: Callable, start: int, chunk: list) -> list[tuple[int, Any]]:
+    """A task's work: (index, fn(item)) for each item of one chunk."""
+    return [(start + k, fn(item)) for k, item in enumerate(chunk)]
+
+
+class OrderedMap:
+    """`map` for anything with `map_unordered(fn, items, chunksize)` yielding (index, result)."""
+
+    def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> list:
+        """[fn(item) for item in items], computed by the workers."""
+        items = list(items)
+        out: list = [None] * len(items)
+        for i, result in self.map_unordered(fn, items, chunksize):
+            out[i] = result
+        return out
+
+
+class LocalPool(OrderedMap):
+    """`workers` local processes (see the module doc); the pool starts with the first task
+    and is kept for the next ones until `close`."""
+    kind = "local"
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, int(workers))
+        self._pool = None
+
+    def map_unordered(self, fn: Callable, items: Iterable, chunksize: int = 1
+                      ) -> Iterator[tuple[int, Any]]:
+        items = list(items)
+        if self.workers == 1 or len(items) <= 1:
+            for i, item in enumerate(items):
+                yield i, fn(item)
+            return
+        from concurrent.futures import as_completed
+        pool = self._get_pool()
+        futures = [pool.submit(run_chunk, fn, s, c) for s, c in chunks(items, chunksize)]
+        try:
+            for fut in as_completed(futures):
+                yield from fut.result()
+        finally:
+            for fut in futures:
+                fut.cancel()
+
+    def submit(self, fn: Callable, *args):
+        """One task on a worker, as a `concurrent.futures.Future`: for callers that stream their
+        work instead of mapping over a list."""
+        return self._get_pool().submit(fn, *args)
+
+    def _get_pool(self):
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=die_with_parent,
+                                             initargs=(os.getpid(),))
+        return self._pool
+
+    def close(self, now: bool = False) -> None:
+        """Shut the pool down; `now` (Ctrl-C, an error) kills its workers instead of waiting."""
+        if self._pool is not None:
+            if now:
+                kill_workers(self._pool)
+            else:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        self.close(now=exc_type is not None)

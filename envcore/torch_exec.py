@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from envcore.graph import Graph, Ref
-from envcore.ops import LEAVES, OPS, _pads
+from envcore.ops import CONSTANTS, LEAVES, OPS, _pads
 
 TorchOp = Callable[[list, dict], list]
 TORCH_OPS: dict[str, TorchOp] = {}
@@ -57,7 +57,7 @@ def _const(name):
     return run
 
 
-for _c in ("eye", "eye_conv", "ones", "pool_kernel"):
+for _c in sorted(CONSTANTS):
     TORCH_OPS[_c] = _const(_c)
 
 # -- elementwise --------------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def _run(graph: Graph, vals: Mapping[str, Any], device: str, dtype,
             env[i] = [vals[n.p["name"]]]
             continue
         res = TORCH_OPS[n.op]([env[r.node][r.index] for r in n.inputs], n.p)
-        if n.op in _CONSTANTS:
+        if n.op in CONSTANTS:
             res = [t.to(device=device, dtype=dtype) for t in res]
         env[i] = res
         for dead in last.get(k, ()):
@@ -218,8 +218,6 @@ def _last_uses(graph: Graph, order: tuple[int, ...]) -> dict[int, list[int]]:
             out.setdefault(k, []).append(i)
     return out
 
-
-_CONSTANTS = ("eye", "eye_conv", "ones", "pool_kernel")
 
 
 _ALLOCATOR_WARM = False

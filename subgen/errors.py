@@ -1,5 +1,7 @@
-"""Bad input: every CLI command turns these into one line on stderr and exit code 2."""
+"""Bad input: every CLI command turns these into one line on stderr and exit code 2.
 
+The class lives in envcore (the lowest layer, so agents can raise it too); this is its name in
+subgen."""
+from envcore.errors import BadInput
 
-class BadInput(Exception):
-    """Unusable input: a missing or corrupt file, an unknown name, an impossible setting."""
+__all__ = ["BadInput"]

@@ -194,8 +194,8 @@ def test_the_same_rewrites_in_either_order_are_one_state(model, picks, rules, gr
 def test_a_move_that_undoes_the_last_rewrite_leads_back(model, pick, rules, graphs):
     """taso skips the moves `undoes` flags without building them: each must rebuild the graph
     before the last rewrite."""
-    from subgen.pipelines.optimize import with_reverses
-    both = with_reverses(rules)
+    from subgen.rules.derive import both_directions
+    both = both_directions(rules)
     p = SearchProblem(graphs[model], both, get_cost_model("analytic"))
     start = p.start()
     moves = p.moves(start)
@@ -211,8 +211,8 @@ def test_a_move_that_undoes_the_last_rewrite_leads_back(model, pick, rules, grap
 
 
 def test_undo_detection_is_not_vacuous(rules, graphs):
-    from subgen.pipelines.optimize import with_reverses
-    p = SearchProblem(graphs["toy"], with_reverses(rules), get_cost_model("analytic"))
+    from subgen.rules.derive import both_directions
+    p = SearchProblem(graphs["toy"], both_directions(rules), get_cost_model("analytic"))
     start = p.start()
     found = 0
     for move in p.moves(start):

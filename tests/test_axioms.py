@@ -3,7 +3,10 @@ import pytest
 import z3
 
 from verifier import z3ops
-from verifier.axioms import AXIOMS, BY_NAME, Axiom, ew, mat, mm, tr, x, y
+from verifier.axiom import Axiom
+from verifier.axioms import AXIOMS, BY_NAME
+from verifier.domains import ew, mm
+from verifier.notation import mat, tr, x, y
 from verifier.shapes import SHAPE_AXIOMS, ShapeAxiom, validate_shape_axiom
 from verifier.validate import check_numeric, check_redundant, check_symbolic, validate_axiom
 

@@ -227,7 +227,8 @@ def test_training_with_two_ray_env_actors_runs_matches_local_and_resumes(ray_clu
     pytest.importorskip("torch_geometric")
     pytest.importorskip("gymnasium")
     from rl_helpers import MODEL, write_rule_db
-    from subgen.pipelines.train import METRICS, train
+    from agents.rl.run_dir import METRICS
+    from subgen.pipelines.train import train
     rules = write_rule_db(tmp_path / "rules.db")
     common = dict(model=MODEL, rules=str(rules), num_steps=16, update_epochs=1, num_envs=2)
 

@@ -208,10 +208,11 @@ def test_the_env_never_lists_a_candidate_outside_its_scope(tmp_path):
     assert _worst_error(good, rule)[1] < 1e-9 and info["rule_applied"] == "swap"
 
 
-def test_the_env_proves_a_rules_file_first(tmp_path):
+def test_a_rules_file_is_proved_before_the_env_applies_it(tmp_path):
     gym = pytest.importorskip("gymnasium")
-    import envcore.gym.env  # noqa: F401
+    import envcore  # noqa: F401  (registers the env)
     from subgen.rules.io import save_json
+    from subgen.rules.load import load_rules_for_use
     wrong = _rule("drop_relu", lambda b, dst: b.build(
         [b.input("x", (4, 4)) if dst else b.add("relu", b.input("x", (4, 4)))]))
     true = _rule("fuse", lambda b, dst: b.build([
@@ -219,10 +220,14 @@ def test_the_env_proves_a_rules_file_first(tmp_path):
         else b.add("relu", b.add("matmul", b.input("x", (4, 4)), b.input("y", (4, 4))))]))
     path = tmp_path / "rules.json"
     save_json([wrong, true], path)
-    env = gym.make("subgen/GraphRewrite-v0", model="toy", rules=str(path))
+    with pytest.raises(TypeError, match="not a path"):   # the env applies Rules, never a file
+        gym.make("subgen/GraphRewrite-v0", model="toy", rules=str(path))
+    proved = load_rules_for_use(path, both_directions=False)
+    env = gym.make("subgen/GraphRewrite-v0", model="toy", rules=proved)
     assert [r.name for r in env.unwrapped.rules] == ["fuse"]
     assert env.unwrapped.rules[0].meta["scope"]["requires"] == []
-    env = gym.make("subgen/GraphRewrite-v0", model="toy", rules=str(path), unverified=True)
+    raw = load_rules_for_use(path, both_directions=False, unverified=True)
+    env = gym.make("subgen/GraphRewrite-v0", model="toy", rules=lambda: raw)
     assert [r.name for r in env.unwrapped.rules] == ["drop_relu", "fuse"]
 
 

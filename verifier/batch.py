@@ -2,8 +2,9 @@
 
 Results come back one at a time through `on_result(index, RuleResult)`, as each rule finishes, so
 a caller can commit as they come (`subgen verify` commits a batch every half second) and a killed
-run loses at most the rules not yet committed.  Workers are fresh processes (spawn): Z3 contexts
-do not survive a fork safely, and each worker builds the axioms once.  Rules travel as dicts.
+run loses at most the rules not yet committed.  Workers are the processes of envcore's one local
+pool (`envcore.processes.LocalPool`: spawned, since Z3 contexts do not survive a fork safely, and
+ended with their driver); each builds the axioms once.  Rules travel as dicts.
 
 A rule's status does not depend on which worker checks it, on the number of workers or on the
 order of the rules: every proof runs in a Z3 context of its own under a deterministic work limit
@@ -12,10 +13,10 @@ agree in shape gets the status "malformed" (its reason in `info["reason"]`), and
 """
 from __future__ import annotations
 
-import multiprocessing as mp
 from typing import Callable, Sequence
 
 from envcore.ops import ShapeError
+from envcore.processes import LocalPool
 from envcore.rewrite.rule import MalformedRule, Rule
 from verifier import RuleResult, verify_rule
 
@@ -52,7 +53,7 @@ def verify_many(rules: Sequence[Rule], timeout_ms: int = 2000, workers: int = 1,
                 executor=None) -> list[RuleResult]:
     """RuleResults in the order of `rules`.  `executor` (optional, anything with
     `map_unordered(fn, items, chunksize)` yielding (index, result), e.g. subgen's Ray executor)
-    runs the rules instead of the local process pool."""
+    runs the rules instead of `workers` local processes (`LocalPool`)."""
     out: list[RuleResult | None] = [None] * len(rules)
 
     def done(i, res):
@@ -71,10 +72,8 @@ def verify_many(rules: Sequence[Rule], timeout_ms: int = 2000, workers: int = 1,
             done(i, check_one(r, timeout_ms))
         return out
     jobs = [(i, r.to_dict(), timeout_ms) for i, r in enumerate(rules)]
-    from envcore.processes import die_with_parent
-    with mp.get_context("spawn").Pool(min(workers, len(rules)),
-                                      initializer=die_with_parent) as pool:
-        for i, res in pool.imap_unordered(_work, jobs, chunksize=1):
+    with LocalPool(min(workers, len(rules))) as pool:
+        for _, (i, res) in pool.map_unordered(_work, jobs, chunksize=1):
             done(i, res)
     return out
 

@@ -55,7 +55,7 @@ from __future__ import annotations
 import z3
 
 from envcore.rewrite.rule import Rule
-from verifier import z3ops
+import verifier.z3ops as z3ops
 from verifier.axioms import compiled
 
 # Safety net against a matching loop that ignores the limits (Z3 checks them only between
@@ -84,7 +84,9 @@ def goal(rule: Rule):
 _TRACKED: list | None = None       # [(formula, tracking Bool)] of the default axioms
 
 
-def _tracked(axioms=None) -> list:
+def tracked_axioms(axioms=None) -> list:
+    """[(formula, tracking Bool `ax:name`)] of `axioms` ((name, formula) pairs; default: every
+    axiom, built once per process)."""
     global _TRACKED
     if axioms is not None:
         return [(f, z3.Bool(f"ax:{name}")) for name, f in axioms]
@@ -100,7 +102,7 @@ def axiom_solver(axioms=None) -> z3.Solver:
     s.set("core.minimize", True)
     s.set("smt.qi.max_instances", MAX_INSTANCES)
     ref, solver = s.ctx.ref(), s.solver
-    for formula, tracker in _tracked(axioms):   # = s.assert_and_track, without the wrappers
+    for formula, tracker in tracked_axioms(axioms):   # = s.assert_and_track, without the wrappers
         z3.Z3_solver_assert_and_track(ref, solver, formula.as_ast(), tracker.as_ast())
     return s
 
@@ -132,7 +134,7 @@ def isolated_check(assertions, timeout_ms: int = 2000, axioms=None, track: bool 
     s.set("smt.qi.max_instances", MAX_INSTANCES)
     set_limits(s, timeout_ms)
     ref, solver = ctx.ref(), s.solver
-    pairs = _tracked(axioms) if track else [(f, None) for _, f in
+    pairs = tracked_axioms(axioms) if track else [(f, None) for _, f in
                                             (axioms if axioms is not None else compiled())]
     keep = []                # the translated terms, alive until the check is done
     for formula, tracker in pairs:

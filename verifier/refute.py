@@ -16,7 +16,7 @@ import numpy as np
 
 from envcore.execute import evaluate
 from envcore.graph import Graph
-from envcore.ops import SHAPE_PARAMS, ShapeError, semantic_dims
+from envcore.ops import LEAVES, SHAPE_PARAMS, ShapeError, semantic_dims
 from envcore.rewrite.rule import MalformedRule, Rule
 
 RTOL, ATOL = 1e-6, 1e-9
@@ -85,7 +85,7 @@ def _renamed(g: Graph, ren: dict) -> Graph:
     d = g.to_dict()
     for e in d["nodes"]:
         p = e["params"]
-        keys = SHAPE_PARAMS.get(e["op"], ()) + (("shape",) if e["op"] in ("input", "weight") else ())
+        keys = SHAPE_PARAMS.get(e["op"], ()) + (("shape",) if e["op"] in LEAVES else ())
         for k in keys:
             if k in p:
                 p[k] = [ren.get(v, v) for v in p[k]]

@@ -39,7 +39,7 @@ import z3
 from envcore.graph import Graph, Ref
 from envcore.ops import LEAVES, OPS, SHAPE_PARAMS, ShapeError, assuming, semantic_dims
 from envcore.rewrite.rule import Rule
-from verifier import z3ops
+import verifier.z3ops as z3ops
 
 # target params resolved from the bindings besides SHAPE_PARAMS: a conv's groups follow from
 # its channel counts (pool_avg -> depthwise conv has groups = C)
@@ -299,9 +299,9 @@ def _isolated_solver(ctx: z3.Context, timeout_ms: int, axioms=None) -> tuple[z3.
     rule's two directions (the axioms are translated into it once): the answer depends on the
     rule alone, not on what the process checked before, nor on the machine's load (see
     `verifier.prove`)."""
-    from verifier import prove
+    import verifier.prove as prove
     if not (_CTX_AXIOMS and _CTX_AXIOMS[0][0] is ctx and _CTX_AXIOMS[0][2] is axioms):
-        pairs = [(f.translate(ctx), b.translate(ctx)) for f, b in prove._tracked(axioms)]
+        pairs = [(f.translate(ctx), b.translate(ctx)) for f, b in prove.tracked_axioms(axioms)]
         _CTX_AXIOMS[:] = [(ctx, pairs, axioms)]
     pairs = _CTX_AXIOMS[0][1]
     s = z3.Solver(ctx=ctx)

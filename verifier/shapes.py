@@ -19,9 +19,10 @@ from typing import Callable, Iterator
 import z3
 
 from envcore.ops import ShapeError
-from verifier import z3ops
-from verifier.axioms import ACT, G, PAD, SH, SW, Axiom, _grouped, _enlarged, cat, concat, \
-    conv, ew, mm, relu, tr, x, y, w, r
+import verifier.z3ops as z3ops
+from verifier.axiom import Axiom
+from verifier.domains import cat, conv, enlarged, ew, grouped, mm
+from verifier.notation import ACT, G, PAD, SH, SW, concat, relu, tr, x, y, w, r
 from verifier.terms import Term, Var, op, to_graph, to_z3, variables, z3_env
 
 
@@ -79,10 +80,10 @@ SHAPE_AXIOMS = [
                lambda m: ({**i, "act": a} for i in mm("xy")(m) for a in ("none", "relu"))),
     ShapeAxiom("dim_enlarge", "enlarge keeps the kernel's channels and takes r's window",
                op("enlarge", w, r), lambda e, k: z3.If(k < 2, _D(e, "w", k), _D(e, "r", k)),
-               conv(pads=("same",), strides=((1, 1),), more=_enlarged)),
+               conv(pads=("same",), strides=((1, 1),), more=enlarged)),
     ShapeAxiom("dim_conv_nc", "a conv's output is (batch of x, out channels of w, ...)",
                op("conv2d", x, w, stride=(SH, SW), padding=PAD, activation=ACT, groups=G),
-               _conv_dim, conv(acts=("none", "relu"), more=_grouped), axes=(0, 1)),
+               _conv_dim, conv(acts=("none", "relu"), more=grouped), axes=(0, 1)),
 ]
 
 

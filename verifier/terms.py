@@ -18,7 +18,7 @@ from typing import Any, Union
 import z3
 
 from envcore.graph import Graph, GraphBuilder, Ref
-from verifier import z3ops
+import verifier.z3ops as z3ops
 
 
 @dataclass(frozen=True)

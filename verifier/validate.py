@@ -33,7 +33,8 @@ import z3
 
 from envcore.execute import evaluate
 from envcore.ops import ShapeError
-from verifier.axioms import AXIOMS, Axiom
+from verifier.axiom import Axiom
+from verifier.axioms import AXIOMS
 from verifier.prove import isolated_check, set_limits
 from verifier.refute import compare, leaf_shapes
 
@@ -279,7 +280,6 @@ def validate_all(axioms: list[Axiom] | None = None, shape: bool = True, progress
                  seed: int = 0, shape_limit: int | None = 40):
     """(operator axiom reports, shape axiom reports): `validate_axioms` and
     `validate_shape_axioms` (when `shape`) as one stream of jobs on `workers` processes."""
-    import multiprocessing as mp
     import queue
 
     from verifier.shapes import SHAPE_AXIOMS
@@ -373,16 +373,18 @@ def validate_all(axioms: list[Axiom] | None = None, shape: bool = True, progress
                     raise r
                 take(r)
                 block = False
-        from envcore.processes import die_with_parent
-        with mp.get_context("spawn").Pool(workers, initializer=die_with_parent) as pool:
+        from envcore.processes import LocalPool
+
+        def finished(fut):
+            err = fut.exception()
+            results.put((True, fut.result()) if err is None else (False, err))
+        with LocalPool(workers) as pool:
             for job in jobs():
                 if job is None:
                     for name in list(submitted - done):
                         maybe_finish(name)
                     continue
-                pool.apply_async(_worker_job, ((job, timeout_ms, seed, max_dim),),
-                                 callback=lambda r: results.put((True, r)),
-                                 error_callback=lambda e: results.put((False, e)))
+                pool.submit(_worker_job, (job, timeout_ms, seed, max_dim)).add_done_callback(finished)
                 inflight += 1
                 drain(inflight >= 4 * workers)   # a bounded queue: enumeration stays lazy
             while inflight:

@@ -20,7 +20,7 @@ from functools import lru_cache
 
 import z3
 
-from envcore.ops import MULTI_OUTPUT, OPS, get
+from envcore.ops import LEAVES, MULTI_OUTPUT, OPS, get
 
 # Z3 answers Ctrl-C itself by default (a check in progress is cancelled and returns "unknown",
 # and Python never sees the KeyboardInterrupt): a long run then shrugs a Ctrl-C off.  Off, the
@@ -101,7 +101,7 @@ def graph_terms(graph) -> dict:
     terms: dict = {}
     for i in graph.topo_order:
         n = graph.nodes[i]
-        if n.op in ("input", "weight"):
+        if n.op in LEAVES:
             terms[Ref(i, 0)] = leaf(n.op, n.p["name"])
             continue
         args = [terms[r] for r in n.inputs]

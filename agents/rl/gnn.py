@@ -108,18 +108,6 @@ class GraphEncoder(nn.Module):
         return Embeddings(x, graph, cands, cand_graph)
 
 
-def candidates_to_padded(emb: Embeddings, per_graph: int, num_graphs: int,
-                         cand_valid: torch.Tensor | None = None):
-    """[K, H] candidate embeddings -> [B, per_graph, H] padded by graph (candidate order kept)."""
-    h = emb.candidates.size(-1)
-    out = emb.candidates.new_zeros((num_graphs, per_graph, h))
-    counts = torch.bincount(emb.cand_graph, minlength=num_graphs)
-    starts = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(emb.cand_graph.numel()) - starts[emb.cand_graph]
-    out[emb.cand_graph, pos] = emb.candidates
-    return out
-
-
 def synthetic_data(num_nodes: int, num_cands: int, node_dim: int = 8, edge_dim: int = 4,
                    num_rules: int = 5, seed: int = 0) -> RewriteData:
     """A random chain-with-skips graph with random candidates (for tests and smoke runs)."""

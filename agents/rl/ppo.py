@@ -8,21 +8,27 @@ logit and the value come from the graph embedding.  Invalid actions get logit -1
 never sampled and carry no gradient.
 Evaluation is greedy (argmax).
 
-Read top to bottom: Args, make_env, Agent, then one PPO iteration (`PPOTrainer.iteration`): a
-rollout of `num_steps` real steps, GAE, and `update_epochs` passes of clipped-objective updates.
-Each rollout starts from a fresh reset, so a checkpoint between iterations resumes exactly.
+Read top to bottom: Args, make_env, ActorCritic, one PPO iteration (`PPOTrainer.iteration`: a
+rollout of `num_steps` real steps, GAE, and `update_epochs` passes of clipped-objective updates),
+then the outer loop (`train`: iterations, metrics, checkpoints, the learning curve).  Each rollout
+starts from a fresh reset, so a checkpoint between iterations resumes exactly.  The rules, the
+settings and the envs are given by the caller (`subgen train`); nothing here imports subgen.
 """
 from __future__ import annotations
 
 import gc
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
+from agents.rl import run_dir
 from agents.rl.gnn import GraphEncoder, collate, mlp, obs_to_data, env_dims
+from envcore.errors import BadInput
 
 
 @dataclass
@@ -82,16 +88,15 @@ class Args:
     residual.  0 starts from a uniform-ish policy (the weight can still grow)"""
 
 
-def make_env(model: str, args, seed: int = 0, rules=None):
-    """The Gymnasium env for one zoo model.  `rules` defaults to the proved rules of `args.rules`
-    used both ways, exactly as `subgen optimize` loads them, so rule indices line up."""
+def make_env(model: str, args, seed: int = 0, *, rules):
+    """The Gymnasium env for one zoo model.  `rules`: the rules to apply, or a function of no
+    arguments that loads them (so an env built in another process loads its own copy); the
+    caller loads them as `subgen optimize` does, so rule indices line up."""
     import gymnasium as gym
-    import envcore.gym.env  # noqa: F401  (registers subgen/GraphRewrite-v0)
-    if rules is None:
-        from subgen.pipelines.optimize import load_rule_set
-        rules = load_rule_set(args.rules, unverified=getattr(args, "unverified", False))
-    env = gym.make("subgen/GraphRewrite-v0", model=model, model_size=args.size, rules=rules,
-                   cost=args.cost, max_candidates=args.max_candidates, max_steps=args.max_steps,
+    from envcore.gym.registration import ENV_ID, register
+    register()
+    env = gym.make(ENV_ID, model=model, model_size=args.size, rules=rules, cost=args.cost,
+                   max_candidates=args.max_candidates, max_steps=args.max_steps,
                    candidate_order=getattr(args, "candidate_order", "rule"))
     env.reset(seed=seed)
     # thousands of long-lived rule objects: keep the cyclic GC from rescanning them every step
@@ -99,7 +104,9 @@ def make_env(model: str, args, seed: int = 0, rules=None):
     return env
 
 
-class Agent(nn.Module):
+class ActorCritic(nn.Module):
+    """The policy (candidate and stop logits) and the value, over one shared GNN encoder."""
+
     def __init__(self, node_dim: int, edge_dim: int, num_rules: int, num_actions: int,
                  hidden: int = 32, layers: int = 2, delta_prior: float = 0.0):
         super().__init__()
@@ -142,7 +149,7 @@ class PPOTrainer:
         node_dim, edge_dim, num_rules = env_dims(envs[0])
         self.num_actions = envs[0].action_space.n
         torch.manual_seed(args.seed)
-        self.agent_net = Agent(node_dim, edge_dim, num_rules, self.num_actions, args.hidden,
+        self.agent_net = ActorCritic(node_dim, edge_dim, num_rules, self.num_actions, args.hidden,
                                args.gnn_layers, args.delta_prior)
         self.optimizer = torch.optim.Adam(self.agent_net.parameters(), lr=args.learning_rate,
                                           eps=1e-5)
@@ -276,13 +283,43 @@ class PPOTrainer:
         return PPOAgent.from_net(self.args, self.agent_net, env_dims(self.envs[0]))
 
 
+def train(args: Args, envs: list, out: str | Path, resume: bool = False,
+          on_progress: Callable[[int, int], None] | None = None) -> tuple[PPOTrainer, list[dict]]:
+    """The outer loop: PPO iterations until `args.total_steps` real steps, into run directory
+    `out` (agents/rl/run_dir.py).  After every iteration the metrics row, then the checkpoint,
+    then the policy are written, each whole; a metrics row past the checkpoint is dropped on
+    resume, so a resumed run reproduces the uninterrupted one exactly (deterministic costs)."""
+    out = Path(out)
+    trainer = PPOTrainer(args, envs)
+    rows, wall_before = [], 0.0
+    state = run_dir.load_checkpoint(out) if resume else None
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        wall_before = state["wall_s"]
+        rows = [r for r in run_dir.read_metrics(out) if int(r["iteration"]) <= trainer.iterations]
+    run_dir.write_metrics(out, rows)
+    t0 = time.perf_counter()
+    while trainer.real_steps < args.total_steps:
+        metrics = trainer.iteration()
+        wall = wall_before + time.perf_counter() - t0
+        rows.append({"iteration": trainer.iterations, "wall_s": round(wall, 3), **metrics})
+        run_dir.write_metrics(out, rows)
+        run_dir.save_atomic({"trainer": trainer.state_dict(), "wall_s": wall, "agent": "ppo"},
+                            out / run_dir.CHECKPOINT)
+        trainer.agent().save(out)
+        if on_progress:
+            on_progress(trainer.real_steps, args.total_steps)
+    if rows:
+        run_dir.plot_curve(rows, out, f"ppo on {args.model}")
+    return trainer, rows
+
+
 def policy_search(agent, problem, budget: int, max_candidates: int, num_rules: int,
                   candidate_order: str = "rule"):
     """`search` for a learned policy: one greedy episode of at most `budget` rewrites in an env
     built on the problem's graph, rules and cost model; returns the cheapest graph it passed."""
     from agents.search.problem import SearchResult
     from envcore.gym.env import GraphRewriteEnv
-    from subgen.errors import BadInput
     if len(problem.rules) != num_rules:
         raise BadInput(f"the checkpoint was trained on {num_rules} rules but {len(problem.rules)} "
                        "were given: pass the --rules it was trained with")
@@ -312,9 +349,11 @@ def policy_search(agent, problem, budget: int, max_candidates: int, num_rules: i
 
 
 class PPOAgent:
-    """A trained PPO policy behind the agent protocol; `act` is greedy."""
+    """A trained PPO policy behind the agent protocol; `act` is greedy.  `subgen train` finds
+    the algorithm through it (the registry names this class): its settings, env and loop."""
 
     name = "ppo"
+    Args, make_env, train = Args, staticmethod(make_env), staticmethod(train)
 
     def __init__(self, checkpoint: str | None = None, seed: int = 0):
         self.seed = seed
@@ -339,18 +378,16 @@ class PPOAgent:
 
     def save(self, directory) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        from agents.rl.checkpoint import save_atomic
-        save_atomic({"args": asdict(self.args), "net": self.net.state_dict(), "dims": self.dims,
+        run_dir.save_atomic({"args": asdict(self.args), "net": self.net.state_dict(), "dims": self.dims,
                      "num_actions": self.net.num_actions}, Path(directory) / "ppo_agent.pt")
 
     def load(self, directory) -> None:
         path = Path(directory) / "ppo_agent.pt"
         if not path.exists():
-            from subgen.errors import BadInput
             raise BadInput(f"no PPO checkpoint in {directory}")
         s = torch.load(path, weights_only=False)
         self.args, self.dims = Args(**s["args"]), tuple(s["dims"])
-        self.net = Agent(*self.dims, s["num_actions"], self.args.hidden, self.args.gnn_layers,
+        self.net = ActorCritic(*self.dims, s["num_actions"], self.args.hidden, self.args.gnn_layers,
                          self.args.delta_prior)
         self.net.load_state_dict(s["net"])
         self.net.eval()

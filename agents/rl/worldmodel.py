@@ -32,19 +32,20 @@ Guards against C exploiting M's errors, all on by default and each switchable:
 from __future__ import annotations
 
 import math
-import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.rl import run_dir
 from agents.rl.gnn import GraphEncoder, collate, env_dims, mlp, obs_to_data
-from agents.rl.ppo import make_env, policy_search  # noqa: F401  (shared with ppo)
+from agents.rl.ppo import make_env, policy_search  # the same env and evaluation as ppo's
+from envcore.errors import BadInput
 
 
 @dataclass
@@ -554,12 +555,45 @@ class WorldModelTrainer:
                                           self.stop_action, self.dims)
 
 
+def train(args: Args, envs: list, out: str | Path, resume: bool = False,
+          on_progress: Callable[[int, int], None] | None = None
+          ) -> tuple[WorldModelTrainer, list[dict]]:
+    """The outer loop: iterations (collect, fit V and M, dream C) until `args.total_steps` real
+    steps, into run directory `out` (agents/rl/run_dir.py).  After every iteration the metrics
+    row, then the checkpoint, then the agent are written, each whole; a metrics row past the
+    checkpoint is dropped on resume, so a resumed run reproduces the uninterrupted one."""
+    out = Path(out)
+    trainer = WorldModelTrainer(args, envs)
+    rows, wall_before = [], 0.0
+    state = run_dir.load_checkpoint(out) if resume else None
+    if state is not None:
+        trainer.load_state_dict(state["trainer"])
+        wall_before = state["wall_s"]
+        rows = [r for r in run_dir.read_metrics(out) if int(r["iteration"]) <= trainer.iterations]
+    run_dir.write_metrics(out, rows)
+    t0 = time.perf_counter()
+    while trainer.real_steps < args.total_steps:
+        metrics = trainer.iteration()
+        wall = wall_before + time.perf_counter() - t0
+        rows.append({"iteration": trainer.iterations, "wall_s": round(wall, 3), **metrics})
+        run_dir.write_metrics(out, rows)
+        run_dir.save_atomic({"trainer": trainer.state_dict(), "wall_s": wall,
+                             "agent": "worldmodel"}, out / run_dir.CHECKPOINT)
+        trainer.agent().save(out)
+        if on_progress:
+            on_progress(trainer.real_steps, args.total_steps)
+    if rows:
+        run_dir.plot_curve(rows, out, f"worldmodel on {args.model}")
+    return trainer, rows
+
+
 class WorldModelAgent:
     """The trained V + M + C behind the agent protocol: act(obs, mask) -> flat action.  M's memory
     h follows the trajectory; call `reset()` (or act on a fresh episode's first observation after
     a stop) to clear it."""
 
     name = "worldmodel"
+    Args, make_env, train = Args, staticmethod(make_env), staticmethod(train)
 
     def __init__(self, checkpoint: str | None = None, seed: int = 0):
         self.seed = seed
@@ -601,8 +635,7 @@ class WorldModelAgent:
 
     def save(self, directory) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        from agents.rl.checkpoint import save_atomic
-        save_atomic({"args": asdict(self.args), "v": self.v.state_dict(), "m": self.m.state_dict(),
+        run_dir.save_atomic({"args": asdict(self.args), "v": self.v.state_dict(), "m": self.m.state_dict(),
                      "c": self.c.state_dict(), "num_rules": self.num_rules,
                      "stop_action": self.stop_action, "dims": self.dims},
                     Path(directory) / "worldmodel_agent.pt")
@@ -610,7 +643,6 @@ class WorldModelAgent:
     def load(self, directory) -> None:
         path = Path(directory) / "worldmodel_agent.pt"
         if not path.exists():
-            from subgen.errors import BadInput
             raise BadInput(f"no worldmodel checkpoint in {directory}")
         s = torch.load(path, weights_only=False)
         self.args = Args(**s["args"])

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import itertools
 
 from agents.base import SearchAgent
 from agents.search.problem import SearchProblem, SearchResult, State, result

@@ -12,7 +12,7 @@ import math
 
 from envcore.cost.model import CostModelUnavailable
 from envcore.cost.measured import MeasuredCostModel
-from envcore.ops import _pads
+from envcore.ops import UNARY_ELEMENTWISE, _pads
 
 
 def _require_gpu():
@@ -93,7 +93,7 @@ class _Kernels:
         if op in ("ewadd", "ewmul", "scalar_mul"):
             k = self.add if op == "ewadd" else self.mul
             return lambda a: k(a[0], a[1])
-        if op in ("relu", "sigmoid", "tanh"):
+        if op in UNARY_ELEMENTWISE:
             k = self.act[op]
             return lambda a: k(a[0])
         if op == "bias_add":

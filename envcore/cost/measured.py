@@ -96,7 +96,7 @@ class MeasuredCostModel(CostModel):
     def forget(self) -> None:
         """Drops memoised node and graph costs (the per-graph cache moves to a new key)."""
         self._memo.clear()
-        self._graph_key = f"_cost_{self.name}_{next(_instances)}"
+        self._graph_key = f"cost.{self.name}.{next(_instances)}"
 
     def time_op(self, op: str, params: dict, in_shapes: tuple, out_shapes: tuple) -> float:
         raise NotImplementedError

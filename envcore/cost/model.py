@@ -23,7 +23,7 @@ class CostModel:
 
     def __init__(self):
         self._memo: dict[Signature, float] = {}
-        self._graph_key = f"_cost_{self.name}_{next(_instances)}"   # unique per instance
+        self._graph_key = f"cost.{self.name}.{next(_instances)}"   # unique per instance
 
     def measure(self, op: str, params: dict[str, Any], in_shapes: tuple, out_shapes: tuple
                 ) -> float:
@@ -51,13 +51,11 @@ class CostModel:
         return self.node_cost(graph, graph.nodes[node_id])
 
     def graph_cost(self, graph: Graph) -> float:
-        cached = graph.__dict__.get(self._graph_key)
-        if cached is not None:
-            return cached
+        return graph.memo(self._graph_key, self._graph_cost)
+
+    def _graph_cost(self, graph: Graph) -> float:
         folded = folded_nodes(graph)
-        total = sum(self.node_cost(graph, n) for i, n in graph.nodes.items() if i not in folded)
-        graph.__dict__[self._graph_key] = total
-        return total
+        return sum(self.node_cost(graph, n) for i, n in graph.nodes.items() if i not in folded)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

@@ -1,6 +1,6 @@
-"""`subgen/GraphRewrite-v0`: graph rewriting as a Gymnasium environment (DESIGN.md's contract).
+"""`subgen/GraphRewrite-v0`: graph rewriting as a Gymnasium environment (docs/CONTRACTS.md).
 
-    import gymnasium as gym, envcore.gym.env
+    import gymnasium as gym, envcore
     env = gym.make("subgen/GraphRewrite-v0", model="bert", model_size="tiny", rules=rules,
                    cost="analytic", max_candidates=256, max_steps=100)
 
@@ -14,14 +14,12 @@
 - Reward: 100 * (previous cost - new cost) / initial cost.
 - Ends (terminated) on stop or when no candidate is left; truncated after max_steps or when the
   graph outgrows the observation (max_nodes / max_edges).
-- `model`: a zoo name (built with `model_size`) or a Graph.  `rules`: a list of Rules, a callable
-  returning one, or a path to a rule file: a .db gives its proved rules, a .json/.pb file is
-  verified first and gives its proved rules, each applied only inside its proof's scope
-  (`subgen.rules.load`; subgen is imported only then).  `unverified=True` applies a file as it is.
+- `model`: a zoo name (built with `model_size`) or a Graph.  `rules`: a list of Rules or a
+  callable returning one, e.g. `subgen.rules.load.load_rules_for_use` (the shipped DB's proved
+  rules, each applied only inside its proof's scope) or `functools.partial` of it with a path.
   `cost`: a cost-model name for envcore.cost.get_cost_model, or an object with `graph_cost` and
   `op_cost`.
-Importing this module registers the id with Gymnasium (`gym.make("envcore.gym.env:subgen/...")`
-imports it on demand).
+`import envcore` registers the id with Gymnasium (this module's `register()`).
 """
 from __future__ import annotations
 
@@ -37,10 +35,10 @@ from envcore.gym.observation import ObservationBuilder, observation_space
 from envcore.ops import LEAVES
 from envcore.rewrite.pattern import pattern_of
 from envcore.rewrite.apply import RewriteError, apply
-from envcore.rewrite.resolve import resolve
+from envcore.rewrite.price import local_gain
 from envcore.rewrite.rule import Rule
+from envcore.gym.registration import ENV_ID, register
 
-ENV_ID = "subgen/GraphRewrite-v0"
 
 
 def _load_model(model, model_size) -> Graph:
@@ -50,17 +48,16 @@ def _load_model(model, model_size) -> Graph:
     return build(str(model), size=model_size)
 
 
-def _load_rules(rules, unverified: bool = False) -> list[Rule]:
+def _load_rules(rules) -> list[Rule]:
+    if isinstance(rules, str) or hasattr(rules, "__fspath__"):
+        # the env applies Rules it is given: reading (and proving) a file is subgen's job
+        raise TypeError("rules must be Rule objects or a callable returning them, not a path: "
+                        "load a file with subgen.rules.load.load_rules_for_use(path)")
     if callable(rules) and not isinstance(rules, (list, tuple)):
         rules = rules()
-    if isinstance(rules, str) or hasattr(rules, "__fspath__"):
-        # a convenience (and the one upward import left, for issue 14): a path goes through
-        # subgen's one loader, so a file's rules are proved, and scoped, before any is applied
-        from subgen.rules.load import load_rules_for_use
-        rules = load_rules_for_use(rules, both_directions=False, unverified=unverified)
     rules = list(rules)
     if not all(isinstance(r, Rule) for r in rules):
-        raise TypeError("rules must be Rule objects, a callable returning them, or a path")
+        raise TypeError("rules must be Rule objects or a callable returning them")
     return rules
 
 
@@ -78,12 +75,12 @@ class GraphRewriteEnv(gym.Env):
                  cost: Any = "analytic", max_candidates: int = 256, max_steps: int = 100,
                  model_size: str = "full", max_nodes: int | None = None,
                  max_edges: int | None = None, render_mode: str | None = None,
-                 candidate_order: str = "rule", unverified: bool = False):
+                 candidate_order: str = "rule"):
         if candidate_order not in ("rule", "delta"):
             raise ValueError(f"candidate_order must be 'rule' or 'delta', not {candidate_order!r}")
         self.candidate_order = candidate_order
         self.graph0 = _load_model(model, model_size)
-        self.rules = _load_rules(rules, unverified)
+        self.rules = _load_rules(rules)
         self.cost_model = _load_cost(cost)
         self.num_rules = len(self.rules)
         self.max_candidates, self.max_steps = int(max_candidates), int(max_steps)
@@ -183,60 +180,20 @@ class GraphRewriteEnv(gym.Env):
         return hit[1]
 
     def _cand_delta(self, _k: int, m: Match) -> float:
-        """Estimated reward of a candidate: the cost of the replaced nodes minus that of the
-        target side, each costed alone (variables as weight or input leaves as in the graph)."""
+        """Estimated reward of a candidate (`envcore.rewrite.price.local_gain`, as a percentage
+        of the initial cost); a kept match keeps its estimate."""
         by_match = self._delta_by_match.get(id(m))
-        if by_match is not None and by_match[0] is m:   # a kept match keeps its estimate
+        if by_match is not None and by_match[0] is m:
             return by_match[1]
-        rule = self.rules[m.rule_index]
-        folded = _folded(self.graph)
-        kinds = tuple(sorted((v, "weight" if r.node in folded else "input", self.graph.shape(r))
-                             for v, r in m.bindings.items()))
-        src_nodes = tuple(sorted((p, self.graph.nodes[g]) for p, g in m.mapping.items()))
-        key = (m.rule_index, kinds, tuple((p, n.op, n.params, n.shapes) for p, n in src_nodes))
-        hit = self._delta_cache.get(key)
-        if hit is None:
-            res = resolve(self.graph, rule, m)
-            leaves = {v: Node(kind, (), (("name", v), ("shape", s)), (s,)) for v, kind, s in kinds}
-            src = _standalone(rule.src, leaves, {p: (n.params, n.shapes) for p, n in src_nodes})
-            dst = _standalone(rule.dst, leaves, res)
-            hit = 100.0 * (float(self.cost_model.graph_cost(src)) -
-                           float(self.cost_model.graph_cost(dst))) / self.initial_cost
-            if len(self._delta_cache) > 100_000:
-                self._delta_cache.clear()
-            self._delta_cache[key] = hit
+        gain = local_gain(self.cost_model, self.graph, self.rules[m.rule_index], m,
+                          self._delta_cache)
+        hit = 100.0 * gain / self.initial_cost
         if len(self._delta_by_match) > 4 * self.max_candidates + 1024:
             self._delta_by_match.clear()
         self._delta_by_match[id(m)] = (m, hit)
         return hit
 
 
-def _standalone(side: Graph, leaves: dict[str, Node], params_shapes) -> Graph:
-    """One side of a rule at real shapes, as a graph of its own."""
-    nodes = {}
-    for i, n in side.nodes.items():
-        if n.op in LEAVES:
-            nodes[i] = leaves[n.p["name"]]
-        else:
-            params, shapes = params_shapes[i]
-            nodes[i] = Node(n.op, n.inputs, params, shapes)
-    return Graph(nodes, side.outputs)
+register()   # also here, so importing this module alone is enough, as before
 
-
-def _folded(graph: Graph) -> frozenset[int]:
-    try:
-        from envcore.cost.fold import folded_nodes
-    except ImportError:  # the cost package is optional here; the rule is simple enough
-        folded: set[int] = set()
-        for i in graph.topo_order:
-            n = graph.nodes[i]
-            if n.op != "input" and all(r.node in folded for r in n.inputs):
-                folded.add(i)
-        return frozenset(folded)
-    return folded_nodes(graph)
-
-
-if ENV_ID not in gym.registry:
-    gym.register(id=ENV_ID, entry_point="envcore.gym.env:GraphRewriteEnv")
-
-__all__ = ["GraphRewriteEnv", "ENV_ID"]
+__all__ = ["GraphRewriteEnv", "ENV_ID", "register"]

@@ -145,11 +145,6 @@ class ObservationBuilder:
         return obs, overflow
 
 
-def build_observation(graph: Graph, candidates, node_cost, cand_delta, **sizes) -> tuple[dict, bool]:
-    """One observation without a row cache (see ObservationBuilder)."""
-    return ObservationBuilder(**sizes)(graph, candidates, node_cost, cand_delta)
-
-
 def to_pyg_data(obs: dict):
     """A torch_geometric Data over the valid part of one observation.  Tensors are views of the
     observation's arrays (torch.from_numpy on slices): no copies, so do not mutate the obs."""

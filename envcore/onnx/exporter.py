@@ -15,7 +15,7 @@ import numpy as np
 
 from envcore.graph import Graph, Ref
 from envcore.onnx.opaque import EXPORT_OPSET, FLOAT as _FLOAT, opaque_node_proto
-from envcore.ops import LEAVES, OPS, _pads
+from envcore.ops import CONSTANTS, LEAVES, OPS, _pads
 
 
 def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray] | None = None, seed: int = 0,
@@ -74,7 +74,7 @@ def to_onnx(graph: Graph, weights: Mapping[str, np.ndarray] | None = None, seed:
                 opsets[dom] = attrs.get("@opset", 1)
         else:
             nodes.extend(_EXPORTERS[n.op](n, p, ins, outs, const, graph))
-            if n.inputs and n.op not in ("eye", "eye_conv", "ones", "pool_kernel"):
+            if n.inputs and n.op not in CONSTANTS:
                 for k in range(n.num_outputs):
                     elem[Ref(i, k)] = elem[n.inputs[0]]
     outputs = []

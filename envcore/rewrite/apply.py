@@ -25,20 +25,20 @@ class RewriteError(ValueError):
 def reach(graph: Graph) -> dict[int, int]:
     """node id -> bitset (an int, bit k for the k-th node in topological order) of every node it
     reaches.  Built once per graph in one backward sweep; a check is then one AND."""
-    r = graph.__dict__.get("_reach")
-    if r is None:
-        order = graph.topo_order
-        bit = {i: 1 << k for k, i in enumerate(order)}
-        cons = graph.consumers
-        r = {}
-        for i in reversed(order):
-            acc = 0
-            for c in cons[i]:
-                acc |= bit[c] | r[c]
-            r[i] = acc
-        graph.__dict__["_reach"] = r
-        graph.__dict__["_bit"] = bit
-    return r
+    return graph.memo("apply.reach", _reach_and_bits)[0]
+
+
+def _reach_and_bits(graph: Graph) -> tuple[dict[int, int], dict[int, int]]:
+    order = graph.topo_order
+    bit = {i: 1 << k for k, i in enumerate(order)}
+    cons = graph.consumers
+    r: dict[int, int] = {}
+    for i in reversed(order):
+        acc = 0
+        for c in cons[i]:
+            acc |= bit[c] | r[c]
+        r[i] = acc
+    return r, bit
 
 
 def would_create_cycle(graph: Graph, rule: Rule, match: Match) -> bool:
@@ -46,8 +46,7 @@ def would_create_cycle(graph: Graph, rule: Rule, match: Match) -> bool:
     several outputs can do this (a single-output pattern is upstream of its only output)."""
     if len(rule.src.outputs) < 2:
         return False
-    r = reach(graph)
-    bit = graph.__dict__["_bit"]
+    r, bit = graph.memo("apply.reach", _reach_and_bits)
     targets = 0
     for b in match.bindings.values():
         targets |= bit[b.node]

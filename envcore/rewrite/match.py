@@ -46,20 +46,18 @@ class Match:
 
 def ops_index(graph: Graph) -> dict[str, list[int]]:
     """op -> ids of the graph's nodes with that op, in id order (cached on the graph)."""
-    idx = graph.__dict__.get("_ops_index")
-    if idx is None:
-        idx = {}
-        for i in sorted(graph.nodes):
-            idx.setdefault(graph.nodes[i].op, []).append(i)
-        graph.__dict__["_ops_index"] = idx
+    return graph.memo("match.ops_index", _ops_index)
+
+
+def _ops_index(graph: Graph) -> dict[str, list[int]]:
+    idx: dict[str, list[int]] = {}
+    for i in sorted(graph.nodes):
+        idx.setdefault(graph.nodes[i].op, []).append(i)
     return idx
 
 
 def output_set(graph: Graph) -> frozenset[Ref]:
-    s = graph.__dict__.get("_output_set")
-    if s is None:
-        s = graph.__dict__["_output_set"] = frozenset(graph.outputs)
-    return s
+    return graph.memo("match.output_set", lambda g: frozenset(g.outputs))
 
 
 def find_matches(graph: Graph, rule: Rule, rule_index: int = 0,

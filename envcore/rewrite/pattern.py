@@ -169,7 +169,4 @@ class Pattern:
 def pattern_of(src: Graph) -> Pattern:
     """The compiled pattern of a rule's source graph, built once and kept on the (immutable)
     graph object, so it lives exactly as long as the rule does."""
-    pat = src.__dict__.get("_pattern")
-    if pat is None:
-        pat = src.__dict__["_pattern"] = Pattern(src)
-    return pat
+    return src.memo("pattern.pattern", Pattern)

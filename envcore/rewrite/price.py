@@ -14,11 +14,16 @@ a variable that only the match read) are subtracted too.  This is exact unless
   * a replaced tensor changes whether it folds (then nodes downstream change cost).
 In those cases `predict` says "not exact" and the caller builds the graph and costs it whole.
 tests/test_agents.py checks exactness against `graph_cost(apply(...))` on the zoo.
+
+`local_gain` is the cheaper, context-free price the Gym env shows as `cand_delta`: the cost of
+the matched operators minus that of the target's, each side costed alone at the match's shapes
+(variables as the graph's weight or input leaves), so one value serves every place the same
+pattern occurs at the same shapes.
 """
 from __future__ import annotations
 
 from envcore.cost import CostModel, folded_nodes
-from envcore.graph import Graph, Ref
+from envcore.graph import Graph, Node, Ref
 from envcore.rewrite.match import Match
 from envcore.ops import CONSTANTS, LEAVES
 from envcore.rewrite.resolve import resolve
@@ -119,6 +124,41 @@ class Pricer:
                     exact = False   # nodes downstream change whether they fold
                     break
         return cost - removed + added, exact
+
+
+def local_gain(cost_model, graph: Graph, rule: Rule, match: Match, cache: dict | None = None
+               ) -> float:
+    """ms saved by the rewrite with each side costed alone (see the module docstring); `cache`
+    (a dict the caller keeps) memoises it per (rule, leaf kinds, matched operators)."""
+    folded = folded_nodes(graph)
+    kinds = tuple(sorted((v, "weight" if r.node in folded else "input", graph.shape(r))
+                         for v, r in match.bindings.items()))
+    src_nodes = tuple(sorted((p, graph.nodes[g]) for p, g in match.mapping.items()))
+    key = (match.rule_index, kinds, tuple((p, n.op, n.params, n.shapes) for p, n in src_nodes))
+    hit = cache.get(key) if cache is not None else None
+    if hit is None:
+        res = resolve(graph, rule, match)
+        leaves = {v: Node(kind, (), (("name", v), ("shape", s)), (s,)) for v, kind, s in kinds}
+        src = _standalone(rule.src, leaves, {p: (n.params, n.shapes) for p, n in src_nodes})
+        dst = _standalone(rule.dst, leaves, res)
+        hit = float(cost_model.graph_cost(src)) - float(cost_model.graph_cost(dst))
+        if cache is not None:
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[key] = hit
+    return hit
+
+
+def _standalone(side: Graph, leaves: dict[str, Node], params_shapes) -> Graph:
+    """One side of a rule at real shapes, as a graph of its own."""
+    nodes = {}
+    for i, n in side.nodes.items():
+        if n.op in LEAVES:
+            nodes[i] = leaves[n.p["name"]]
+        else:
+            params, shapes = params_shapes[i]
+            nodes[i] = Node(n.op, n.inputs, params, shapes)
+    return Graph(nodes, side.outputs)
 
 
 def _dead_upstream(graph: Graph, rule: Rule, match: Match, matched: set[int]) -> set[int]:

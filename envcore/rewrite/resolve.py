@@ -44,7 +44,7 @@ def dst_info(rule: Rule) -> tuple[tuple[int, ...], dict, CompiledScope | None]:
     kept on the target graph object per scope (rules that share a target graph but not a scope,
     e.g. a hand-built rule and its verified copy, keep apart caches)."""
     scope = rule.meta.get("scope")
-    per_scope = rule.dst.__dict__.setdefault("dst_info", {})
+    per_scope = rule.dst.memo("resolve.dst_info", lambda _g: {})
     hit = per_scope.get(id(scope))
     if hit is None or hit[3] is not scope:
         dst = rule.dst

@@ -19,7 +19,6 @@ COMMANDS = {
     "optimize": "subgen.cli.optimize:optimize",
     "agents": "subgen.cli.agents:agents",
     "train": "subgen.cli.train:train",
-    "bench": "subgen.cli.bench:bench",
     "run": "subgen.cli.run:run",
 }
 

@@ -6,10 +6,6 @@ import json
 import click
 
 
-def _fmt(g) -> str:
-    return g.text()
-
-
 @click.group()
 def rules():
     """Inspect, export and compare rule sets."""
@@ -35,7 +31,7 @@ def show(db, status, limit, as_json):
     if as_json:
         click.echo(json.dumps({"counts": counts, "rules": [
             {"id": s.id, "name": s.rule.name, "status": s.status, "axioms": list(s.axioms),
-             "src": _fmt(s.rule.src), "dst": _fmt(s.rule.dst),
+             "src": s.rule.src.text(), "dst": s.rule.dst.text(),
              **({"scope": s.scope, "holds_at": {d: describe(sc) for d, sc in s.scope.items()}}
                 if s.scope else {})} for s in stored]}))
         return
@@ -43,7 +39,7 @@ def show(db, status, limit, as_json):
     for c in ("id", "status", "source", "target", "holds at"):
         t.add_column(c)
     for s in stored[: limit or None]:
-        t.add_row(str(s.id), s.status, _fmt(s.rule.src), _fmt(s.rule.dst),
+        t.add_row(str(s.id), s.status, s.rule.src.text(), s.rule.dst.text(),
                   describe(s.scope["forward"]) if s.scope else "")
     Console().print(t)
     if limit and len(stored) > limit:
@@ -59,12 +55,12 @@ def show(db, status, limit, as_json):
 def export(db, fmt, out, status):
     """Write DB's rules as JSON or as TASO's protobuf."""
     from subgen.outputs import usable_output
-    from subgen.rules.io import load_rules, save_json
+    from subgen.rules.io import is_rule_db, load_rules, save_json
     usable_output(out, "export")
     from envcore.rewrite.rule import Rule
     from subgen.rules.db import RuleDB
     from verifier.scope import describe
-    if db.lower().endswith(".db"):
+    if is_rule_db(db):
         with RuleDB(db, create=False) as rdb:
             # a proved rule's scope travels in its meta: the export states where it holds
             chosen = [Rule(s.rule.name, s.rule.src, s.rule.dst,

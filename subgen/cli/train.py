@@ -1,4 +1,4 @@
-"""`subgen train --agent ppo|worldmodel --model M[,M2,...]`: train an RL agent on zoo models."""
+"""`subgen train --agent ppo|worldmodel|... --model M[,M2,...]`: train an RL agent on zoo models."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,9 @@ import click
 
 
 @click.command()
-@click.option("--agent", required=True, type=click.Choice(["ppo", "worldmodel"]),
-              help="Which RL agent to train.")
+@click.option("--agent", required=True,
+              help="Which RL agent to train: a registered agent that learns (ppo, worldmodel, "
+                   "or one a package adds; `subgen agents` lists them).")
 @click.option("--model", required=True, help="Zoo model(s), comma separated: episodes rotate over them.")
 @click.option("--rules", type=click.Path(dir_okay=False), default=None,
               help="Rule DB (proved rules) or .json/.pb (proved first: only proved rules are "

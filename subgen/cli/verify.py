@@ -23,6 +23,7 @@ import click
 from subgen.errors import BadInput
 
 FINAL = ("proved", "refuted", "unknown")
+COMMIT_S = 0.5         # a .db's results commit in one transaction per half second (`ResultBatch`)
 AXIOM_LIMIT = 300      # --axioms default: a seeded sample of this many instances per axiom
 
 
@@ -42,32 +43,6 @@ def _write_json(path: str, obj) -> None:
     from subgen.outputs import write_atomic
     text = json.dumps(obj, indent=1, default=str)
     write_atomic(path, lambda tmp: tmp.write_text(text))
-
-
-class _Batch:
-    """Results commit in one transaction per `SECONDS` (and on exit, even by an exception or
-    Ctrl-C): a synchronous commit per rule costs more than verifying it, and a killed run loses
-    at most the last fraction of a second of work."""
-    SECONDS = 0.5
-
-    def __init__(self, db):
-        self.db, self.rows, self.last = db, [], time.monotonic()
-
-    def add(self, row) -> None:
-        self.rows.append(row)
-        if time.monotonic() - self.last >= self.SECONDS:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows and self.db is not None:
-            self.db.set_results(self.rows)
-        self.rows, self.last = [], time.monotonic()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.flush()
 
 
 def _scope_counts(results) -> dict:
@@ -93,13 +68,14 @@ def _load(path: str, retry_unknown: bool):
     """(rules to verify, their DB ids or None, results already final, db or None).  For .json
     and .pb, entries that cannot be built come back as (position, name, RuleResult "malformed")
     in the third slot, and the rules are verified with the rest."""
+    from subgen.rules.io import rule_format
     from verifier import RuleResult
     p = Path(path)
     if not p.exists():
         raise BadInput(f"no such file: {path}")
-    if p.suffix not in (".db", ".json", ".pb"):
+    if rule_format(p) is None:
         raise BadInput(f"{path}: expected a .db, .json or .pb rule file")
-    if p.suffix == ".db":
+    if rule_format(p) == "db":
         from subgen.rules.db import RuleDB
         db = RuleDB(p, create=False)
         final = ("proved", "refuted") if retry_unknown else FINAL
@@ -170,7 +146,11 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
         from subgen.pipelines.executors import make_executor
         pool = make_executor("ray", workers, ray_address)
     results = [None] * len(todo)
-    with _progress(len(todo), "verifying", as_json) as bar, _Batch(db) as batch:
+    from contextlib import nullcontext
+
+    from subgen.rules.db import ResultBatch
+    batched = ResultBatch(db, COMMIT_S) if db is not None else nullcontext()
+    with _progress(len(todo), "verifying", as_json) as bar, batched as batch:
         task = bar.add_task("verify", total=len(todo))
 
         def on_result(i, res):

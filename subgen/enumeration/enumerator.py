@@ -15,8 +15,9 @@ form: operands commuted or regrouped, scalars moved, a fused activation spelled 
 extended too.  Compound rules that such spellings make are free to keep (they follow from the
 base rules, no proof needed), and rule sets such as TASO's are full of them; without the
 spellings they could never be paired.  Respellings of one operator (b+a beside a+b) cost little;
-those of two operators, (a+b)+c beside a+(b+c), add 40% to the last level and triple the pairs
-at depth 3 (benchmarks/results/generate.md), so they are left out by default.
+those of two operators, (a+b)+c beside a+(b+c), make the last level and the pairs much bigger,
+so only shallow enumerations grow them (`default_spellings`; the figures are in
+benchmarks/results/history.md).
 
 TASO's split has no sizes: it cuts at the boundary of the concat that produced the tensor.  Terms
 carry that boundary as metadata (`bounds`: axis -> sizes), propagated through the ops in between.
@@ -27,8 +28,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from envcore.ops import PRIME
+from envcore.ops import PRIME, UNARY_ELEMENTWISE
 from subgen.enumeration.fingerprint import value_hash
+from subgen.enumeration.level_arrays import add_level
 from subgen.pairing.normal_form import NormalForms, term_describer
 
 Shape = tuple[int, ...]
@@ -58,7 +60,7 @@ def pool_values(seed: int = 1, exact: bool = True) -> dict[str, np.ndarray]:
 
 
 @dataclass
-class Term:
+class EnumeratedTerm:
     """One tensor: a pool leaf (node is None) or output `index` of operator node `node`."""
     id: int
     node: int | None
@@ -85,10 +87,10 @@ class OpNode:
 
 
 # ----------------------------------------------------------------------------------------------
-# which operator instances to try: op name -> function(terms by shape, new-term filter) -> list of
-# (params, input terms).  Param choices follow TASO's generator (see DESIGN.md).
+# which operator instances to try (`Enumerator.instances`, `Enumerator.params_for`): the params
+# are those TASO's generator tried.
 
-def _propagate_bounds(op: str, p: dict, ins: list[Term], out_shapes) -> list[dict]:
+def _propagate_bounds(op: str, p: dict, ins: list[EnumeratedTerm], out_shapes) -> list[dict]:
     """TASO's split boundary, carried through the operators in between."""
     if op == "concat":
         ax = p["axis"]
@@ -120,12 +122,12 @@ def _propagate_bounds(op: str, p: dict, ins: list[Term], out_shapes) -> list[dic
 
 def default_spellings(max_ops: int) -> int:
     """Respellings of terms of at most this many operators grow like representatives
-    (`_extends`).  Two-operator respellings give depth 3 twelve more of TASO's compound rules
-    for 7 s (benchmarks/results/generate.md); at depth 4 they cost 11 minutes and 90 k rules
-    against 7.5 and 51 k, so depth 4 keeps one-operator ones."""
+    (`_extends`).  Two-operator respellings give depth 3 more of TASO's compound rules for a
+    few seconds; at depth 4 they cost far more time and nearly double the rules, so depth 4
+    keeps one-operator ones (benchmarks/results/history.md)."""
     return 2 if max_ops <= 3 else 1
 
-# the operators `_instances` knows how to instantiate (the rest of the catalogue is IR-only)
+# the operators `instances` knows how to instantiate (the rest of the catalogue is IR-only)
 ENUMERABLE = frozenset({"relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split",
                         "ewadd", "ewmul", "scalar_mul", "matmul", "conv2d", "concat", "enlarge",
                         *CONSTANT_SHAPES})
@@ -140,7 +142,7 @@ def _is_activation(shape: Shape) -> bool:
     return len(shape) == 4 and shape[2:] == (4, 4)
 
 
-def _conv_operands(x: Term, w: Term) -> bool:
+def _conv_operands(x: EnumeratedTerm, w: EnumeratedTerm) -> bool:
     """An activation convolved with a kernel; and, as in TASO's rule file, one kernel-shaped
     tensor convolved with itself, conv(T, T).  TASO's generator fed kernels to conv as images in
     general; all of its rules that do so are of the diagonal form (e.g. channels permuted the
@@ -159,7 +161,7 @@ class Enumerator:
         self.max_ops = max_ops
         self.spellings = default_spellings(max_ops) if spellings is None else spellings
         self.max_outputs = max_outputs
-        self.terms: list[Term] = []
+        self.terms: list[EnumeratedTerm] = []
         self.nodes: list[OpNode] = []
         self._node_key: dict[tuple, int] = {}
         self.classes: dict[int, list[int]] = {}       # fingerprint -> term ids (first = rep)
@@ -176,9 +178,9 @@ class Enumerator:
 
     # -- bookkeeping -----------------------------------------------------------------------
     def _add_term(self, node, index, shape, value, ops, bounds, name=None, fp=None,
-                  register: bool = True) -> Term:
+                  register: bool = True) -> EnumeratedTerm:
         fp = value_hash(value) if fp is None else fp
-        t = Term(len(self.terms), node, index, tuple(shape), value, fp, ops, bounds, name)
+        t = EnumeratedTerm(len(self.terms), node, index, tuple(shape), value, fp, ops, bounds, name)
         self.terms.append(t)
         if not register:
             return t
@@ -189,19 +191,19 @@ class Enumerator:
             self.extended.add(t.id)
         return t
 
-    def _extends(self, t: Term, rep: int) -> bool:
+    def _extends(self, t: EnumeratedTerm, rep: int) -> bool:
         """A non-representative grows when it is its representative respelled (module doc).
         Terms of the last level never grow, so theirs is not even computed."""
         return (t.size <= self.spellings and t.size < self.max_ops
                 and self._nf.of(t.id) == self._nf.of(rep))
 
-    def is_rep(self, t: Term) -> bool:
+    def is_rep(self, t: EnumeratedTerm) -> bool:
         return self.classes[t.fp][0] == t.id
 
-    def _insert(self, op: str, pkey: tuple, ins: list[Term], shapes, values, fps,
+    def insert(self, op: str, pkey: tuple, ins: list[EnumeratedTerm], shapes, values, fps,
                 register: bool = True) -> OpNode:
-        """A new node whose outputs were evaluated and fingerprinted (`subgen.enumeration.level_arrays`);
-        values are None on the last level.  Unregistered terms join no class and no lookup
+        """A new node whose outputs were evaluated and fingerprinted (by
+        `subgen.enumeration.level_arrays`, or a worker's); values are None on the last level.  Unregistered terms join no class and no lookup
         (a worker that only reads a few terms' structure and values)."""
         node = OpNode(len(self.nodes), op, pkey, tuple(t.id for t in ins))
         self.nodes.append(node)
@@ -214,6 +216,18 @@ class Enumerator:
         return node
 
     # -- candidate inputs ------------------------------------------------------------------
+    @staticmethod
+    def arity(op: str) -> int:
+        """How many inputs the enumeration gives `op`: 0 (a constant), 1 or 2."""
+        return 0 if op in CONSTANT_SHAPES else 1 if op in UNARY_ENUMERATED else 2
+
+    def op_sections(self, op: str, level: int) -> list:
+        """The pieces (`sections`) of one operator's input tuples at `level`; a constant has
+        one piece, None, at level 1 and none above."""
+        if op in CONSTANT_SHAPES:
+            return [None] if level == 1 else []
+        return self.sections(self.arity(op), level)
+
     def sections(self, arity: int, level: int, budget: int = 100_000) -> list[tuple]:
         """`_input_tuples(arity, level)` cut into contiguous pieces, in its order, each with
         about `budget` tuples to look at: the last level's shards are these pieces, so a worker
@@ -271,7 +285,7 @@ class Enumerator:
                 if ta.id != tb.id:
                     yield (tb, ta)
 
-    def _instances(self, op: str, level: int, section: tuple | None = None):
+    def instances(self, op: str, level: int, section: tuple | None = None):
         """(params, inputs) choices for one operator at one level (of one piece of its input
         tuples: `sections`)."""
         if op in CONSTANT_SHAPES:
@@ -279,15 +293,16 @@ class Enumerator:
                 for s in CONSTANT_SHAPES[op]:
                     yield {"shape": s}, []
             return
-        for ins in self._input_tuples(1 if op in UNARY_ENUMERATED else 2, level, section):
-            for params in self._params_for(op, *ins):
+        for ins in self._input_tuples(self.arity(op), level, section):
+            for params in self.params_for(op, *ins):
                 yield params, list(ins)
 
-    def _params_for(self, op: str, ta: Term, tb: Term | None = None) -> list[dict]:
+    def params_for(self, op: str, ta: EnumeratedTerm, tb: EnumeratedTerm | None = None) -> list[dict]:
         """The parameter choices of `op` on these inputs (none: the op does not apply).  They
         depend on the inputs' shapes, their `bounds`, whether they are one term and whether tb
-        is the first leaf of its shape, nothing else (`_features`: answers are shared)."""
-        if op in ("relu", "sigmoid", "tanh"):
+        is the first leaf of its shape, nothing else: `subgen.enumeration.level_arrays` asks once
+        per combination of these and shares the answer."""
+        if op in UNARY_ELEMENTWISE:
             return [{}]
         if op == "transpose":
             return [{"perm": (1, 0)}] if len(ta.shape) == 2 else []
@@ -319,18 +334,17 @@ class Enumerator:
             return []
         if op == "enlarge":
             # the reference kernel only lends its shape: one leaf per shape is enough
-            return ([{}] if len(ta.shape) == 4 and self._is_first_leaf(tb)
+            return ([{}] if len(ta.shape) == 4 and self.is_first_leaf(tb)
                     and ta.shape != tb.shape and not _is_activation(tb.shape) else [])
         raise ValueError(f"{op} is not enumerable")
 
-    def _is_first_leaf(self, t: Term) -> bool:
+    def is_first_leaf(self, t: EnumeratedTerm) -> bool:
         return t.node is None and t.name == self._first_leaf[t.shape]
 
     # -- the levels -------------------------------------------------------------------------
     def level(self, level: int, progress=None) -> int:
-        """Adds every term with `level` operators (evaluated as arrays: `subgen.enumeration.level_arrays`);
-        returns how many nodes were made."""
-        from subgen.enumeration.level_arrays import add_level
+        """Adds every term with `level` operators (evaluated as arrays:
+        `subgen.enumeration.level_arrays`); returns how many nodes were made."""
         return add_level(self, level, progress)
 
     def run(self, progress=None) -> "Enumerator":

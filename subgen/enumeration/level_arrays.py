@@ -1,30 +1,55 @@
-"""The enumeration's last level as arrays: no Term, no per-node Python.
+"""The enumeration's last level as arrays: no EnumeratedTerm, no per-node Python.
 
 The last level holds nearly every node (depth 4: 10.5 million of 10.7), and none of its terms
-is ever an input, so it needs no `Term`s: per node, the params, the input term ids and the
+is ever an input, so it needs no `EnumeratedTerm`s: per node, the params, the input term ids and the
 output fingerprints.  One section of its input tuples (`Enumerator.sections`) is evaluated as:
 
 1. the tuples, as id arrays in the serial order (`tuple_arrays`: cartesian products of
    representatives, filtered by operator sets with array comparisons);
-2. their parameter choices: `Enumerator._params_for` depends only on a few features of the
+2. their parameter choices: `Enumerator.params_for` depends only on a few features of the
    inputs (shape, bounds, sameness, first leaf), so it is asked once per distinct feature code
    and its answer is spread over every tuple with that code;
 3. evaluation in batches of one params and input shapes (`OpDef.exact_many`) over input values
    gathered from per-shape matrices, and fingerprints (`value_hashes`), also in batches.
 
 The serial order of the nodes (tuples in section order, each tuple's params in order) is kept,
-so representatives, buckets and rules are those of the Term-by-Term enumeration.
+so representatives, buckets and rules are those of the term-by-term enumeration.
+
+This module evaluates; what a level holds (which input tuples, which params, the terms and their
+classes) is the enumerator's (`subgen.enumeration.enumerator`), read through `Enumeration`
+below: `Enumerator.level` calls `add_level`, and this module never imports the enumerator.
 """
 from __future__ import annotations
+
+from typing import Iterator, Protocol
 
 import numpy as np
 
 from envcore.ops import OPS, ShapeError
-from subgen.enumeration.enumerator import CONSTANT_SHAPES, UNARY_ENUMERATED, Enumerator
 from subgen.enumeration.fingerprint import value_hash, value_hashes
 
 MAX_ARITY = MAX_OUTPUTS = 2
 BATCH = 8192
+
+
+class Enumeration(Protocol):
+    """What this module reads and calls of an enumerator
+    (`subgen.enumeration.enumerator.Enumerator`)."""
+    terms: list                          # Terms by id
+    nodes: list                          # OpNodes by id
+    reps_by_size: dict                   # size -> extended term ids
+    extended: set                        # ids of the terms that are inputs of bigger ones
+    max_ops: int
+    op_names: tuple
+
+    def arity(self, op: str) -> int: ...
+    def sections(self, arity: int, level: int, budget: int = ...) -> list: ...
+    def op_sections(self, op: str, level: int) -> list: ...
+    def instances(self, op: str, level: int, section: tuple | None = None) -> Iterator: ...
+    def params_for(self, op: str, ta, tb=None) -> list[dict]: ...
+    def is_first_leaf(self, t) -> bool: ...
+    def insert(self, op: str, pkey: tuple, ins: list, shapes, values, fps,
+               register: bool = True): ...
 
 
 class TermArrays:
@@ -32,7 +57,7 @@ class TermArrays:
     bounds id, first-leaf flag, operator ids (padded), and the extended terms' values stacked
     per shape."""
 
-    def __init__(self, en: Enumerator):
+    def __init__(self, en: Enumeration):
         terms = en.terms
         n = len(terms)
         self.n = n
@@ -52,7 +77,7 @@ class TermArrays:
                 bid_of[bkey] = len(bid_of)
                 self.bounds.append(t.bounds)
             bid[t.id] = bid_of[bkey]
-            first[t.id] = en._is_first_leaf(t)
+            first[t.id] = en.is_first_leaf(t)
             if t.ops and len(t.ops) <= width:
                 opsmat[t.id, :len(t.ops)] = sorted(t.ops)
         self.shapes = list(sid_of)
@@ -78,7 +103,7 @@ class TermArrays:
         return self.values[shape_id][self.row[ids]]
 
 
-def term_arrays(en: Enumerator) -> TermArrays:
+def term_arrays(en: Enumeration) -> TermArrays:
     """`TermArrays` of the enumerator as it is now (cached on it until it grows)."""
     ta = getattr(en, "_term_arrays", None)
     if ta is None or ta.n != len(en.terms):
@@ -96,9 +121,9 @@ def _disjoint(opsmat: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return ok
 
 
-def tuple_arrays(en: Enumerator, arity: int, level: int, section: tuple):
-    """`Enumerator._input_tuples(arity, level, section)` as id arrays (a, b), same order; b is
-    None for arity 1."""
+def tuple_arrays(en: Enumeration, arity: int, level: int, section: tuple):
+    """The enumerator's input tuples of one section (`Enumerator.sections`) as id arrays (a, b),
+    in its order (`Enumerator._input_tuples`, the reference); b is None for arity 1."""
     want = level - 1
     reps = en.reps_by_size
     kind = section[0]
@@ -116,8 +141,8 @@ def tuple_arrays(en: Enumerator, arity: int, level: int, section: tuple):
     return _inner_pairs(en, want, section[1], section[2])
 
 
-def _inner_pairs(en: Enumerator, want: int, lo: int, hi: int):
-    """The "inner" tuples of `Enumerator._input_tuples` for representatives lo:hi of size
+def _inner_pairs(en: Enumeration, want: int, lo: int, hi: int):
+    """The "inner" tuples of the enumerator's input tuples for representatives lo:hi of size
     `want`: for each b in order, each extended non-leaf term a inside b (b itself, or an input
     or output of one of b's operators) in id order, as (a, b), then (b, a) unless a is b."""
     ta = term_arrays(en)
@@ -148,20 +173,21 @@ def _inner_pairs(en: Enumerator, want: int, lo: int, hi: int):
     return out[:, 0], out[:, 1]
 
 
-def section_arrays(en: Enumerator, op: str, level: int, section: tuple | None,
+def section_arrays(en: Enumeration, op: str, level: int, section: tuple | None,
                    values: bool = False):
     """The nodes of one section of `level` for one operator (module doc): (params keys,
     params index, input ids [N, 2], output fingerprints [N, 2], output count, output values
     per node or None), serial order.  Values are kept only when asked for (the levels below
     the last: their terms are inputs)."""
     opdef = OPS[op]
+    arity = en.arity(op)
     empty = ([], np.zeros(0, np.int32), np.zeros((0, MAX_ARITY), np.int64),
              np.zeros((0, MAX_OUTPUTS), np.uint64), np.zeros(0, np.int8), None)
-    if op in CONSTANT_SHAPES:       # level 1 only, a handful: one at a time
+    if arity == 0:                  # constants: level 1 only, a handful: one at a time
         if level != 1:
             return empty
         out = empty[0], [], [], [], [], []
-        for params, _ in en._instances(op, level, section):
+        for params, _ in en.instances(op, level, section):
             full = opdef.full_params(params)
             vals = opdef.exact([], full)
             out[0].append(tuple(sorted(full.items())))
@@ -173,12 +199,11 @@ def section_arrays(en: Enumerator, op: str, level: int, section: tuple | None,
         return (out[0], np.array(out[1], np.int32), np.array(out[2], np.int64).reshape(-1, 2),
                 np.array(out[3], np.uint64).reshape(-1, 2), np.array(out[4], np.int8),
                 out[5] if values else None)
-    arity = 1 if op in UNARY_ENUMERATED else 2
     ta = term_arrays(en)
     a, b = tuple_arrays(en, arity, level, section)
     if not len(a):
         return empty
-    # features `_params_for` reads, one code per tuple
+    # features `params_for` reads, one code per tuple
     ns, nb = len(ta.shapes), len(ta.bounds)
     if arity == 1:
         code = ta.sid[a] * nb + ta.bid[a]
@@ -191,7 +216,7 @@ def section_arrays(en: Enumerator, op: str, level: int, section: tuple | None,
     for i in first_at:
         ins = [en.terms[int(a[i])]] + ([en.terms[int(b[i])]] if arity == 2 else [])
         row = []
-        for params in en._params_for(op, *ins):
+        for params in en.params_for(op, *ins):
             full = opdef.full_params(params)
             key = tuple(sorted(full.items()))
             if key not in pkey_ix:
@@ -253,8 +278,8 @@ def section_arrays(en: Enumerator, op: str, level: int, section: tuple | None,
 
 def lookup(sorted_set: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(index, found) of each value in a sorted, unique array.  The values are sorted first:
-    binary searches in random order miss the cache on every step (10 M lookups: 11 s against
-    3 s), and np.isin, which hashes, is slower still."""
+    binary searches in random order miss the cache on every step, and np.isin, which hashes,
+    is slower still (benchmarks/results/history.md)."""
     if not len(sorted_set) or not len(values):
         return np.zeros(len(values), np.int64), np.zeros(len(values), bool)
     order = np.argsort(values, kind="stable")
@@ -288,13 +313,7 @@ def merge_sections(parts: list) -> tuple:
     return list(table), pidx[first], ins[first], fps[first], nouts[first], first
 
 
-def op_sections(en: Enumerator, op: str, level: int) -> list:
-    if op in CONSTANT_SHAPES:
-        return [None] if level == 1 else []
-    return en.sections(1 if op in UNARY_ENUMERATED else 2, level)
-
-
-def add_level(en: Enumerator, level: int, progress=None) -> int:
+def add_level(en: Enumeration, level: int, progress=None) -> int:
     """Every node of `level` operators, evaluated as arrays section by section, added to `en`
     as Terms in the serial order.  Below the last level the terms keep their values (they are
     inputs of the next level); last-level terms get none (nothing reads them).  Returns the
@@ -303,7 +322,7 @@ def add_level(en: Enumerator, level: int, progress=None) -> int:
     merged = []
     for op in en.op_names:        # all evaluated before any is added: inputs are smaller
         parts, vals = [], []
-        for sec in op_sections(en, op, level):
+        for sec in en.op_sections(op, level):
             pkeys, *arrays, v = section_arrays(en, op, level, sec, values=keep_values)
             parts.append((pkeys, tuple(arrays)))
             vals.extend(v or [])
@@ -316,7 +335,7 @@ def add_level(en: Enumerator, level: int, progress=None) -> int:
                                                nouts.tolist())):
             ins_t = [en.terms[i] for i in i2 if i >= 0]
             out_shapes = node_shapes(op, table[p], ins_t, shapes)
-            en._insert(op, table[p], ins_t, out_shapes,
+            en.insert(op, table[p], ins_t, out_shapes,
                        node_vals[j] if keep_values else [None] * k, f2[:k])
             made += 1
         if progress:

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from subgen.enumeration.enumerator import Enumerator
-from subgen.enumeration.level_arrays import MAX_OUTPUTS, merge_sections, op_sections, section_arrays
+from subgen.enumeration.level_arrays import MAX_OUTPUTS, merge_sections, section_arrays
 
 def prefix(ops: tuple[str, ...], max_ops: int, seed: int, spellings: int | None = None
            ) -> Enumerator:
@@ -35,7 +35,7 @@ def _prefix(ops: tuple[str, ...], max_ops: int, seed: int, spellings: int) -> En
     for lv in range(1, max_ops):
         en.level(lv)
     # hundreds of thousands of long-lived objects: keep the cyclic collector from walking
-    # them again at every collection of the jobs' short-lived ones (which cost 8x there)
+    # them again at every collection of the jobs' short-lived ones (most of a job's time there)
     gc.freeze()
     return en
 
@@ -46,7 +46,7 @@ prefix_cache_clear = _prefix.cache_clear
 def _private_copy(en: Enumerator, register: bool = True) -> Enumerator:
     """A copy whose containers can grow without touching `en` (terms themselves are shared,
     never mutated).  With `register` False only the term and node lists are copied: terms
-    added to it must not be registered (`Enumerator._insert(register=False)`)."""
+    added to it must not be registered (`Enumerator.insert(register=False)`)."""
     c = copy.copy(en)
     for memo in ("_graph_nf", "_term_text", "_term_vars", "_spelling_memo", "_term_arrays",
                  "_term_columns"):
@@ -68,7 +68,7 @@ def _private_copy(en: Enumerator, register: bool = True) -> Enumerator:
 #
 # A rule pairs two graphs of one fingerprint, so a last-level node whose outputs all have a
 # fingerprint no other term has can never be in one: it is counted, not kept.  At depth 4 that is
-# most of ten million nodes, and keeping them (a Term each) is what ran the driver out of memory.
+# most of ten million nodes, and keeping them (a EnumeratedTerm each) is what ran the driver out of memory.
 # Workers walk their own piece of the last level's input tuples (`Enumerator.sections`: no
 # instance list is made or shipped), evaluate each node and send back compact arrays: params
 # index, input term ids and output fingerprints.  The driver counts fingerprints over all of them
@@ -92,13 +92,13 @@ def enumerate_compact(ops, max_ops: int, seed: int, executor, progress=None,
     """The sequential enumerator less the last-level nodes that cannot be in any rule (see
     above); `en.unkept_terms` counts the terms left out (each a graph of its own), and
     `en.kept_last_level` holds the kept nodes as arrays, which `subgen.pairing.sharded_stages` hands to
-    its workers (no Term is built for them here)."""
+    its workers (no EnumeratedTerm is built for them here)."""
     ops = tuple(ops)
     t0 = time.perf_counter()
     en = _private_copy(prefix(ops, max_ops, seed, spellings))
     t_prefix = time.perf_counter() - t0
     jobs = [(ops, max_ops, seed, spellings, op, sec) for op in en.op_names
-            for sec in op_sections(en, op, max_ops)]
+            for sec in en.op_sections(op, max_ops)]
     if progress is not None:
         progress.start(f"enumerate: {max_ops} ops ({len(jobs)} sections, {executor.kind} x "
                        f"{executor.workers})", len(jobs))

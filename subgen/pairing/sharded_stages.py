@@ -10,7 +10,7 @@ fingerprint), so neither the driver's memory nor Python objects per node can tak
   (`subgen.enumeration.shard.enumerate_compact`, as arrays) with an output fingerprint of part p, or of a
   class that a two-output bucket of part p reads: its whole buckets, and nothing else.
 * Round 1 (pair, orient, key).  The worker computes its terms' columns (`subgen.pairing.digests`:
-  template hash, leaves, variables, size, form signature) from the arrays, without a Term.  A
+  template hash, leaves, variables, size, form signature) from the arrays, without a EnumeratedTerm.  A
   one-output bucket whose only spelling of the representative is the representative itself (no
   other member has its form signature) and that pairs nobody all-with-all pairs the
   representative with every other member: that, the orientation and the key digests are array
@@ -237,7 +237,7 @@ def _rebuild(ops, max_ops, seed, spellings, nodes: dict, register: bool = True):
         op = op_names[op_i]
         pkey = nodes["tables"][op_i][pidx]
         terms = [en.terms[i] for i in ins if i >= 0]
-        en._insert(op, pkey, terms, node_shapes(op, pkey, terms, memo), [None] * nouts,
+        en.insert(op, pkey, terms, node_shapes(op, pkey, terms, memo), [None] * nouts,
                    fps[:nouts], register)
         pos += [base + 2 * ordinal + k for k in range(nouts)]
     return en, pos
@@ -356,7 +356,7 @@ def pair_part(job):
                                   (int(pos[dst[i]]),), int(tkeys[i]), int(nvars[i]))
     c1 = time.process_time()
     # two-output buckets on Terms: the part's splits of an owned key, and the spellings of the
-    # classes they read (found above: no Term for the rest of those classes)
+    # classes they read (found above: no EnumeratedTerm for the rest of those classes)
     need = nodes["key_part"] == part
     spell_pos: dict[int, list[int]] = {}
     for sg in np.flatnonzero(is_in(T.fp[starts], reads)).tolist():

@@ -9,12 +9,11 @@
 grouped into tasks of `chunksize`; a task's results come back together, so a caller that commits
 each result loses at most the tasks in flight when it is killed.
 
-Ray: a task whose worker process dies (OOM, a killed node, os._exit) is resubmitted up to
-`max_retries` times; an exception raised by `fn` is a bug, not a failure of the machine, and
-propagates.  At most `workers` tasks are in flight, so `workers` means the same thing on both
-executors.  Locally, `workers == 1` runs inline (no processes, no start-up cost) and more use a
-`spawn` process pool (Z3 and torch do not survive a fork), where a dead worker raises
-BrokenProcessPool instead of hanging.
+Locally it is `envcore.processes.LocalPool` (`workers == 1` runs inline, more use a `spawn`
+process pool whose workers die with their driver).  Ray: a task whose worker process dies (OOM,
+a killed node, os._exit) is resubmitted up to `max_retries` times; an exception raised by `fn`
+is a bug, not a failure of the machine, and propagates.  At most `workers` tasks are in flight,
+so `workers` means the same thing on both executors.
 """
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from envcore.processes import LocalPool, OrderedMap, chunks, run_chunk
 from subgen.errors import BadInput
 
 KINDS = ("local", "ray")
@@ -30,74 +30,8 @@ SOCKET_PATH_LIMIT = 107   # AF_UNIX sun_path; Ray puts its sockets under the tem
 RAY_SOCKET_SUFFIX = len("/session_2026-01-01_00-00-00_000000_1234567/sockets/plasma_store")
 
 
-def _chunks(items: list, size: int) -> list[tuple[int, list]]:
-    return [(start, items[start:start + size]) for start in range(0, len(items), size)]
-
-
-def _run_chunk(fn: Callable, start: int, chunk: list) -> list[tuple[int, Any]]:
-    return [(start + k, fn(item)) for k, item in enumerate(chunk)]
-
-
-class _OrderedMap:
-    def map(self, fn: Callable, items: Iterable, chunksize: int = 1) -> list:
-        """[fn(item) for item in items], computed by the workers."""
-        items = list(items)
-        out: list = [None] * len(items)
-        for i, result in self.map_unordered(fn, items, chunksize):
-            out[i] = result
-        return out
-
-
-class LocalExecutor(_OrderedMap):
-    kind = "local"
-
-    def __init__(self, workers: int = 1):
-        self.workers = max(1, int(workers))
-        self._pool = None
-
-    def map_unordered(self, fn: Callable, items: Iterable, chunksize: int = 1
-                      ) -> Iterator[tuple[int, Any]]:
-        items = list(items)
-        if self.workers == 1 or len(items) <= 1:
-            for i, item in enumerate(items):
-                yield i, fn(item)
-            return
-        from concurrent.futures import FIRST_COMPLETED, wait
-        pool = self._get_pool()
-        pending = {pool.submit(_run_chunk, fn, s, c) for s, c in _chunks(items, chunksize)}
-        try:
-            while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield from fut.result()
-        finally:
-            for fut in pending:
-                fut.cancel()
-
-    def _get_pool(self):
-        if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-            from envcore.processes import die_with_parent
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=die_with_parent)
-        return self._pool
-
-    def close(self, now: bool = False) -> None:
-        """Shut the pool down; `now` (Ctrl-C, an error) kills its workers instead of waiting."""
-        if self._pool is not None:
-            if now:
-                from envcore.processes import kill_workers
-                kill_workers(self._pool)
-            else:
-                self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        self.close(now=exc_type is not None)
+# the local executor is envcore's one process pool (shared with the verifier's `verify_many`)
+LocalExecutor = LocalPool
 
 
 def import_ray():
@@ -159,7 +93,7 @@ def _probe(address: str, timeout_s: float = 5.0) -> None:
                        f"({type(e).__name__}: {e})") from None
 
 
-class RayExecutor(_OrderedMap):
+class RayExecutor(OrderedMap):
     kind = "ray"
 
     def __init__(self, workers: int | None = None, address: str | None = None,
@@ -168,12 +102,12 @@ class RayExecutor(_OrderedMap):
         cpus = int(self.ray.cluster_resources().get("CPU", 1))
         self.workers = max(1, int(workers or cpus))
         self._task = self.ray.remote(num_cpus=1, max_retries=max_retries,
-                                     retry_exceptions=False)(_run_chunk)
+                                     retry_exceptions=False)(run_chunk)
 
     def map_unordered(self, fn: Callable, items: Iterable, chunksize: int = 1
                       ) -> Iterator[tuple[int, Any]]:
         ray = self.ray
-        todo = _chunks(list(items), chunksize)[::-1]
+        todo = chunks(list(items), chunksize)[::-1]
         fn_ref = ray.put(fn)
         in_flight: list = []
         try:

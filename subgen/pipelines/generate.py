@@ -41,12 +41,13 @@ class Settings:
     max_ops: int = 3
     ops: tuple[str, ...] = TASO_GENERATOR_OPS
     verify: bool = True
-    # Every proof of the default depth-3 set takes <= 0.11 s.  A rule Z3 cannot settle costs
-    # twice the limit (it is retried on a fresh solver): at 10 s one such rule was 22 s of the
-    # verify stage's 26 s of wall time, most of depth 3's budget.
+    # The limit of one proof, counted as Z3 work (`verifier.prove`: rlimit, not wall time).
+    # A rule Z3 cannot settle uses all of it, once (it is not retried), so the limit sits well
+    # above every proof of the default depth-3 set and low enough that such rules do not take
+    # most of the verify stage (benchmarks/results/history.md).
     timeout_ms: int = 2000
     seed: int = 1
-    spellings: int | None = None     # None: `enumerate.default_spellings(max_ops)`
+    spellings: int | None = None     # None: `enumerator.default_spellings(max_ops)`
 
     @property
     def spellings_up_to(self) -> int:
@@ -134,9 +135,9 @@ class Summary:
 
 
 # From this depth on the candidate stages run in the executor's workers.  Below it the whole
-# search takes under a second and spawning workers costs more than it saves; at depth 3 with
-# 2 workers the sharded search takes 12.3 s against 39.4 s in one process, same rules
-# (benchmarks/bench_generate.py).
+# search takes under a second and spawning workers costs more than it saves; from depth 3 on
+# the sharded search is much faster, with the same rules (benchmarks/bench_generate.py;
+# figures in benchmarks/results/history.md).
 SHARDED_FROM_DEPTH = 3
 
 
@@ -315,6 +316,7 @@ def verify_pending(db, ids: list[int], timeout_ms: int, workers: int = 1, execut
     """Verifies the candidates among `ids`, committing each result as it arrives.  `executor`
     is "local", "ray" or an executor from subgen.pipelines.executors."""
     from subgen.pipelines.executors import make_executor
+    from subgen.rules.db import ResultBatch
     wanted = set(ids)
     again = set(db.unscoped_proved())        # proved before scoped proofs: prove again
     jobs = [(i, d, timeout_ms) for i, d in db.rule_dicts("candidate") if i in wanted]
@@ -325,19 +327,13 @@ def verify_pending(db, ids: list[int], timeout_ms: int, workers: int = 1, execut
     progress.start("verify", len(jobs))
     ex = executor if hasattr(executor, "map_unordered") else make_executor(executor, workers)
     chunk = max(1, min(16, len(jobs) // (8 * ex.workers)))
-    # results are committed in small batches (each one transaction): a kill loses at most
-    # a second's worth, which the rerun verifies again; one fsync per rule cost 20 s at depth 4
-    batch, flushed = [], time.perf_counter()
+    # committed in small batches: a kill loses at most a second's worth (`ResultBatch`)
     try:
-        for _, result in ex.map_unordered(_verify_one, jobs, chunk):
-            batch.append(result)
-            progress.advance()
-            if len(batch) >= 64 or time.perf_counter() - flushed > 1.0:
-                db.set_results(batch)
-                batch, flushed = [], time.perf_counter()
+        with ResultBatch(db, seconds=1.0, max_rows=64) as batch:
+            for _, result in ex.map_unordered(_verify_one, jobs, chunk):
+                batch.add(result)
+                progress.advance()
     finally:
-        if batch:
-            db.set_results(batch)
         if ex is not executor:
             ex.close()
 

@@ -128,25 +128,6 @@ def load_rule_set(path: str | Path | None = None, both_directions: bool = True,
                               default=DEFAULT_RULES)
 
 
-def with_reverses(rules: list[Rule]) -> list[Rule]:
-    """rules plus each one's reverse, skipping reverses that are malformed (target drops an
-    input) or that duplicate a rule already present."""
-    from envcore.rewrite.rule import MalformedRule
-    seen = {(r.src.canonical_hash, r.dst.canonical_hash) for r in rules}
-    out = list(rules)
-    for r in rules:
-        key = (r.dst.canonical_hash, r.src.canonical_hash)
-        if key in seen:
-            continue
-        try:
-            rev = r.reversed()
-        except MalformedRule:
-            continue
-        seen.add(key)
-        out.append(rev)
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # the numeric check and measurement
 #

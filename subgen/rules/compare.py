@@ -19,6 +19,7 @@ from envcore.graph import Graph
 from envcore.ops import LEAVES
 from envcore.rewrite.rule import Rule
 from subgen.pairing.prune import _key_of, canonical_key, instance_keys
+from subgen.rules.io import is_rule_db
 
 
 def _in_context(rule: Rule, keys: set[str]) -> bool:
@@ -70,14 +71,13 @@ def compare(ours_path, theirs_path, max_steps: int = 4) -> dict:
     proved = _proved(ours_path, ours)
     rewriting = _rewriting(ours_path, proved, both_directions)
     inst: set[str] | None = None
-    from subgen.cli.rules import _fmt
     held, subsumed, derived, missing = 0, [], [], []
     for r in theirs:
         k = canonical_key(r, shapes=False)
         if k in keys:
             held += 1
             continue
-        entry = {"name": r.name, "src": _fmt(r.src), "dst": _fmt(r.dst)}
+        entry = {"name": r.name, "src": r.src.text(), "dst": r.dst.text()}
         steps = derivable(r, rewriting, max_steps=max_steps)
         if steps == 1:
             subsumed.append({**entry, "steps": 1,
@@ -104,7 +104,7 @@ def compare(ours_path, theirs_path, max_steps: int = 4) -> dict:
 def _rewriting(path, proved, both_directions):
     """The rules to derive with: a DB's proved rules in both directions, each inside its scope
     (what `optimize` applies); a file's rules both ways as they are."""
-    if str(path).lower().endswith(".db"):
+    if is_rule_db(path):
         from subgen.rules.load import load_rules_for_use
         return load_rules_for_use(path)
     return both_directions(proved)
@@ -112,7 +112,7 @@ def _rewriting(path, proved, both_directions):
 
 def _proved(path, rules):
     """The proved rules of a rule DB; every rule of a JSON or .pb file (they carry no status)."""
-    if str(path).lower().endswith(".db"):
+    if is_rule_db(path):
         from subgen.rules.db import RuleDB
         with RuleDB(path, create=False) as db:
             return db.proved_rules()

@@ -8,21 +8,34 @@ from pathlib import Path
 from envcore.rewrite.rule import MalformedRule, Rule
 from subgen.errors import BadInput
 
+FORMATS = {".db": "db", ".json": "json", ".pb": "pb"}   # rule file suffix -> format
+
+
+def rule_format(path) -> str | None:
+    """The format a rule file's name says ("db", "json", "pb"; the suffix, in any case), or
+    None for another suffix.  The one place that tells a rule DB from a rule file."""
+    return FORMATS.get(Path(path).suffix.lower())
+
+
+def is_rule_db(path) -> bool:
+    """Whether `path` names a rule DB (`subgen.rules.db`) rather than a JSON or TASO file."""
+    return rule_format(path) == "db"
+
 
 def load_rules(path) -> list[Rule]:
     """All rules of the file (every status for a .db); BadInput with one line otherwise."""
     path = Path(path)
     if not path.exists():
         raise BadInput(f"no such rule file: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".db":
+    fmt = rule_format(path)
+    if fmt == "db":
         from subgen.rules.db import RuleDB
         with RuleDB(path, create=False) as db:
             return [s.rule for s in db.rules()]
-    if suffix == ".pb":
+    if fmt == "pb":
         from subgen.rules.taso_pb import read_rules
         return read_rules(path)
-    if suffix == ".json":
+    if fmt == "json":
         data = _json_entries(path)
         out = []
         for k, d in enumerate(data):
@@ -34,7 +47,8 @@ def load_rules(path) -> list[Rule]:
                 raise BadInput(f"{path}: rule {k} is malformed ({str(e).splitlines()[0]})") \
                     from None
         return out
-    raise BadInput(f"{path}: unknown rule file type {suffix or '(none)'} (.db, .json or .pb)")
+    raise BadInput(f"{path}: unknown rule file type {path.suffix.lower() or '(none)'} "
+                   "(.db, .json or .pb)")
 
 
 def _json_entries(path: Path) -> list:
@@ -80,10 +94,10 @@ def load_rules_tolerant(path) -> list:
     path = Path(path)
     if not path.exists():
         raise BadInput(f"no such rule file: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".db":
+    fmt = rule_format(path)
+    if fmt == "db":
         return load_rules(path)
-    if suffix == ".pb":
+    if fmt == "pb":
         from envcore.ops import ShapeError
         from subgen.rules.taso_pb import decode, to_rule
         try:
@@ -102,7 +116,7 @@ def load_rules_tolerant(path) -> list:
             except (ValueError, KeyError, TypeError, IndexError, ShapeError) as e:
                 out.append(MalformedEntry(k, name, _one_line(e)))
         return out
-    if suffix == ".json":
+    if fmt == "json":
         data = _json_entries(path)
         out = []
         for k, d in enumerate(data):
@@ -115,4 +129,5 @@ def load_rules_tolerant(path) -> list:
             except Exception as e:     # noqa: BLE001 -- any failure to build is this entry's
                 out.append(MalformedEntry(k, name, _one_line(e)))
         return out
-    raise BadInput(f"{path}: unknown rule file type {suffix or '(none)'} (.db, .json or .pb)")
+    raise BadInput(f"{path}: unknown rule file type {path.suffix.lower() or '(none)'} "
+                   "(.db, .json or .pb)")

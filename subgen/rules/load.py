@@ -20,6 +20,7 @@ from envcore.rewrite.rule import MalformedRule, Rule
 from subgen.errors import BadInput
 from subgen.paths import DEFAULT_RULES
 from subgen.rules.db import scoped
+from subgen.rules.io import is_rule_db
 
 
 def load_rules_for_use(source: str | Path | Iterable[Rule] | None = None,
@@ -35,9 +36,9 @@ def load_rules_for_use(source: str | Path | Iterable[Rule] | None = None,
                 raise BadInput(f"no rule DB at {path}: run `subgen generate` first "
                                "(or pass --rules)")
             raise BadInput(f"no such rule file: {path}")
-        if path.suffix == ".db" and not unverified:
+        if is_rule_db(path) and not unverified:
             return _from_db(path, both_directions)
-        if path.suffix == ".db":          # unverified: the proved rows, scoped or not
+        if is_rule_db(path):              # unverified: the proved rows, scoped or not
             from subgen.rules.db import RuleDB
             with RuleDB(path, create=False) as db:
                 plain = [s.rule for s in db.rules("proved")]
