@@ -150,3 +150,70 @@ class LocalPool(OrderedMap):
 
     def __exit__(self, exc_type, *exc):
         self.close(now=exc_type is not None)
+
+
+# ----------------------------------------------------------------------------------------------
+# processes we do not start ourselves
+
+# The watcher, run as `python -c WATCHER <driver pid>` in a session of its own.  It notes the
+# driver's descendants every half second and, once the driver is gone, kills those still alive
+# (a pid is taken as the same process only with the same start time, so a reused pid is spared).
+WATCHER = r"""
+import os, signal, sys, time
+driver = int(sys.argv[1])
+
+def table():
+    out = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                out[int(name)] = (int(fields[1]), fields[19])     # ppid, start time
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+def started(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+me, seen = started(driver), {}
+while started(driver) == me and me is not None:
+    procs = table()
+    kids = {driver}
+    grew = True
+    while grew:
+        new = {p for p, (pp, _) in procs.items() if pp in kids and p not in kids}
+        kids |= new
+        grew = bool(new)
+    for p in kids - {driver, os.getpid()}:
+        seen.setdefault(p, procs[p][1])
+    time.sleep(0.5)
+for pid, start in seen.items():
+    if started(pid) == start:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+"""
+
+
+def reap_descendants_after_exit() -> None:
+    """Ends, once this process is gone however it ends (SIGKILL included), every process it
+    started, directly or not, that is still alive.  For services started on our behalf whose
+    own fate-sharing falls short (a local Ray's agents outlive their raylet); our own workers
+    use `die_with_parent` instead.  Linux only (it reads /proc); a no-op elsewhere."""
+    global _watcher
+    if _watcher is not None or not os.path.isdir("/proc/self"):
+        return
+    import subprocess
+    _watcher = subprocess.Popen([sys.executable, "-c", WATCHER, str(os.getpid())],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+_watcher = None

@@ -64,3 +64,39 @@ def test_verify_workers_die_with_their_driver(tmp_path):
         c.execute("UPDATE rules SET status='candidate', scope=NULL")
     procs = _kill_when_workers_run([*SUBGEN, "verify", str(db), "--workers", "2"])
     assert _alive_after(procs) == []
+
+
+def test_ray_local_cluster_dies_with_its_driver(tmp_path):
+    """`--executor ray` without an address starts a local Ray (GCS, raylet, workers) under the
+    driver: a SIGKILL of the driver must take all of it down, not leave a cluster behind."""
+    pytest.importorskip("ray")
+    cmd = [*SUBGEN, "generate", "--max-ops", "3", "--executor", "ray", "--workers", "2",
+           "--out", str(tmp_path / "r.db")]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "RAY_ADDRESS": ""})
+    me = psutil.Process(proc.pid)
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 180:          # Ray's own workers are named ray::...
+        names = [_describe(k) for k in me.children(recursive=True)]
+        if any("raylet" in n for n in names) and any(n.startswith("ray::") for n in names):
+            break
+        if proc.poll() is not None:
+            pytest.fail("the command ended before Ray's workers were seen")
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("no Ray workers seen")
+    time.sleep(1.0)
+    everyone = me.children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    alive = _alive_after(everyone, seconds=15.0)
+    assert alive == [], [_describe(p)[:80] for p in alive]
+
+
+def _describe(p) -> str:
+    """A process's name and command line ('' once it is gone)."""
+    try:
+        return f"{p.name()} {' '.join(p.cmdline())}"
+    except psutil.Error:
+        return ""

@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from envcore.processes import LocalPool, OrderedMap, chunks, run_chunk
+from envcore.processes import LocalPool, OrderedMap, chunks, reap_descendants_after_exit, run_chunk
 from subgen.errors import BadInput
 
 KINDS = ("local", "ray")
@@ -71,6 +71,9 @@ def connect_ray(address: str | None = None, run_dir: str | Path = "runs",
             # Ray runs workers at nice 15, so on a busy machine they starve behind everything
             # else; ours do the work and should compete like the local pool's processes do
             os.environ.setdefault("RAY_worker_niceness", "0")
+            # the local Ray is ours: it ends with this process, SIGKILL included (Ray's
+            # dashboard and runtime-env agents outlive their raylet otherwise)
+            reap_descendants_after_exit()
             ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                      log_to_driver=False, configure_logging=False,
                      _temp_dir=str(ray_temp_dir(run_dir)))
