@@ -30,6 +30,75 @@ def save_atomic(obj, path: str | Path) -> None:
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
+# A packed tensor: the flat positions where it differs, bit for bit, from its reference, and
+# its values there.  `pack` uses it where it halves the size or better.
+PACKED = "packed_tensor"
+_SAME_SIZE_INT = {2: "int16", 4: "int32", 8: "int64"}
+
+
+def pack(obj, reference=None):
+    """`obj` (nested dicts and lists of tensors: state dicts, optimiser states) with each large
+    float tensor stored as its differences from `reference` (the same structure, e.g. the seeded
+    initial weights; zeros where it has nothing, as for optimiser moments).  Weights that
+    training never touched (rows of rules a run never met) then cost nothing; `unpack` with the
+    same reference restores every tensor bit for bit."""
+    import torch
+    if isinstance(obj, dict):
+        ref = reference if isinstance(reference, dict) else {}
+        return {k: pack(v, ref.get(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(pack(v) for v in obj)
+    if not (torch.is_tensor(obj) and obj.is_floating_point() and obj.numel() >= 1024):
+        return obj
+    ref = reference if torch.is_tensor(reference) and reference.shape == obj.shape \
+        and reference.dtype == obj.dtype else torch.zeros_like(obj)
+    as_int = getattr(torch, _SAME_SIZE_INT[obj.element_size()])
+    flat = obj.detach().contiguous().flatten()
+    where = (flat.view(as_int) != ref.contiguous().flatten().view(as_int)).nonzero().flatten()
+    if 3 * len(where) > obj.numel():          # index + value: no gain past a third
+        return obj
+    return {PACKED: True, "shape": tuple(obj.shape), "where": where.to(torch.int32),
+            "values": flat[where].clone()}
+
+
+def unpack(obj, reference=None):
+    """The inverse of `pack` for the same reference."""
+    import torch
+    if isinstance(obj, dict) and obj.get(PACKED) is True:
+        values = obj["values"]
+        ref = reference if torch.is_tensor(reference) and tuple(reference.shape) == obj["shape"] \
+            and reference.dtype == values.dtype else torch.zeros(obj["shape"], dtype=values.dtype)
+        flat = ref.detach().clone().contiguous().flatten()
+        flat[obj["where"].long()] = values
+        return flat.view(obj["shape"])
+    if isinstance(obj, dict):
+        ref = reference if isinstance(reference, dict) else {}
+        return {k: unpack(v, ref.get(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(unpack(v) for v in obj)
+    return obj
+
+
+def compressed(obj) -> bytes:
+    """`obj` as torch.save would write it, zlib-compressed: for replay buffers, whose consecutive
+    states share most of their features (a world-model run's 300 states: 10.8 MB -> 0.5 MB)."""
+    import io
+    import zlib
+
+    import torch
+    raw = io.BytesIO()
+    torch.save(obj, raw)
+    return zlib.compress(raw.getvalue(), 6)
+
+
+def decompressed(blob: bytes):
+    import io
+    import zlib
+
+    import torch
+    return torch.load(io.BytesIO(zlib.decompress(blob)), weights_only=False)
+
+
 def load_checkpoint(out: Path) -> dict | None:
     """The run's checkpoint, or None when it has none yet."""
     path = Path(out) / CHECKPOINT

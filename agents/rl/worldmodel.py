@@ -24,6 +24,14 @@ C picks a *rule* (or stop); M predicts which rules will be applicable, and C is 
 prediction.  In the real environment the *location* is chosen by a fixed rule: the chosen rule's
 candidate with the best local cost delta (the env's `cand_delta`, first in env order on ties).
 
+Rule vocabulary.  The rule set has thousands of rules; a run meets a few hundred.  Every per-rule
+output (M's mask and delta heads, V's mask reconstruction, C's rule logits) is computed only for
+the rules in play: in the dream and in fitting, the rules seen applicable in some real state so
+far (`WorldModelTrainer.known`); in the real env, the observation's own candidate rules.  A rule
+never met gets no gradient, so its rows keep their seeded initial values and zero optimiser
+moments, and the checkpoint stores only what differs from those (`run_dir.pack`): its size
+follows what was learned, not the size of the rule set.
+
 Guards against C exploiting M's errors, all on by default and each switchable:
     - dream temperature (tau < 1 tightens M's mixture so imagined states stay near the data);
     - ensemble disagreement penalty: imagined reward = mean over members - lambda * std;
@@ -84,6 +92,8 @@ class Args:
     """latent size"""
     rnn_hidden: int = 64
     """M's LSTM width"""
+    action_dim: int = 16
+    """size of M's learned embedding of the action (a rule, or stop)"""
     mixtures: int = 5
     """Gaussians in M's mixture"""
     ensemble: int = 3
@@ -123,8 +133,15 @@ class Args:
 # ------------------------------------------------------------------------------------------------
 # V, M, C
 
+def rule_rows(head: nn.Linear, x: torch.Tensor, rules: torch.Tensor) -> torch.Tensor:
+    """`head(x)[..., rules]`, computing those outputs alone: a rule not asked for costs nothing
+    and gets no gradient."""
+    return F.linear(x, head.weight[rules], head.bias[rules])
+
+
 class V(nn.Module):
-    """Graph -> z.  The reconstruction heads decode the state's own applicable rules and cost."""
+    """Graph -> z.  The reconstruction heads decode the state's own applicable rules (the rules in
+    play only, see `rule_rows`) and cost."""
 
     def __init__(self, node_dim, edge_dim, num_rules, args: Args):
         super().__init__()
@@ -144,7 +161,8 @@ class M(nn.Module):
         super().__init__()
         self.num_actions = num_rules + 1            # rules + stop
         self.z_dim, self.k = args.z_dim, args.mixtures
-        self.lstm = nn.LSTM(args.z_dim + self.num_actions, args.rnn_hidden, batch_first=True)
+        self.action = nn.Embedding(self.num_actions, args.action_dim)
+        self.lstm = nn.LSTM(args.z_dim + args.action_dim, args.rnn_hidden, batch_first=True)
         self.mdn = nn.Linear(args.rnn_hidden, self.k * (1 + 2 * args.z_dim))
         self.reward = nn.Linear(args.rnn_hidden, 1)
         self.done = nn.Linear(args.rnn_hidden, 1)
@@ -154,17 +172,19 @@ class M(nn.Module):
         self.copy_weight = nn.Parameter(torch.tensor(4.0))     # logit margin of "unchanged"
         self.reward_weight = nn.Parameter(torch.tensor(1.0))   # reward ~ the chosen rule's delta
 
-    def forward(self, z, a, state=None, mask=None, delta=None):
-        """z [B,T,Z], a [B,T] action (rule index, num_rules = stop) -> heads over [B,T].
-        mask [B,T,R] (0/1) and delta [B,T,R]: the current step's applicable rules and their best
+    def forward(self, z, a, rules, state=None, mask=None, delta=None):
+        """z [B,T,Z]; `rules` [K] the rules in play (sorted rule indices); a [B,T] the action as a
+        position in them (K = stop) -> heads over [B,T], the per-rule ones over `rules`.
+        mask [B,T,K] (0/1) and delta [B,T,K]: the current step's applicable rules and their best
         deltas; with them (and `residual_heads`) the heads predict changes to them."""
-        x = torch.cat([z, F.one_hot(a, self.num_actions).float()], -1)
+        stop = torch.full((1,), self.num_actions - 1, dtype=rules.dtype)
+        x = torch.cat([z, self.action(torch.cat([rules, stop])[a])], -1)
         h, state = self.lstm(x, state)
         logit_pi, mu, log_sigma = self.mdn(h).split([self.k, self.k * self.z_dim,
                                                      self.k * self.z_dim], -1)
         shape = (*h.shape[:-1], self.k, self.z_dim)
         reward = self.reward(h).squeeze(-1)
-        next_mask, next_delta = self.next_mask(h), self.next_delta(h)
+        next_mask, next_delta = rule_rows(self.next_mask, h, rules), rule_rows(self.next_delta, h, rules)
         if self.residual and mask is not None:
             next_mask = next_mask + self.copy_weight * (2 * mask.float() - 1)
         if self.residual and delta is not None:
@@ -194,22 +214,25 @@ class M(nn.Module):
 
 
 class C(nn.Module):
-    """Controller on [z, h]: logits over rules + stop, and a value."""
+    """Controller on [z, h]: logits over the rules in play + stop, and a value."""
 
     def __init__(self, num_rules, args: Args):
         super().__init__()
-        self.pi = mlp(args.z_dim + args.rnn_hidden, 64, num_rules + 1)
+        self.body = nn.Sequential(nn.Linear(args.z_dim + args.rnn_hidden, 64), nn.ReLU())
+        self.rule_logit, self.stop_logit = nn.Linear(64, num_rules), nn.Linear(64, 1)
+        for head in (self.rule_logit, self.stop_logit):  # CleanRL: the initial policy is the prior
+            nn.init.normal_(head.weight, std=0.01)
+            nn.init.zeros_(head.bias)
         self.v = mlp(args.z_dim + args.rnn_hidden, 64, 1)
-        nn.init.normal_(self.pi[-1].weight, std=0.01)    # CleanRL: the initial policy is the prior
-        nn.init.zeros_(self.pi[-1].bias)
         self.delta_weight = nn.Parameter(torch.tensor(float(args.delta_prior)))
 
-    def forward(self, z, h, rule_mask, rule_delta=None):
-        """rule_mask [B, R] bool; rule_delta [B, R] each rule's best estimated delta; stop (the
-        last logit) is always allowed."""
+    def forward(self, z, h, rules, rule_mask, rule_delta=None):
+        """`rules` [K] the rules in play; rule_mask [B, K] bool; rule_delta [B, K] each rule's best
+        estimated delta.  Actions are positions in `rules`, and K is stop (always allowed)."""
         x = torch.cat([z, h], -1)
         allowed = torch.cat([rule_mask, torch.ones_like(rule_mask[:, :1])], -1)
-        logits = self.pi(x)
+        f = self.body(x)
+        logits = torch.cat([rule_rows(self.rule_logit, f, rules), self.stop_logit(f)], -1)
         if rule_delta is not None:
             logits = logits + self.delta_weight * F.pad(rule_delta, (0, 1))
         logits = logits.masked_fill(~allowed, -1e9)
@@ -219,18 +242,31 @@ class C(nn.Module):
 # ------------------------------------------------------------------------------------------------
 # the bridge between rules (C's actions) and the env's flat candidate actions
 
-def rule_mask_of(data, num_rules: int) -> np.ndarray:
-    """Which rules have at least one valid candidate in this observation."""
-    m = np.zeros(num_rules, dtype=bool)
-    m[data.cand_rule.numpy()] = True
-    return m
+def candidate_rules(data) -> torch.Tensor:
+    """[K] the rules with at least one candidate in this observation, sorted."""
+    return torch.unique(data.cand_rule)
 
 
-def rule_delta_of(data, num_rules: int) -> torch.Tensor:
-    """[R] each rule's best estimated delta among its candidates (0 where it has none)."""
-    best = torch.full((num_rules,), -torch.inf)
-    best = best.scatter_reduce(0, data.cand_rule, data.cand_delta.float(), "amax")
+def rule_mask_of(data, rules: torch.Tensor) -> torch.Tensor:
+    """[K] bool: which of `rules` have at least one candidate in this observation."""
+    return torch.isin(rules, data.cand_rule)
+
+
+def rule_delta_of(data, rules: torch.Tensor) -> torch.Tensor:
+    """[K] each of `rules` (sorted)' best estimated delta among its candidates (0 where it has
+    none; candidates of other rules are ignored)."""
+    pos = torch.searchsorted(rules, data.cand_rule)
+    hit = pos < len(rules)
+    hit[hit.clone()] = rules[pos[hit]] == data.cand_rule[hit]
+    best = torch.full((len(rules),), -torch.inf)
+    best = best.scatter_reduce(0, pos[hit], data.cand_delta.float()[hit], "amax")
     return torch.where(torch.isinf(best), torch.zeros_like(best), best)
+
+
+def position_in(rules: torch.Tensor, rule: int) -> int:
+    """Where `rule` sits in `rules` (sorted); len(rules), the stop action, when it is absent."""
+    i = int(torch.searchsorted(rules, torch.tensor(rule)))
+    return i if i < len(rules) and int(rules[i]) == rule else len(rules)
 
 
 def location_for(data, rule: int, num_rules: int, stop_action: int) -> int:
@@ -256,7 +292,6 @@ def rule_of_action(data, action: int, num_rules: int) -> int:
 @dataclass
 class Episode:
     datas: list = field(default_factory=list)      # RewriteData of s_0..s_T (T+1 states)
-    masks: list = field(default_factory=list)      # rule masks of s_0..s_T
     actions: list = field(default_factory=list)    # rule index (num_rules = stop), T of them
     rewards: list = field(default_factory=list)
     dones: list = field(default_factory=list)      # terminated (not truncated)
@@ -265,18 +300,32 @@ class Episode:
     initial_cost: float = 0.0
 
 
+def init_nets(args: Args, dims: tuple[int, int, int]) -> tuple[V, nn.ModuleList, C]:
+    """V, the ensemble of Ms and C as seeded: the reference a checkpoint stores differences from."""
+    node_dim, edge_dim, num_rules = dims
+    torch.manual_seed(args.seed)
+    v = V(node_dim, edge_dim, num_rules, args)
+    ms = nn.ModuleList(M(num_rules, args) for _ in range(args.ensemble))
+    return v, ms, C(num_rules, args)
+
+
+def initial_states(nets) -> dict:
+    return {k: {n: t.detach().clone() for n, t in net.state_dict().items()}
+            for k, net in zip(("v", "ms", "c"), nets)}
+
+
 class WorldModelTrainer:
     """Owns V, M, C, their optimisers, the real-episode buffer and the counters; one call of
     `iteration` is collect -> fit V, M -> dream.  `state_dict` captures everything for --resume."""
 
     def __init__(self, args: Args, envs: list):
         self.args, self.envs = args, envs
-        node_dim, edge_dim, self.num_rules = self.dims = env_dims(envs[0])
+        self.dims = env_dims(envs[0])
+        self.num_rules = self.dims[2]
         self.stop_action = envs[0].action_space.n - 1
-        torch.manual_seed(args.seed)
-        self.v = V(node_dim, edge_dim, self.num_rules, args)
-        self.ms = nn.ModuleList(M(self.num_rules, args) for _ in range(args.ensemble))
-        self.c = C(self.num_rules, args)
+        self.v, self.ms, self.c = nets = init_nets(args, self.dims)
+        self.initial = initial_states(nets)
+        self.known = torch.zeros(0, dtype=torch.long)   # rules seen applicable in the buffer
         self.wm_opt = torch.optim.Adam([*self.v.parameters(), *self.ms.parameters()], lr=args.wm_lr)
         self.c_opt = torch.optim.Adam(self.c.parameters(), lr=args.c_lr)
         self.rng = np.random.default_rng(args.seed)
@@ -313,17 +362,19 @@ class WorldModelTrainer:
         state, h = None, torch.zeros(1, self.args.rnn_hidden)
         data = obs_to_data(obs)
         while True:
-            mask = rule_mask_of(data, self.num_rules)
-            ep.datas.append(data), ep.masks.append(mask)
+            rules = candidate_rules(data)            # C chooses among the rules that apply here
+            ep.datas.append(data)
             ep.cost_ratios.append(float(info["cost"]) / ep.initial_cost)
             if use_c and self.rng.random() >= self.args.explore_eps:
                 z = self.v(collate([data]))
-                dist, _ = self.c(z, h, torch.as_tensor(mask)[None],
-                                 rule_delta_of(data, self.num_rules)[None])
-                rule = int(torch.multinomial(dist.probs, 1, generator=self.gen))
+                dist, _ = self.c(z, h, rules, torch.ones(1, len(rules), dtype=torch.bool),
+                                 rule_delta_of(data, rules)[None])
+                k = int(torch.multinomial(dist.probs, 1, generator=self.gen))
+                rule = int(rules[k]) if k < len(rules) else self.num_rules
             else:   # uniform over the valid candidates (not over rules), like the random agent
                 valid = np.flatnonzero(env.unwrapped.action_masks())
                 rule = rule_of_action(data, int(self.rng.choice(valid)), self.num_rules)
+                k = position_in(rules, rule)
             action = location_for(data, rule, self.num_rules, self.stop_action)
             obs, reward, terminated, truncated, info = self._step(env, action)
             self.real_steps += 1
@@ -332,37 +383,41 @@ class WorldModelTrainer:
             ep.dones.append(bool(terminated))
             if use_c:   # keep M's memory of the real trajectory for C's next decision
                 z = self.v(collate([data]))
-                out, state = self.ms[0](z[:, None], torch.tensor([[rule]]), state)
+                out, state = self.ms[0](z[:, None], torch.tensor([[k]]), rules, state)
                 h = out["h"][:, -1]
             data = obs_to_data(obs)
             if terminated or truncated:
-                ep.datas.append(data), ep.masks.append(rule_mask_of(data, self.num_rules))
+                ep.datas.append(data)
                 ep.cost_ratios.append(float(info["cost"]) / ep.initial_cost)
                 break
         ep.final_cost = float(info["cost"])
         self.episodes += 1
         self.buffer.append(ep)
+        self.known = torch.unique(torch.cat([self.known, *(d.cand_rule for d in ep.datas)]))
         return ep
 
     # -- fitting V and M -------------------------------------------------------------------------
     def _episodes_batch(self, episodes: list[Episode]):
         """Episodes padded to [B, T+1, ...]; `valid` [B, T] marks real transitions.  V encodes
-        every state of every episode in one GNN pass."""
+        every state of every episode in one GNN pass.  Per-rule tensors are over `rules`, the
+        rules in play (`known`), and actions are positions in them (len(rules) = stop)."""
+        rules = self.known
         lens = [len(ep.actions) for ep in episodes]
         z_flat = self.v(collate([d for ep in episodes for d in ep.datas]))
         zs = z_flat.split([n + 1 for n in lens])
         pad = nn.utils.rnn.pad_sequence
         z = pad(list(zs), batch_first=True)                                      # [B, T+1, Z]
-        a = pad([torch.tensor(ep.actions) for ep in episodes], batch_first=True)
+        a = pad([torch.tensor([position_in(rules, r) for r in ep.actions], dtype=torch.long)
+                 for ep in episodes], batch_first=True)
         r = pad([torch.tensor(ep.rewards, dtype=torch.float32) for ep in episodes], batch_first=True)
         d = pad([torch.tensor(ep.dones, dtype=torch.float32) for ep in episodes], batch_first=True)
-        masks = pad([torch.tensor(np.stack(ep.masks), dtype=torch.float32) for ep in episodes],
-                    batch_first=True)
+        masks = pad([torch.stack([rule_mask_of(dt, rules) for dt in ep.datas]).float()
+                     for ep in episodes], batch_first=True)                   # [B, T+1, K]
         costs = torch.cat([torch.tensor(ep.cost_ratios, dtype=torch.float32) for ep in episodes])
         valid = torch.arange(a.size(1))[None] < torch.tensor(lens)[:, None]
-        deltas = pad([torch.stack([rule_delta_of(dt, self.num_rules) for dt in ep.datas])
-                      for ep in episodes], batch_first=True)                  # [B, T+1, R]
-        return z_flat, z, a, r, d, masks, costs, valid, deltas
+        deltas = pad([torch.stack([rule_delta_of(dt, rules) for dt in ep.datas])
+                      for ep in episodes], batch_first=True)                  # [B, T+1, K]
+        return z_flat, z, a, r, d, masks, costs, valid, deltas, rules
 
     def fit_world_model(self) -> dict:
         """`wm_updates` Adam steps of V and every M on random batches of real episodes."""
@@ -370,17 +425,18 @@ class WorldModelTrainer:
         for _ in range(self.args.wm_updates):
             pick = self.rng.choice(len(self.buffer), min(self.args.wm_batch, len(self.buffer)),
                                    replace=False)
-            z_flat, z, a, r, d, masks, costs, valid, deltas = self._episodes_batch(
+            z_flat, z, a, r, d, masks, costs, valid, deltas, rules = self._episodes_batch(
                 [self.buffer[i] for i in pick])
             flat_masks = torch.cat([masks[i, :int(valid[i].sum()) + 1] for i in range(len(pick))])
-            losses = {"v_recon": F.binary_cross_entropy_with_logits(self.v.recon_mask(z_flat), flat_masks)
+            recon = rule_rows(self.v.recon_mask, z_flat, rules)
+            losses = {"v_recon": F.binary_cross_entropy_with_logits(recon, flat_masks)
                       + F.mse_loss(self.v.recon_cost(z_flat).squeeze(-1), costs)}
             w = valid.float()
 
             def mean(x):
                 return (x * w).sum() / w.sum()
             for m in self.ms:
-                out, _ = m(z[:, :-1], a, None, masks[:, :-1], deltas[:, :-1])
+                out, _ = m(z[:, :-1], a, rules, None, masks[:, :-1], deltas[:, :-1])
                 applicable = masks[:, 1:]    # a rule's delta means something only where it applies
                 delta_err = (((out["next_delta"] - deltas[:, 1:]) ** 2) * applicable).sum(-1) \
                     / applicable.sum(-1).clamp(min=1)
@@ -408,8 +464,8 @@ class WorldModelTrainer:
         (per rule and step) and F1 on the applicable rules, next to trivial baselines: "nothing
         changes" (copy) and "no rule applies" (none)."""
         episodes = episodes if episodes is not None else self.buffer
-        _, z, a, r, _, masks, _, valid, deltas = self._episodes_batch(episodes)
-        out, _ = self.ms[0](z[:, :-1], a, None, masks[:, :-1], deltas[:, :-1])
+        _, z, a, r, _, masks, _, valid, deltas, rules = self._episodes_batch(episodes)
+        out, _ = self.ms[0](z[:, :-1], a, rules, None, masks[:, :-1], deltas[:, :-1])
         pred, truth = out["next_mask"] > 0, masks[:, 1:].bool()
         per_step = valid[..., None].expand_as(truth)
         same_as_now = masks[:, :-1].bool()
@@ -430,9 +486,10 @@ class WorldModelTrainer:
     # -- training C inside the dream ---------------------------------------------------------------
     @torch.no_grad()
     def dream_starts(self):
-        """Real (z, h, c, mask) of every non-terminal buffered state; (h, c) are M's memory after
-        reading the real prefix, stepped in a batch over all episodes."""
-        _, z, a, _, _, masks, _, valid, deltas = self._episodes_batch(self.buffer)
+        """Real (z, h, c, mask, delta) of every non-terminal buffered state, and the rules in
+        play; (h, c) are M's memory after reading the real prefix, stepped in a batch over all
+        episodes."""
+        _, z, a, _, _, masks, _, valid, deltas, rules = self._episodes_batch(self.buffer)
         b, t = a.shape
         hs, cs = [], []
         for m in self.ms:          # each member keeps its own memory of the real prefix
@@ -440,16 +497,16 @@ class WorldModelTrainer:
             mh, mc = [], []
             for i in range(t):
                 mh.append(h[0]), mc.append(c[0])
-                _, (h, c) = m(z[:, i:i + 1], a[:, i:i + 1], (h, c))
+                _, (h, c) = m(z[:, i:i + 1], a[:, i:i + 1], rules, (h, c))
             hs.append(torch.stack(mh, 1)[valid]), cs.append(torch.stack(mc, 1)[valid])
         return (z[:, :-1][valid], torch.stack(hs), torch.stack(cs), masks[:, :-1][valid].bool(),
-                deltas[:, :-1][valid])
+                deltas[:, :-1][valid], rules)
 
     def dream(self, starts, env_guard=None) -> dict:
         """One C update from `dream_batch` imagined rollouts of `dream_horizon` steps.
         No real env is touched: everything below reads only M, C and `starts`."""
         a_ = self.args
-        z0, h0, c0, m0, d0 = starts
+        z0, h0, c0, m0, d0, rules = starts
         idx = torch.randint(len(z0), (a_.dream_batch,), generator=self.gen)
         z, mask, delta = z0[idx], m0[idx], d0[idx]
         states = [(h0[e, idx][None].contiguous(), c0[e, idx][None].contiguous())
@@ -458,19 +515,19 @@ class WorldModelTrainer:
         alive = torch.ones(a_.dream_batch)
         logps, values, rewards, alives, ents = [], [], [], [], []
         for _ in range(a_.dream_horizon):
-            dist, value = self.c(z, h, mask, delta)
+            dist, value = self.c(z, h, rules, mask, delta)
             action = torch.multinomial(dist.probs.detach(), 1, generator=self.gen).squeeze(-1)
             logps.append(dist.log_prob(action)), values.append(value), ents.append(dist.entropy())
             with torch.no_grad():
                 outs, new_states = [], []
                 for m, st in zip(self.ms, states):
-                    o, s = m(z[:, None], action[:, None], st, mask[:, None], delta[:, None])
+                    o, s = m(z[:, None], action[:, None], rules, st, mask[:, None], delta[:, None])
                     outs.append({k: v[:, 0] for k, v in o.items()}), new_states.append(s)
                 states = new_states
                 r_all = torch.stack([o["reward"] for o in outs])
                 reward = r_all.mean(0) - a_.disagreement_coef * r_all.std(0, unbiased=False) \
                     if len(outs) > 1 else r_all[0]
-                stop = action == self.num_rules
+                stop = action == len(rules)
                 p_done = torch.where(stop, torch.ones_like(reward), torch.sigmoid(outs[0]["done"]))
                 rewards.append(reward * alive), alives.append(alive.clone())
                 alive = alive * (1 - p_done)
@@ -479,7 +536,7 @@ class WorldModelTrainer:
                 mask = outs[0]["next_mask"] > 0
                 delta = outs[0]["next_delta"]
         with torch.no_grad():
-            _, last_value = self.c(z, h, mask, delta)
+            _, last_value = self.c(z, h, rules, mask, delta)
             advantages = torch.zeros(len(rewards), a_.dream_batch)
             gae = torch.zeros(a_.dream_batch)
             next_value = last_value * alive
@@ -530,29 +587,46 @@ class WorldModelTrainer:
         return metrics
 
     # -- checkpoints -------------------------------------------------------------------------------
+    FORMAT = 2      # 2: packed against the seeded nets, per-rule outputs over the rules in play
+
     def state_dict(self) -> dict:
-        return {"args": asdict(self.args), "v": self.v.state_dict(), "ms": self.ms.state_dict(),
-                "c": self.c.state_dict(), "wm_opt": self.wm_opt.state_dict(),
-                "c_opt": self.c_opt.state_dict(), "rng": self.rng.bit_generator.state,
+        """Everything a resume needs; weights as their changes from the seeded initial ones,
+        optimiser moments as their non-zero entries (`run_dir.pack`)."""
+        nets = {"v": self.v.state_dict(), "ms": self.ms.state_dict(), "c": self.c.state_dict()}
+        return {"format": self.FORMAT, "args": asdict(self.args),
+                **run_dir.pack(nets, self.initial),
+                "wm_opt": run_dir.pack(self.wm_opt.state_dict()),
+                "c_opt": run_dir.pack(self.c_opt.state_dict()), "rng": self.rng.bit_generator.state,
                 "gen": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
-                "buffer": self.buffer, "real_steps": self.real_steps, "episodes": self.episodes,
-                "iterations": self.iterations, "num_rules": self.num_rules,
+                "buffer": run_dir.compressed(self.buffer), "real_steps": self.real_steps,
+                "episodes": self.episodes, "iterations": self.iterations, "num_rules": self.num_rules,
                 "dims": self.dims, "stop_action": self.stop_action, "best_cost": self.best_cost,
                 "best_trace": list(self.best_trace)}
 
     def load_state_dict(self, s: dict) -> None:
-        self.v.load_state_dict(s["v"]), self.ms.load_state_dict(s["ms"]), self.c.load_state_dict(s["c"])
-        self.wm_opt.load_state_dict(s["wm_opt"]), self.c_opt.load_state_dict(s["c_opt"])
+        if s.get("format") != self.FORMAT:
+            raise BadInput("the checkpoint was written by another version of the world model: "
+                           "start a new run (without --resume)")
+        nets = run_dir.unpack({k: s[k] for k in ("v", "ms", "c")}, self.initial)
+        try:
+            self.v.load_state_dict(nets["v"]), self.ms.load_state_dict(nets["ms"])
+            self.c.load_state_dict(nets["c"])
+        except RuntimeError:                   # other sizes: another rule set or other args
+            raise BadInput("the checkpoint does not fit this run's rules and sizes") from None
+        self.wm_opt.load_state_dict(run_dir.unpack(s["wm_opt"]))
+        self.c_opt.load_state_dict(run_dir.unpack(s["c_opt"]))
         self.rng.bit_generator.state = s["rng"]
         self.gen.set_state(s["gen"]), torch.set_rng_state(s["torch_rng"])
-        self.buffer, self.real_steps = s["buffer"], s["real_steps"]
+        self.buffer, self.real_steps = run_dir.decompressed(s["buffer"]), s["real_steps"]
         self.episodes, self.iterations = s["episodes"], s["iterations"]
         self.best_cost = s.get("best_cost", float("inf"))
         self.best_trace = list(s.get("best_trace", []))
+        self.known = torch.unique(torch.cat([self.known, *(d.cand_rule for ep in self.buffer
+                                                             for d in ep.datas)]))
 
     def agent(self) -> "WorldModelAgent":
         return WorldModelAgent.from_parts(self.args, self.v, self.ms[0], self.c, self.num_rules,
-                                          self.stop_action, self.dims)
+                                          self.stop_action, self.dims, self.initial)
 
 
 def train(args: Args, envs: list, out: str | Path, resume: bool = False,
@@ -602,9 +676,10 @@ class WorldModelAgent:
             self.load(checkpoint)
 
     @classmethod
-    def from_parts(cls, args, v, m, c, num_rules, stop_action, dims):
+    def from_parts(cls, args, v, m, c, num_rules, stop_action, dims, initial):
+        """`initial`: the seeded nets' states (`initial_states`), what `save` stores changes from."""
         self = cls()
-        self.dims = dims
+        self.dims, self.initial = dims, initial
         self.args, self.v, self.m, self.c = args, v, m, c
         self.num_rules, self.stop_action = num_rules, stop_action
         return self
@@ -615,15 +690,17 @@ class WorldModelAgent:
     @torch.no_grad()
     def act(self, obs, mask) -> int:
         data = obs_to_data(obs)
+        rules = candidate_rules(data)
         z = self.v(collate([data]))
         h = self._h if self._h is not None else torch.zeros(1, self.args.rnn_hidden)
-        dist, _ = self.c(z, h, torch.as_tensor(rule_mask_of(data, self.num_rules))[None],
-                         rule_delta_of(data, self.num_rules)[None])
-        rule = int(dist.probs.argmax())              # greedy evaluation
+        dist, _ = self.c(z, h, rules, torch.ones(1, len(rules), dtype=torch.bool),
+                         rule_delta_of(data, rules)[None])
+        k = int(dist.probs.argmax())                 # greedy evaluation
+        rule = int(rules[k]) if k < len(rules) else self.num_rules
         action = location_for(data, rule, self.num_rules, self.stop_action)
         if not mask[action]:
             action = len(mask) - 1
-        out, self._state = self.m(z[:, None], torch.tensor([[rule]]), self._state)
+        out, self._state = self.m(z[:, None], torch.tensor([[k]]), rules, self._state)
         self._h = out["h"][:, -1]
         if action == len(mask) - 1:
             self.reset()
@@ -633,21 +710,31 @@ class WorldModelAgent:
         return policy_search(self, problem, budget, self.args.max_candidates, self.num_rules,
                              getattr(self.args, "candidate_order", "rule"))
 
+    def _reference(self) -> dict:
+        return {"v": self.initial["v"], "c": self.initial["c"],
+                "m": {k[len("0."):]: t for k, t in self.initial["ms"].items() if k.startswith("0.")}}
+
     def save(self, directory) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
-        run_dir.save_atomic({"args": asdict(self.args), "v": self.v.state_dict(), "m": self.m.state_dict(),
-                     "c": self.c.state_dict(), "num_rules": self.num_rules,
-                     "stop_action": self.stop_action, "dims": self.dims},
-                    Path(directory) / "worldmodel_agent.pt")
+        nets = {"v": self.v.state_dict(), "m": self.m.state_dict(), "c": self.c.state_dict()}
+        run_dir.save_atomic({"format": WorldModelTrainer.FORMAT, "args": asdict(self.args),
+                             **run_dir.pack(nets, self._reference()), "num_rules": self.num_rules,
+                             "stop_action": self.stop_action, "dims": self.dims},
+                            Path(directory) / "worldmodel_agent.pt")
 
     def load(self, directory) -> None:
         path = Path(directory) / "worldmodel_agent.pt"
         if not path.exists():
             raise BadInput(f"no worldmodel checkpoint in {directory}")
         s = torch.load(path, weights_only=False)
+        if s.get("format") != WorldModelTrainer.FORMAT:
+            raise BadInput(f"{path} was written by another version of the world model: train it again")
         self.args = Args(**s["args"])
         self.num_rules, self.stop_action, self.dims = s["num_rules"], s["stop_action"], s["dims"]
-        self.v = V(*self.dims[:2], self.num_rules, self.args)
-        self.m, self.c = M(self.num_rules, self.args), C(self.num_rules, self.args)
-        self.v.load_state_dict(s["v"]), self.m.load_state_dict(s["m"]), self.c.load_state_dict(s["c"])
+        with torch.random.fork_rng(devices=[]):      # the caller's RNG stays as it was
+            v, ms, self.c = nets = init_nets(self.args, self.dims)
+        self.v, self.m, self.initial = v, ms[0], initial_states(nets)
+        nets = run_dir.unpack({k: s[k] for k in ("v", "m", "c")}, self._reference())
+        self.v.load_state_dict(nets["v"]), self.m.load_state_dict(nets["m"])
+        self.c.load_state_dict(nets["c"])
         self.reset()
