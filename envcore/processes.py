@@ -21,7 +21,10 @@ worker therefore runs `die_with_parent` when it starts (the pools' `initializer`
 - on Linux the kernel kills it when its parent dies (`prctl(PR_SET_PDEATHSIG, SIGKILL)`);
 - everywhere, a daemon thread checks every half second that its parent is still the one it was
   started by (an orphan is re-parented) and ends the process if not.
-Workers ignore Ctrl-C: the driver handles it and ends them at once (`kill_workers`).
+Workers ignore Ctrl-C: the driver handles it and ends them at once (`kill_workers`).  A worker
+only learns to ignore it when its initializer runs, after a second or more of imports, so
+workers are started with SIGINT blocked (`sigint_blocked_while_starting_workers`): a Ctrl-C then
+cannot print a traceback from a worker that is still starting.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ import signal
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from typing import Any, Callable, Iterable, Iterator
 
 PR_SET_PDEATHSIG = 1
@@ -63,12 +67,36 @@ def die_with_parent(parent: int | None = None) -> None:
     threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
 
 
+@contextmanager
+def sigint_blocked_while_starting_workers():
+    """Blocks SIGINT in the calling (main) thread while it starts processes: a child inherits
+    the signal mask through fork and exec, so it starts deaf to Ctrl-C until its initializer
+    ignores it for good.  The driver loses nothing: a Ctrl-C that came meanwhile is delivered
+    when the block ends."""
+    if not hasattr(signal, "pthread_sigmask") or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def kill_workers(pool) -> None:
     """End a `concurrent.futures.ProcessPoolExecutor`'s workers now (on Ctrl-C or an error in
     the driver), instead of waiting for the tasks they are running."""
-    for proc in list(getattr(pool, "_processes", {}).values()):
-        proc.kill()
+    processes = list(getattr(pool, "_processes", {}).values())
+    # Cancel first and let the pool's manager thread drop the cancelled tasks (it clears the
+    # flag when done): killed first, it would fail every task still listed, cancelled ones
+    # included, and print an InvalidStateError traceback from its thread (CPython 3.11).
     pool.shutdown(wait=False, cancel_futures=True)
+    deadline = time.monotonic() + 0.2
+    while getattr(pool, "_cancel_pending_futures", False) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    for proc in processes:
+        proc.kill()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -114,7 +142,8 @@ class LocalPool(OrderedMap):
             return
         from concurrent.futures import as_completed
         pool = self._get_pool()
-        futures = [pool.submit(run_chunk, fn, s, c) for s, c in chunks(items, chunksize)]
+        with sigint_blocked_while_starting_workers():      # submit starts the workers
+            futures = [pool.submit(run_chunk, fn, s, c) for s, c in chunks(items, chunksize)]
         try:
             for fut in as_completed(futures):
                 yield from fut.result()
@@ -125,15 +154,18 @@ class LocalPool(OrderedMap):
     def submit(self, fn: Callable, *args):
         """One task on a worker, as a `concurrent.futures.Future`: for callers that stream their
         work instead of mapping over a list."""
-        return self._get_pool().submit(fn, *args)
+        pool = self._get_pool()
+        with sigint_blocked_while_starting_workers():
+            return pool.submit(fn, *args)
 
     def _get_pool(self):
         if self._pool is None:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=die_with_parent,
-                                             initargs=(os.getpid(),))
+            with sigint_blocked_while_starting_workers():
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                                 initializer=die_with_parent,
+                                                 initargs=(os.getpid(),))
         return self._pool
 
     def close(self, now: bool = False) -> None:

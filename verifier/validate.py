@@ -376,6 +376,8 @@ def validate_all(axioms: list[Axiom] | None = None, shape: bool = True, progress
         from envcore.processes import LocalPool
 
         def finished(fut):
+            if fut.cancelled():           # the pool is being torn down (Ctrl-C, an error)
+                return
             err = fut.exception()
             results.put((True, fut.result()) if err is None else (False, err))
         with LocalPool(workers) as pool:

@@ -45,35 +45,29 @@ def cli():
 
 
 def _interrupted():
-    """One line and exit 130.  Everything committed is on disk (SQLite transactions, atomic
-    renames).  The normal exit takes well under a second; a watchdog makes sure of it, because a
-    process pool's queue feeder can block the exit handlers forever on a pipe that its killed
-    workers no longer read (then the exit is forced, and the resource tracker, which would only
-    warn about the pool's semaphores, goes with it)."""
+    """One line and exit 130, at once.  Everything committed is on disk (SQLite transactions,
+    atomic renames, each `finally` already run while the interrupt unwound) and the workers are
+    gone, so the interpreter's own shutdown has nothing left to do for the user, and it can take
+    seconds: freeing tens of thousands of rule and graph objects, or blocking on a process
+    pool's queue feeder whose killed workers no longer read its pipe.  So the exit is direct;
+    the multiprocessing resource tracker, which would only warn about the pool's semaphores,
+    goes with it."""
     import os
     import signal
-    import threading
     click.echo("interrupted; committed work is kept, rerun to resume", err=True)
-
-    def force():
-        sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
         try:
-            from multiprocessing import resource_tracker
-            pid = getattr(resource_tracker._resource_tracker, "_pid", None)
-            if pid:
-                os.kill(pid, signal.SIGKILL)
-        except (ImportError, OSError, AttributeError):
+            stream.flush()
+        except (OSError, ValueError):
             pass
-        os._exit(130)
-    timer = threading.Timer(0.8, force)
-    timer.daemon = True
-    timer.start()
-    # the one line is out; what the interpreter's shutdown may still print (objects of a library
-    # caught half-built by the interrupt complain in their __del__) is not the user's business
-    sys.stderr.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    sys.exit(130)
+    try:
+        from multiprocessing import resource_tracker
+        pid = getattr(resource_tracker._resource_tracker, "_pid", None)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+    except (ImportError, OSError, AttributeError):
+        pass
+    os._exit(130)
 
 
 def main(argv=None):

@@ -138,8 +138,10 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
     workers = workers or 1
     if rules is None:
         raise BadInput("missing RULES (a .db, .json or .pb file)")
+    from subgen.faults import phase_started
     from verifier.batch import summary, verify_many
     t0 = time.perf_counter()
+    phase_started("read")
     todo, ids, done, db = _load(rules, retry_unknown)
     pool = None
     if executor == "ray":   # --workers: tasks in flight at once on the cluster
@@ -152,6 +154,7 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
     batched = ResultBatch(db, COMMIT_S) if db is not None else nullcontext()
     with _progress(len(todo), "verifying", as_json) as bar, batched as batch:
         task = bar.add_task("verify", total=len(todo))
+        phase_started("verify")
 
         def on_result(i, res):
             results[i] = res
@@ -172,6 +175,7 @@ def verify(rules, timeout_ms, workers, report, as_json, check_axioms, max_dim, l
     out["skipped_final"] = skipped
     out.update(_scope_counts(res for _, res in named))
     if report:
+        phase_started("report")
         _write_json(report, {"summary": out, "rules": [
             {"name": n, **res.to_dict(), **_holds_at(res)} for n, res in named]})
     if as_json:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from envcore.ops import OPS, TASO_GENERATOR_OPS
 from subgen.errors import BadInput
+from subgen.faults import phase_started
 
 MAX_OPS_LIMIT = 5   # depth 5 would need days in Python; refuse it rather than appear to hang
 SETTINGS_VERSION = 2
@@ -98,6 +99,7 @@ class TimedProgress:
         self.stop()
         self._name, self._t = name.split(" (")[0], time.perf_counter()
         self.inner.start(name, total)
+        phase_started(name)
 
     def advance(self, n: int = 1) -> None:
         self.inner.advance(n)
