@@ -207,6 +207,11 @@ class Graph:
             return Graph(dict(sorted(nodes.items())), [Ref(int(a), int(b)) for a, b in d["outputs"]])
         except (KeyError, TypeError, IndexError) as e:
             raise ValueError(f"malformed graph JSON: {e!r}") from None
+        finally:
+            # `build` calls itself through its closure: a reference cycle that would keep the
+            # parsed JSON and the first nodes alive until the cyclic collector runs (loading
+            # the shipped DB's rules spent more than a second in it)
+            build = None  # noqa: F841
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), separators=(",", ":"))

@@ -61,7 +61,18 @@ class Rule:
         # a scope belongs to one direction (its slots name the matched side's nodes): the
         # reverse has its own, or none
         meta = {k: v for k, v in self.meta.items() if k != "scope"}
-        return Rule(name or f"{self.name}~rev", self.dst, self.src, meta)
+        # the checks are symmetric but for the two just made: this rule passed them, so does its
+        # reverse (checking again cost a third of loading the shipped DB's rules)
+        return Rule.unchecked(name or f"{self.name}~rev", self.dst, self.src, meta)
+
+    @classmethod
+    def unchecked(cls, name: str, src: Graph, dst: Graph, meta: dict) -> "Rule":
+        """The rule (name, src, dst, meta) built without `__post_init__`'s checks: only for sides
+        known to pass them, those of a checked rule (its reverse, the same sides with other meta)
+        or of one rebuilt from a cache of checked rules (`subgen.rules.index`)."""
+        rule = object.__new__(cls)
+        rule.__dict__.update(name=name, src=src, dst=dst, meta=meta)
+        return rule
 
     def to_dict(self) -> dict:
         return {"name": self.name, "src": self.src.to_dict(), "dst": self.dst.to_dict(),

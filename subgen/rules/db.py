@@ -64,6 +64,7 @@ class RuleDB:
                 if f.read(16) != b"SQLite format 3\x00":
                     raise BadInput(f"{self.path} is not an SQLite rule DB")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        new_file = not self.path.exists()
         try:
             self.conn = sqlite3.connect(str(self.path), timeout=30)
             self.conn.execute("PRAGMA synchronous=FULL")
@@ -94,6 +95,13 @@ class RuleDB:
             # column is added by the first write of a result (reading never changes a file)
             self._has_scope = "scope" in cols
         except sqlite3.DatabaseError as e:
+            if new_file:            # a DB this call began and could not finish (disk full)
+                if getattr(self, "conn", None) is not None:
+                    self.conn.close()
+                for leftover in (self.path, Path(f"{self.path}-journal")):
+                    leftover.unlink(missing_ok=True)
+            if isinstance(e, sqlite3.OperationalError) and ("full" in str(e) or new_file):
+                raise BadInput(f"cannot write the rule DB {self.path}: {e}") from None
             raise BadInput(f"{self.path} is corrupt or not a rule DB ({e})") from None
 
     def close(self) -> None:
@@ -159,22 +167,32 @@ class RuleDB:
                 "WHERE id=?", rows)
 
     def rules(self, status: str | None = None) -> list[StoredRule]:
+        return [self.stored(row) for row in self.rows(status)]
+
+    def rows(self, status: str | None = None) -> list[tuple]:
+        """The rows `rules` reads, by id, as stored (id, rule, status, axioms, counterexample,
+        seconds, scope; JSON as text): what `stored` builds a StoredRule from, and what the
+        loader's cached index (`subgen.rules.index`) is keyed by."""
         q = "SELECT id, rule, status, axioms, counterexample, seconds, " + \
             ("scope" if self._has_scope else "NULL") + " FROM rules"
         args: tuple = ()
         if status is not None:
             q += " WHERE status = ?"
             args = (status,)
-        out = []
         try:
-            for i, rule, st, ax, cx, sec, sc in self.conn.execute(q + " ORDER BY id", args):
-                out.append(StoredRule(i, Rule.from_dict(json.loads(rule)), st,
-                                      tuple(json.loads(ax)),
-                                      None if cx is None else json.loads(cx), sec,
-                                      None if sc is None else json.loads(sc)))
-        except (sqlite3.DatabaseError, json.JSONDecodeError, MalformedRule) as e:
+            return self.conn.execute(q + " ORDER BY id", args).fetchall()
+        except sqlite3.DatabaseError as e:
             raise BadInput(f"{self.path}: unreadable rule ({str(e).splitlines()[0]})") from None
-        return out
+
+    def stored(self, row: tuple) -> StoredRule:
+        """One of `rows` built: its rule checked, its JSON parsed."""
+        i, rule, st, ax, cx, sec, sc = row
+        try:
+            return StoredRule(i, Rule.from_dict(json.loads(rule)), st, tuple(json.loads(ax)),
+                              None if cx is None else json.loads(cx), sec,
+                              None if sc is None else json.loads(sc))
+        except (json.JSONDecodeError, MalformedRule) as e:
+            raise BadInput(f"{self.path}: unreadable rule ({str(e).splitlines()[0]})") from None
 
     def statuses(self) -> dict[int, str]:
         """Every rule's status by id, without reading the rules."""
@@ -283,8 +301,9 @@ class ResultBatch:
 
 
 def scoped(rule: Rule, scope: dict | None) -> Rule:
-    """The rule carrying `scope` (a new Rule: the original keeps its own meta)."""
-    return Rule(rule.name, rule.src, rule.dst, {**rule.meta, "scope": scope})
+    """The rule carrying `scope` (a new Rule: the original keeps its own meta; its sides passed
+    the checks when it was built)."""
+    return Rule.unchecked(rule.name, rule.src, rule.dst, {**rule.meta, "scope": scope})
 
 
 def _plain(v):

@@ -10,6 +10,8 @@ Every rule that is applied carries the scope its proof holds in (`rule.meta["sco
 - `unverified=True` opts out: rules are applied as given, without a scope (the rewriter then
   re-derives the target's shape parameters by first fit, as for any hand-built rule).
 The order is the file's, each rule's reverse right after the forward rules (as before).
+A DB's rules are read back from its compiled index (`subgen.rules.index`, a file beside it)
+when that is current: the same rules in the same order, in a fraction of the time.
 """
 from __future__ import annotations
 
@@ -59,24 +61,46 @@ def load_rules_for_use(source: str | Path | Iterable[Rule] | None = None,
 
 
 def _from_db(path: Path, both_directions: bool) -> list[Rule]:
+    """The DB's proved rules, read back from its index (`subgen.rules.index`) where that is
+    current, else built from its rows (and the index written for the next load)."""
+    from subgen.rules import index
     from subgen.rules.db import RuleDB
-    with RuleDB(path, create=False) as db:
-        stored = [s for s in db.rules("proved")]
-        unscoped = db.unscoped_proved()
+    variant = "both" if both_directions else "forward"
+    with index.collector_paused(), RuleDB(path, create=False) as db:
+        rows = db.rows("proved")
+        key = index.key(rows)            # the very rows built from below: one consistent read
+        rules = index.read(path, key, variant)
+        if rules is not None:
+            return rules
+        sets = _db_rule_sets(db, path, rows)
+        rules = index.write(path, key, sets, variant)
+        if rules is None:
+            rules = sets[variant]
+        del sets      # what was built and read back: freed before the collector walks it
+    return rules
+
+
+def _db_rule_sets(db, path: Path, rows: list[tuple]) -> dict[str, list[Rule]]:
+    """Both of what `_from_db` hands out, built from the DB's proved rows: "both" (each row's
+    rule, then the reverses proved too) and "forward"."""
     fwd, rev = [], []
-    for s in stored:
+    for s in map(db.stored, rows):
         if not s.scope or "forward" not in s.scope:
             continue
         fwd.append(scoped(s.rule, s.scope["forward"]))
-        if both_directions and "reverse" in s.scope:
-            rev.append(scoped(s.rule.reversed(), s.scope["reverse"]))
+        if "reverse" in s.scope:
+            try:
+                rev.append(scoped(s.rule.reversed(), s.scope["reverse"]))
+            except MalformedRule:
+                pass
     if not fwd:
+        unscoped = db.unscoped_proved()
         if unscoped:
             raise BadInput(f"{path}: its {len(unscoped)} proved rules predate scoped proofs: "
                            f"run `subgen verify {path}` to prove them again")
         raise BadInput(f"{path} holds no proved rules: run `subgen generate` "
                        "(or `subgen verify` on it) first")
-    return _dedupe(fwd + rev)
+    return {"both": _dedupe(fwd + rev), "forward": _dedupe(fwd)}
 
 
 def _verified(given: list[Rule], label: str, both_directions: bool, timeout_ms: int,
