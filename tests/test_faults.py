@@ -270,3 +270,24 @@ def test_verify_killed_at_any_point_resumes_to_the_uninterrupted_result(tmp_path
     assert r.returncode in (0, 1), r.stderr
     assert _final(killed) == _final(ref)
     assert _count(killed, "status = 'proved'") > 250
+
+
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
+    """SIGKILL leaves a writer no chance to clean up; the next write of the target does it, and
+    leaves alone the temporary file of a writer that is still alive."""
+    from envcore.files import write_atomic
+    target = tmp_path / "x.json"
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True).stdout.strip()
+        orphan = tmp_path / f".x.json.{dead}.k3j2.tmp"
+        live = tmp_path / f".x.json.{writer.pid}.a8f1.tmp"
+        other = tmp_path / f".y.json.{dead}.q0q0.tmp"          # another target's: not ours
+        for p in (orphan, live, other):
+            p.write_text("half")
+        write_atomic(target, lambda tmp: tmp.write_text("whole"))
+        assert target.read_text() == "whole"
+        assert not orphan.exists() and live.exists() and other.exists()
+    finally:
+        writer.kill()

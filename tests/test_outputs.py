@@ -77,14 +77,28 @@ def test_verify_report_to_a_read_only_location_fails_before_the_proofs(read_only
     _one_line(done, 2)
 
 
-@pytest.mark.parametrize("args", [
-    ["optimize", "toy", "--model-size", "tiny", "--agent", "greedy", "--out", "{d}/x.onnx"],
-    ["rules", "export", DB, "--format", "json", "--out", "{d}/x.json"],
-], ids=["optimize", "export"])
-def test_a_full_disk_is_one_line_leaves_no_temporary_file_and_keeps_earlier_files(full, args):
+TASO_PB = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "taso" / "graph_subst.pb"
+
+
+@pytest.mark.parametrize("args,code", [
+    # the DB cannot even be begun: an unusable output, before any work
+    (["generate", "--max-ops", "2", "--out", "{d}/r.db"], 2),
+    # exit 1: the work was done, writing it failed
+    (["optimize", "toy", "--model-size", "tiny", "--agent", "greedy", "--out", "{d}/x.onnx"], 1),
+    (["rules", "export", DB, "--format", "json", "--out", "{d}/x.json"], 1),
+    (["verify", str(TASO_PB), "--report", "{d}/report.json"], 1),
+    (["train", "--agent", "ppo", "--model", "nasrnn", "--out", "{d}/run", "--steps", "8"], 1),
+    (["train", "--agent", "worldmodel", "--model", "nasrnn", "--out", "{d}/run", "--steps", "8"],
+     1),
+], ids=["generate", "optimize", "export", "verify-report", "train-ppo", "train-worldmodel"])
+def test_a_full_disk_is_one_line_leaves_no_temporary_file_and_keeps_earlier_files(full, args,
+                                                                                   code):
+    if "verify" in args and not TASO_PB.exists():
+        pytest.skip("no TASO rule file")
     before = sorted(os.listdir(full))
     done = _run(*[a.format(d=full) for a in args])
-    _one_line(done, 1)              # exit 1: the work was done, writing it failed
+    _one_line(done, code)
+    assert "full" in done.stderr or "space" in done.stderr, done.stderr
     assert sorted(os.listdir(full)) == before
     assert (full / "keep.txt").read_text() == "a file of the user's own\n"
 

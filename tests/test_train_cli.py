@@ -45,26 +45,35 @@ def test_train_writes_checkpoint_metrics_and_curve(tmp_path, rules_db):
 
 
 def test_resume_after_kill_continues_exactly(tmp_path, rules_db):
+    """kill -9 at two points: before the first checkpoint (the resume starts over), then after
+    two saved iterations (it continues); the result is the uninterrupted run's."""
     steps = "448"                                             # 7 PPO iterations of 64 steps
     ref = tmp_path / "uninterrupted"
     driver.train("ppo", ref, int(steps), model=MODEL, rules=rules_db, size="tiny")
     out = tmp_path / "killed"
     args = ["train", "--agent", "ppo", "--model", MODEL, "--rules", rules_db, "--steps", steps,
             "--out", str(out), "--json"]
-    proc = subprocess.Popen([*CLI, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline:                             # kill once two iterations are saved
-        if (out / "metrics.csv").exists() and len(rows(out)) >= 2 and (out / "checkpoint.pt").exists():
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+
+    def kill_when(ready, resume):
+        proc = subprocess.Popen([*CLI, *args, *(["--resume"] if resume else [])],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 240
+        while time.time() < deadline and not ready() and proc.poll() is None:
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    kill_when(lambda: (out / "run.json").exists(), resume=False)       # set up, nothing saved
+    assert not (out / "checkpoint.pt").exists()
+    kill_when(lambda: (out / "metrics.csv").exists() and len(rows(out)) >= 2
+              and (out / "checkpoint.pt").exists(), resume=True)
     done_before_kill = len(rows(out))
     assert 2 <= done_before_kill < 7, "the run must really have been interrupted"
 
     again = run_cli(*args[:-1], "--resume", "--json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout.strip().splitlines()[-1])["real_steps"] == int(steps)
+    assert not [p for p in os.listdir(out) if ".tmp" in p]    # a killed writer's are swept
     got, want = rows(out), rows(ref)
     assert [r["iteration"] for r in got] == [str(i) for i in range(1, 8)]
     for a, b in zip(got, want):                # everything but wall time is reproduced

@@ -60,7 +60,7 @@ def train(agent, model, rules, unverified, steps, out, resume, size, cost, max_s
     else:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
         with Progress("[progress.description]{task.description}", BarColumn(),
-                      MofNCompleteColumn(), TimeElapsedColumn()) as bar:
+                      MofNCompleteColumn(), TimeElapsedColumn(), transient=True) as bar:
             task = bar.add_task(f"{agent} on {model} (real env steps)", total=steps)
             summary = driver.train(agent, out, steps, resume=resume,
                                    on_progress=lambda done, total: bar.update(task, completed=done),

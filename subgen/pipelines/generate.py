@@ -412,6 +412,7 @@ def generate(settings: Settings, out: str | Path, workers: int = 1, executor: st
         final = {**asdict(summary), "ids": ids, "derived": stored.get("derived", [])}
         final.pop("seconds")
         final.pop("phase_seconds")
-        db.finish_run(skey, final)
+        if stage != "done":          # a finished run is read back, never written again
+            db.finish_run(skey, final)
     summary.seconds = round(time.perf_counter() - t0, 3)
     return summary

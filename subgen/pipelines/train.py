@@ -111,17 +111,23 @@ def train(agent: str, out: str | Path, steps: int, resume: bool = False,
         if saved and saved != identity:
             diff = sorted(k for k in set(saved) | set(identity) if saved.get(k) != identity.get(k))
             raise BadInput(f"--resume with different settings than the run in {out}: {', '.join(diff)}")
-    from subgen.outputs import usable_output
+    from subgen.outputs import usable_output, write_atomic
+    created = not out.exists()
     usable_output(out / RUN, "run")        # read-only or not a folder: one line, before any work
-    run_path.write_text(json.dumps(identity, indent=1))
-
-    envs = make_envs(agent, args, executor, num_envs, ray_address)
     try:
-        trainer, rows = algorithm(agent).train(args, envs, out, resume=resume,
-                                               on_progress=on_progress)
-    finally:   # Ray env actors hold a CPU each until closed
-        for env in envs:
-            env.close()
+        write_atomic(run_path, lambda tmp: tmp.write_text(json.dumps(identity, indent=1)))
+        envs = make_envs(agent, args, executor, num_envs, ray_address)
+        try:
+            trainer, rows = algorithm(agent).train(args, envs, out, resume=resume,
+                                                   on_progress=on_progress)
+        finally:   # Ray env actors hold a CPU each until closed
+            for env in envs:
+                env.close()
+    except OSError:            # a failed write (disk full): a run folder of ours that holds
+        if created and not ckpt_path.exists():     # nothing to resume from goes again
+            import shutil
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     last = rows[-1] if rows else {}
     return {"agent": agent, "models": args.model.split(","), "real_steps": trainer.real_steps,
             "iterations": trainer.iterations, "episodes": trainer.episodes,
