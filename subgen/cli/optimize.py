@@ -30,8 +30,10 @@ from subgen.errors import BadInput
               help="Write the optimized graph to F.onnx or F.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--measure", is_flag=True,
-              help="Also time original and optimized end to end, interleaved, on the backend "
-                   "(CPU: one thread, its CPU time; wall time is shown too).")
+              help="Also time original and optimized end to end, interleaved: in onnxruntime "
+                   "(ORT_ENABLE_ALL, beside an A/A control; the original is kept unless the "
+                   "result is faster beyond noise) and on the backend (CPU: one thread, its CPU "
+                   "time; wall time is shown too).")
 @click.option("--alpha", default=1.05, show_default=True, type=float,
               help="taso: keep candidates costing below alpha x best.")
 @click.option("--checkpoint", type=click.Path(), default=None,
@@ -105,6 +107,12 @@ def print_result(res, written=None) -> None:
         if m.get("clock") == "thread cpu":
             t.add_row("measured, wall clock", f"{m['measured_speedup_wall']:.3f}x "
                       f"({m['ms_before_wall']:.2f} -> {m['ms_after_wall']:.2f} ms)")
+    if res.judged:
+        j = res.judged
+        t.add_row("onnxruntime (the judge)",
+                  f"{j['ort_speedup']:.3f}x ({j['ort_ms_original']:.3f} -> "
+                  f"{j['ort_ms_result']:.3f} ms), A/A {j['ort_control_ratio']:.3f}, noise "
+                  f"{100 * j['ort_noise']:.1f}%")
     t.add_row("operators", f"{res.original.num_ops} -> {res.graph.num_ops}")
     t.add_row("rewrites", str(len(res.rewrites)))
     t.add_row("expansions", str(res.expansions))

@@ -44,6 +44,7 @@ class OptimizeResult:
     expansions: int = 0
     trace: list = field(default_factory=list)
     measured: dict | None = None   # from --measure: ms_before, ms_after, measured_speedup
+    judged: dict | None = None     # from --measure: onnxruntime's verdict (subgen.pipelines.judge)
     device: str | None = None      # the analytic model's device profile ("cpu", "v100")
     retimed: int = 0               # measured costs: op signatures timed again before reporting
     search_cost_after: float | None = None   # what the search believed, before re-timing
@@ -82,6 +83,8 @@ class OptimizeResult:
             out["check_failure"] = self.check_failure
         if self.measured:
             out.update(self.measured)
+        if self.judged:
+            out.update(self.judged)
         return out
 
 
@@ -550,8 +553,30 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
     res.rule_texts = {r.name: f"{r.src.text()}  =>  {r.dst.text()}"
                       for r in rule_list if r.name in applied}
     if do_measure:
-        res.measured = measure(graph, found.graph, cost)
+        res.judged = judge_in_onnxruntime(res, seed)
+        if res.judged:
+            res.judged["ort_rewrites_judged"] = len(res.rewrites)
+        if res.judged and res.judged["ort_kept"] == "original" and res.rewrites:
+            res.fallback = (f"onnxruntime: {res.judged['ort_speedup']:.3f}x is not faster "
+                            f"beyond its noise ({100 * res.judged['ort_noise']:.1f}%)")
+            res.graph, res.rewrites, res.cost_after = graph, [], before
+        res.measured = measure(graph, res.graph, cost)
     return res
+
+
+def judge_in_onnxruntime(res: OptimizeResult, seed: int = 0) -> dict | None:
+    """The judge's verdict on `res` (`subgen.pipelines.judge`): the original and the result
+    timed end to end in onnxruntime, as they would be written; None without onnx/onnxruntime."""
+    try:
+        import onnxruntime  # noqa: F401
+        import onnx  # noqa: F401
+    except ImportError:
+        return None
+    from subgen.pipelines.judge import judge
+    reference, result, _, _ = onnx_models(res, seed)
+    feeds = {name: draw_input(dims, seed, 1.0, (dtype, high))
+             for name, (dtype, high, dims) in onnx_input_specs(reference).items()}
+    return judge(reference, result, feeds)
 
 
 DEVICES = ("cpu", "v100")
@@ -611,7 +636,11 @@ def write_result(res: OptimizeResult, out: str | Path, seed: int = 0) -> Path:
     return out
 
 
-def _write_checked_onnx(res: OptimizeResult, path: str, seed: int) -> None:
+def onnx_models(res: OptimizeResult, seed: int = 0):
+    """(the original as ONNX, the result as it is written, the original's graph or None for a
+    file, the weights): a file's original is the file; a zoo model's is its export with the
+    seeded weights the written file gets too.  A result with no rewrite is the original itself,
+    byte for byte: handing back an unchanged model must never cost its speed."""
     import numpy as np
     import onnx
     from envcore.onnx.exporter import to_onnx
@@ -622,8 +651,16 @@ def _write_checked_onnx(res: OptimizeResult, path: str, seed: int) -> None:
             k: np.asarray(v, np.float32) for k, v in check_values(res.original, seed).items()
             if k in res.original.leaves("weight")}
         reference, graph = to_onnx(res.original, weights), res.original
+    if not res.rewrites:
+        return reference, reference, graph, weights
     model = to_onnx(res.graph, weights)
     conform_signature(model, reference)
+    return reference, model, graph, weights
+
+
+def _write_checked_onnx(res: OptimizeResult, path: str, seed: int) -> None:
+    import onnx
+    reference, model, graph, weights = onnx_models(res, seed)
     onnx.save(model, path)
     chk = check_onnx_file(reference, path, seed, graph=res.original, weights=weights,
                           reference_in_ort=graph is None)

@@ -1,0 +1,80 @@
+"""The judge: is the result faster where users run it?  End-to-end time of the original and the
+optimized model in onnxruntime (CPU execution provider, ORT_ENABLE_ALL: the runtime's own
+fusions on), measured in one run, interleaved, beside an A/A control.
+
+Three sessions are timed round after round, in an order that rotates each round: the original,
+the result, and the original again in a session of its own (the control).  Machines drift and
+other processes come and go; interleaving spreads that over all three alike, and the control
+says how far two timings of the very same model differ in this run.  Per session and round the
+fastest of `repeats` runs counts (other processes only ever add time); the figures reported are
+the medians over rounds.
+
+The verdict is conservative: the result is kept only when its speedup exceeds the noise, the
+larger of the control's own deviation (its median ratio to the original, and the spread of
+that ratio over rounds) and `min_gain`.  Otherwise the original is kept: never slower.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+
+SESSIONS = ("original", "result", "control")
+
+
+def session(model, threads: int = 1):
+    """An onnxruntime session as users deploy one: CPU EP, ORT_ENABLE_ALL, `threads` intra-op
+    threads (1 by default: on a shared 2-core machine more threads time the neighbours)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    data = model.SerializeToString() if hasattr(model, "SerializeToString") else model
+    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+
+
+def time_interleaved(models: dict, feeds: dict, rounds: int = 7, repeats: int = 5,
+                     min_seconds: float = 2.0, max_seconds: float = 30.0, threads: int = 1
+                     ) -> dict[str, list[float]]:
+    """{name: [per-round fastest run, ms]} for each model (name -> ModelProto or bytes), run on
+    `feeds`, in rounds whose order rotates.  At least `rounds` rounds, more while under
+    `min_seconds` (up to 3x), and no new round past `max_seconds` once 3 are done."""
+    sessions = {name: session(m, threads) for name, m in models.items()}
+    for s in sessions.values():             # first runs allocate and pick kernels
+        s.run(None, feeds)
+    names = list(sessions)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    started = time.perf_counter()
+    for k in range(3 * rounds):
+        spent = time.perf_counter() - started
+        if (k >= rounds and spent > min_seconds) or (k >= 3 and spent > max_seconds):
+            break
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                sessions[name].run(None, feeds)
+                best = min(best, time.perf_counter() - t0)
+            times[name].append(1e3 * best)
+    return times
+
+
+def verdict(times: dict[str, list[float]], min_gain: float = 0.01) -> dict:
+    """The judge's report on `time_interleaved`'s figures (original, result, control)."""
+    original, result, control = (statistics.median(times[n]) for n in SESSIONS)
+    per_round = sorted(c / o for o, c in zip(times["original"], times["control"]))
+    q1, q3 = (per_round[len(per_round) // 4], per_round[(3 * len(per_round)) // 4])
+    noise = max(abs(statistics.median(per_round) - 1), (q3 - q1) / 2, min_gain)
+    speedup = original / result if result > 0 else float("inf")
+    keep = "result" if speedup > 1 + noise else "original"
+    return {"ort_ms_original": original, "ort_ms_result": result, "ort_ms_control": control,
+            "ort_speedup": speedup, "ort_control_ratio": original / control,
+            "ort_noise": noise, "ort_rounds": len(times["original"]), "ort_kept": keep}
+
+
+def judge(original_model, result_model, feeds: dict, min_gain: float = 0.01, **timing) -> dict:
+    """Times both models (and the control) and says which to keep; see the module doc."""
+    times = time_interleaved({"original": original_model, "result": result_model,
+                              "control": original_model}, feeds, **timing)
+    return verdict(times, min_gain)
