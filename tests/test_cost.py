@@ -168,3 +168,46 @@ def test_torch_cost_model_survives_a_corrupt_cache_file(tmp_path):
     with pytest.warns(UserWarning, match="cost cache unavailable"):
         cm = get_cost_model("torch", cache_path=bad, repeats=2, warmup=1)
     assert cm.cache is None and cm.graph_cost(build("toy", "tiny")) > 0
+
+
+# -- onnxruntime ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["toy", "squeezenet", "nasrnn", "bert"])
+def test_ort_cost_model_prices_every_op_of_a_zoo_model_and_reuses_the_shared_cache(tmp_path,
+                                                                                   model):
+    pytest.importorskip("onnxruntime")
+    db = tmp_path / "costs.db"
+    g = build(model, "tiny")
+    cm = get_cost_model("ort", cache_path=db, repeats=3, warmup=1)
+    total = cm.graph_cost(g)
+    ops = [i for i in g.nodes if i not in folded_nodes(g) and g.nodes[i].op not in LEAVES]
+    assert total > 0 and all(cm.op_cost(g, i) > 0 for i in ops)
+    assert cm.measured > 0
+    again = get_cost_model("ort", cache_path=db, repeats=3, warmup=1)
+    assert again.graph_cost(build(model, "tiny")) == pytest.approx(total)
+    assert again.measured == 0                 # every signature came from the SQLite cache
+    # another backend's timings never stand in for onnxruntime's
+    assert get_cost_model("torch", cache_path=db, repeats=1, warmup=0).graph_cost(g) > 0
+
+
+def test_ort_cost_model_orders_tiny_and_large_work(tmp_path):
+    pytest.importorskip("onnxruntime")
+    cm = get_cost_model("ort", cache_path=tmp_path / "c.db", repeats=5)
+
+    def conv(c):
+        b = GraphBuilder()
+        return b.build([b.add("conv2d", b.input("x", (1, c, 16, 16)), b.weight("w", (c, c, 3, 3)),
+                              stride=(1, 1), padding="same", activation="none")])
+    assert cm.graph_cost(conv(4)) < cm.graph_cost(conv(128))
+
+
+def test_optimize_under_the_ort_cost_model_is_equivalent(tmp_path):
+    pytest.importorskip("onnxruntime")
+    out = subprocess.run([sys.executable, "-c", "from subgen.cli import main; main()",
+                          "optimize", "toy", "--model-size", "tiny", "--cost", "ort", "--agent",
+                          "greedy", "--json"], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ,
+                              "SUBGEN_COST_CACHE": str(tmp_path / "c.db")})
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert res["cost"] == "ort" and res["equivalent"] and res["cost_after"] <= res["cost_before"]

@@ -1,6 +1,6 @@
 """Cost models behind one interface: cost per operator (ms) and per graph (the sum, as in TASO).
 
-    cm = get_cost_model("analytic")          # or "torch", "cupy"
+    cm = get_cost_model("analytic")          # or "torch", "cupy", "ort" (onnxruntime)
     cm.op_cost(graph, node_id)  -> ms        # 0 for leaves and nodes that fold ahead of time
     cm.graph_cost(graph)        -> ms        # sum over operator nodes that do not fold
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 from envcore.cost.fold import folded_nodes
 from envcore.cost.model import CostModel, CostModelUnavailable
 
-COST_MODELS = ("analytic", "torch", "cupy")
+COST_MODELS = ("analytic", "torch", "cupy", "ort")
 
 
 def get_cost_model(name: str, **kw) -> CostModel:
@@ -30,6 +30,9 @@ def get_cost_model(name: str, **kw) -> CostModel:
     if name == "cupy":
         from envcore.cost.cupy_cost import CupyCostModel
         return CupyCostModel(**kw)
+    if name == "ort":
+        from envcore.cost.ort_cost import OrtCostModel
+        return OrtCostModel(**kw)
     raise ValueError(f"unknown cost model {name!r} (known: {', '.join(COST_MODELS)})")
 
 

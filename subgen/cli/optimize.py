@@ -21,7 +21,7 @@ from subgen.errors import BadInput
 @click.option("--budget", default=1000, show_default=True, type=click.IntRange(min=0),
               help="Expansions the search may spend.")
 @click.option("--cost", default="analytic", show_default=True,
-              type=click.Choice(["analytic", "torch", "cupy"]), help="Cost model.")
+              type=click.Choice(["analytic", "torch", "cupy", "ort"]), help="Cost model.")
 @click.option("--device", type=click.Choice(["cpu", "v100"]), default=None,
               help="Device the analytic cost model describes: cpu (torch eager on this CPU, one "
                    "thread: what --measure times; the default) or v100 (TASO's GPU, where fusing "

@@ -32,7 +32,7 @@ DEFAULT_MODEL = "nasrnn"
 @click.option("--agent", default="taso", show_default=True)
 @click.option("--budget", default=1000, show_default=True, type=click.IntRange(min=0))
 @click.option("--cost", default="analytic", show_default=True,
-              type=click.Choice(["analytic", "torch", "cupy"]))
+              type=click.Choice(["analytic", "torch", "cupy", "ort"]))
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Also write the optimized graph (.onnx or .json).")
 @click.option("--measure/--no-measure", default=None,

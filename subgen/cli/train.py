@@ -24,7 +24,7 @@ import click
 @click.option("--model-size", "size", default="tiny", show_default=True,
               type=click.Choice(["full", "small", "tiny"]), help="Zoo model size.")
 @click.option("--cost", default="analytic", show_default=True,
-              type=click.Choice(["analytic", "torch", "cupy"]), help="Cost model.")
+              type=click.Choice(["analytic", "torch", "cupy", "ort"]), help="Cost model.")
 @click.option("--max-steps", default=16, show_default=True, type=click.IntRange(min=1),
               help="Rewrites per episode.")
 @click.option("--max-candidates", default=64, show_default=True, type=click.IntRange(min=1),

@@ -18,20 +18,9 @@ from __future__ import annotations
 import statistics
 import time
 
+from envcore.cost.ort_cost import ort_session
+
 SESSIONS = ("original", "result", "control")
-
-
-def session(model, threads: int = 1):
-    """An onnxruntime session as users deploy one: CPU EP, ORT_ENABLE_ALL, `threads` intra-op
-    threads (1 by default: on a shared 2-core machine more threads time the neighbours)."""
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    data = model.SerializeToString() if hasattr(model, "SerializeToString") else model
-    return ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
 
 
 def time_interleaved(models: dict, feeds: dict, rounds: int = 7, repeats: int = 5,
@@ -40,7 +29,7 @@ def time_interleaved(models: dict, feeds: dict, rounds: int = 7, repeats: int = 
     """{name: [per-round fastest run, ms]} for each model (name -> ModelProto or bytes), run on
     `feeds`, in rounds whose order rotates.  At least `rounds` rounds, more while under
     `min_seconds` (up to 3x), and no new round past `max_seconds` once 3 are done."""
-    sessions = {name: session(m, threads) for name, m in models.items()}
+    sessions = {name: ort_session(m, threads) for name, m in models.items()}
     for s in sessions.values():             # first runs allocate and pick kernels
         s.run(None, feeds)
     names = list(sessions)

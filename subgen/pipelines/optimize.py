@@ -325,13 +325,8 @@ def onnx_input_specs(model) -> dict:
 
 
 def _ort_session(model_or_path):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    src = model_or_path.SerializeToString() if hasattr(model_or_path, "SerializeToString") \
-        else str(model_or_path)
-    return ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+    from envcore.cost.ort_cost import ort_session
+    return ort_session(model_or_path, threads=0)
 
 
 def check_onnx_file(reference, written, seed: int = 0, graph: Graph | None = None,

@@ -1,0 +1,88 @@
+"""The onnxruntime cost model (`--cost ort`): prices what users deploy.  Each distinct (op,
+params, input shapes) is exported as a one-operator ONNX model (`envcore.onnx.exporter`, the
+spelling the written file will have) and timed in an onnxruntime session as users run one: CPU
+execution provider (CUDA's when onnxruntime has it and `device="cuda"`), ORT_ENABLE_ALL, one
+intra-op thread by default.  A conv's or matmul's weights are initializers, as in a real model,
+so onnxruntime prepacks them as it would.  The fastest of repeats counts (`measured.best_ms`);
+timings go to the shared SQLite cache under backend "ort-v2" and a device key naming the CPU,
+the thread count and the onnxruntime version.
+
+What a per-op sum cannot see: onnxruntime's own fusions across operators (Conv+Relu, MatMul+Add
+into Gemm, ...).  An op it would fuse into its producer is still priced on its own here, so the
+sum over-prices such pairs; `benchmarks/bench_cost_fidelity.py --cost ort` measures how far
+the sum is from end-to-end time.
+"""
+from __future__ import annotations
+
+import time
+
+from envcore.cost.measured import MeasuredCostModel, best_ms, cpu_name
+from envcore.cost.model import CostModelUnavailable
+from envcore.ops import OPS
+
+
+def ort_session(model, threads: int = 1, device: str = "cpu"):
+    """An onnxruntime session as users deploy one, of a ModelProto, bytes or a path:
+    ORT_ENABLE_ALL, `threads` intra-op threads (1 by default: on a shared 2-core machine more
+    threads time the neighbours; 0 is onnxruntime's own default)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else []
+    data = model.SerializeToString() if hasattr(model, "SerializeToString") else \
+        model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(data, so, providers=providers + ["CPUExecutionProvider"])
+
+
+class OrtCostModel(MeasuredCostModel):
+    backend = "ort"
+
+    def __init__(self, device: str = "cpu", threads: int = 1, **kw):
+        try:
+            import onnx  # noqa: F401
+            import onnxruntime as ort
+        except ImportError:
+            raise CostModelUnavailable("the ort cost model needs onnx and onnxruntime: pip "
+                                       "install 'subgen[onnx]'") from None
+        if device.startswith("cuda") and "CUDAExecutionProvider" not in \
+                ort.get_available_providers():
+            raise CostModelUnavailable("ort cost model: CUDA requested but this onnxruntime "
+                                       "has no CUDA execution provider")
+        self.device, self.threads = device, threads
+        where = device if device.startswith("cuda") else f"cpu:{cpu_name()}:threads={threads}"
+        self.device_key = f"{where}:onnxruntime={ort.__version__}"
+        super().__init__(**kw)
+
+    def __repr__(self) -> str:
+        return f"OrtCostModel(device={self.device!r}, threads={self.threads})"
+
+    def time_op(self, op, params, in_shapes, out_shapes) -> float:
+        import numpy as np
+
+        from envcore.graph import GraphBuilder, Ref
+        from envcore.onnx.exporter import to_onnx
+        if op == "opaque":        # an imported node: its own inputs' dtypes are not known here
+            from envcore.cost.analytic import AnalyticCostModel
+            return AnalyticCostModel(peak_flops=5e10, bandwidth=1e10, launch_ms=0.01
+                                     ).measure(op, params, in_shapes, out_shapes)
+        b = GraphBuilder()
+        weights_from = 1 if OPS[op].kernel in ("conv", "gemm") else len(in_shapes)
+        refs = [b.input(f"x{i}", s) if i < weights_from else b.weight(f"w{i}", s)
+                for i, s in enumerate(in_shapes)]
+        out = b.add(op, *refs, **params)
+        graph = b.build([out] if isinstance(out, Ref) else list(out))
+        sess = ort_session(to_onnx(graph, seed=0), self.threads, self.device)
+        rng = np.random.default_rng(0)
+        # positive values keep logs, square roots and variances valid
+        feeds = {i.name: np.asarray(rng.random([d if isinstance(d, int) else 1 for d in i.shape])
+                                    + 0.5, dtype=np.float32) for i in sess.get_inputs()}
+        clock = time.thread_time if self.threads == 1 and self.device == "cpu" else \
+            time.perf_counter
+        return best_ms(lambda: sess.run(None, feeds), self.warmup, self.repeats, lambda: None,
+                       clock=clock)
+
+
+__all__ = ["OrtCostModel", "ort_session"]
