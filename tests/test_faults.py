@@ -291,3 +291,19 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_write(tmp_path):
         assert not orphan.exists() and live.exists() and other.exists()
     finally:
         writer.kill()
+
+
+@pytest.mark.parametrize("option,value", [("--workers", "0"), ("--workers", "-2"),
+                                          ("--timeout-ms", "0"), ("--timeout-ms", "-5")])
+def test_a_limit_is_refused_the_same_way_by_every_command_that_takes_it(tmp_path, option, value):
+    """One rule per option: generate and verify take --workers and --timeout-ms; a value out
+    of range is one line, exit 2, and the same line from both, before any work."""
+    db = tmp_path / "r.db"
+    lines = []
+    for args in (["generate", "--max-ops", "2", "--out", str(db)], ["verify", str(db)]):
+        res = subprocess.run(SUBGEN + args + [option, value], capture_output=True, text=True,
+                             timeout=120)
+        _one_line_exit_2(res)
+        lines.append(res.stderr.strip())
+    assert lines[0] == lines[1] and option in lines[0]
+    assert not db.exists()                     # refused before anything was written

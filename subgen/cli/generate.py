@@ -46,7 +46,7 @@ class RichProgress:
 @click.option("--ops", default=None, help="comma-separated operator names (default: TASO's set)")
 @click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_RULES),
               show_default=True, help="the rule DB (SQLite) to write and resume from")
-@click.option("--workers", type=int, default=1, show_default=True,
+@click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
               help="processes (or Ray tasks) for enumeration shards and verification")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local",
               show_default=True)

@@ -16,7 +16,7 @@ def rules():
 @click.option("--status", type=click.Choice(["candidate", "proved", "refuted", "unknown",
                                             "malformed"]),
               default=None, help="only rules with this status")
-@click.option("--limit", type=int, default=50, show_default=True, help="rows to print (0: all)")
+@click.option("--limit", type=click.IntRange(0), default=50, show_default=True, help="rows to print (0: all)")
 @click.option("--json", "as_json", is_flag=True)
 def show(db, status, limit, as_json):
     """A table of the rules in DB, with the sizes each proved rule holds at (its scope)."""
