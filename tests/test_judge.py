@@ -93,3 +93,16 @@ def test_an_unchanged_onnx_model_is_written_back_byte_for_byte(tmp_path):
     res = json.loads(r.output.strip().splitlines()[-1])
     assert res["rewrites"] == 0 and res["equivalent"] and res["checked"] == "written file"
     assert out.read_bytes() == src.read_bytes()
+
+
+def test_an_unchanged_result_is_never_judged_faster():
+    """The same model against itself: whatever the clock says, there is nothing to keep."""
+    v = verdict(_times(10.0, 8.0, 10.0), changed=False)
+    assert v["ort_kept"] == "original"
+
+
+def test_the_noise_bound_covers_the_control_however_it_is_summarised():
+    t = _times(10.0, 9.0, 11.5)
+    v = verdict(t)
+    assert v["ort_noise"] >= abs(v["ort_ms_control"] / v["ort_ms_original"] - 1) - 1e-12
+    assert v["ort_kept"] == "original"            # 1.11x is inside a control that is off by 15%

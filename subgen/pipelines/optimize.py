@@ -551,6 +551,7 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
         res.judged = judge_in_onnxruntime(res, seed)
         if res.judged:
             res.judged["ort_rewrites_judged"] = len(res.rewrites)
+            res.judged["ort_predicted_judged"] = res.speedup
         if res.judged and res.judged["ort_kept"] == "original" and res.rewrites:
             res.fallback = (f"onnxruntime: {res.judged['ort_speedup']:.3f}x is not faster "
                             f"beyond its noise ({100 * res.judged['ort_noise']:.1f}%)")
