@@ -66,3 +66,30 @@ def test_training_an_agent_that_does_not_learn_is_one_line_and_exit_2(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert "greedy" in p.stderr and not (tmp_path / "r").exists()
+
+
+BLOCKED = """
+import sys
+for m in ("torch", "torch_geometric"):
+    sys.modules[m] = None        # as in a light install: `import torch` fails
+from subgen.cli import main
+sys.argv = ["subgen", *sys.argv[1:]]
+main()
+"""
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--agent", "ppo", "--model", "toy", "--out", "{d}/run"],
+    ["optimize", "toy", "--measure"],
+    ["optimize", "toy", "--cost", "torch"],
+    ["optimize", "toy", "--agent", "ppo", "--checkpoint", "{d}"],
+], ids=["train", "measure", "torch-cost", "ppo-agent"])
+def test_a_missing_extra_is_one_line_naming_it_and_exit_2(tmp_path, args):
+    """The light core without torch: a command that needs it says which extra to install,
+    in one line, before any work, and writes nothing."""
+    done = subprocess.run([sys.executable, "-c", BLOCKED, *[a.format(d=tmp_path) for a in args]],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pip install 'subgen[" in lines[0], done.stderr
+    assert not (tmp_path / "run").exists()

@@ -70,6 +70,11 @@ def _interrupted():
     os._exit(130)
 
 
+# the optional packages (imported lazily, where they are needed) and the extra that brings each
+EXTRAS = {"torch": "torch", "torch_geometric": "gnn", "gymnasium": "env", "onnx": "onnx",
+          "onnxruntime": "onnx", "cupy": "cupy", "ray": "ray", "matplotlib": "plot"}
+
+
 def main(argv=None):
     from envcore.cost import CostModelUnavailable
     from envcore.onnx.importer import OnnxError
@@ -89,6 +94,12 @@ def main(argv=None):
         sys.exit(2)
     except KeyboardInterrupt:
         _interrupted()
+    except ModuleNotFoundError as e:    # an optional extra this command needs is not installed
+        root = (e.name or "").split(".")[0]
+        if root not in EXTRAS:
+            raise
+        click.echo(f"error: this needs {root}: pip install 'subgen[{EXTRAS[root]}]'", err=True)
+        sys.exit(2)
     except Exception as e:      # a failure while writing (disk full, permission): one line
         import ctypes
         if isinstance(e, ctypes.ArgumentError) and "KeyboardInterrupt" in str(e):

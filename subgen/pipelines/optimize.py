@@ -484,6 +484,10 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
     from agents.search.problem import SearchProblem
 
     # cheap checks first: a typo in the agent's name should not wait for thousands of rules
+    if do_measure:
+        import importlib.util
+        if importlib.util.find_spec("torch") is None:
+            raise BadInput("--measure needs torch: pip install 'subgen[torch]'")
     if isinstance(model, Graph):
         name, graph, weights = "graph", model, None
     else:

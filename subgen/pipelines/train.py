@@ -90,6 +90,11 @@ def train(agent: str, out: str | Path, steps: int, resume: bool = False,
     """Trains `agent` for `steps` real env steps (in whole iterations) into directory `out`.
 
     `settings` are the agent's Args fields (model, size, rules, seed, ...).  Returns a summary."""
+    import importlib.util
+    missing = [m for m in ("torch", "torch_geometric", "gymnasium")
+               if importlib.util.find_spec(m) is None]
+    if missing:                # before anything is written
+        raise BadInput(f"training needs {', '.join(missing)}: pip install 'subgen[gnn,env]'")
     import torch
     torch.set_num_threads(1)   # tiny nets: one thread beats two contending ones
     out = Path(out)
