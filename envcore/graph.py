@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Callable, Iterable, Mapping, NamedTuple
 
@@ -30,6 +30,12 @@ class Node:
     inputs: tuple[Ref, ...]
     params: tuple[tuple[str, Any], ...]   # sorted (name, value) pairs, values frozen
     shapes: tuple[Shape, ...]              # one shape per output
+    # Where the node came from (envcore.onnx puts the ONNX node it was imported as here, so
+    # that an untouched node is written back as the file spelled it).  Not part of what the
+    # node computes: equality, hashing and the canonical hash ignore it.  It stays with the
+    # node while the node survives (a rewrite may rewire its inputs); a node a rewrite creates
+    # has none.
+    origin: Any = field(default=None, compare=False)
 
     @property
     def p(self) -> dict[str, Any]:
@@ -56,11 +62,14 @@ class Graph:
     own derived values as `cached_property`, what other modules derive through `memo(key, fn)`
     (key: a name of the module's own, e.g. "match.ops_index").  Immutability makes both safe."""
 
-    __slots__ = ("nodes", "outputs", "__dict__")
+    __slots__ = ("nodes", "outputs", "origin", "__dict__")
 
-    def __init__(self, nodes: Mapping[int, Node], outputs: Iterable[Ref]):
+    def __init__(self, nodes: Mapping[int, Node], outputs: Iterable[Ref], origin: Any = None):
         self.nodes: Mapping[int, Node] = nodes
         self.outputs: tuple[Ref, ...] = tuple(Ref(*o) for o in outputs)
+        # where the whole graph came from (envcore.onnx: the model's interface, opsets and
+        # metadata); like Node.origin, not part of its identity, and kept by rewrites
+        self.origin = origin
 
     def memo(self, key: str, compute: Callable[[Graph], Any]) -> Any:
         """compute(self), computed once per graph and key."""
@@ -236,6 +245,7 @@ class GraphBuilder:
 
     def __init__(self, graph: Graph | None = None):
         self.nodes: dict[int, Node] = dict(graph.nodes) if graph else {}
+        self.origin = graph.origin if graph else None
         self._next = max(self.nodes, default=-1) + 1
 
     def shape(self, ref: Ref) -> Shape:
@@ -262,7 +272,7 @@ class GraphBuilder:
         return self.add("weight", name=name, shape=shape)
 
     def build(self, outputs: Iterable[Ref]) -> Graph:
-        return Graph(dict(self.nodes), outputs)
+        return Graph(dict(self.nodes), outputs, self.origin)
 
 
 __all__ = ["Graph", "GraphBuilder", "Node", "Ref", "make_node", "freeze", "OPS", "ShapeError"]

@@ -175,15 +175,21 @@ def test_int64_gather_model_round_trips_and_the_written_file_is_what_is_checked(
 
 
 def test_a_written_file_with_a_retyped_input_is_not_equivalent(tmp_path):
-    """What the writer produced before: the IR keeps no dtypes, so `save_onnx` declares the
-    int64 input as float (and renames the output).  The read-back check refuses it."""
+    """What the writer produced before the round trip kept dtypes and names: the int64 input
+    declared as float, the output renamed.  The read-back check refuses it."""
     from envcore.onnx.importer import load_onnx
     from envcore.onnx.exporter import save_onnx
     src = _gather_model(tmp_path)
     graph, weights = load_onnx(src)
     bad = tmp_path / "retyped.onnx"
     save_onnx(graph, bad, weights)
-    assert onnx.load(str(bad)).graph.input[0].type.tensor_type.elem_type == T.FLOAT
+    m = onnx.load(str(bad))
+    assert m.graph.input[0].type.tensor_type.elem_type == T.INT64   # written as it was read
+    m.graph.input[0].type.tensor_type.elem_type = T.FLOAT            # ... and retyped here
+    for n in m.graph.node:
+        n.output[:] = ["output_0" if o == "y" else o for o in n.output]
+    m.graph.output[0].name = "output_0"
+    onnx.save(m, str(bad))
     r = pipeline.check_onnx_file(src, bad)
     assert not r.equivalent and "inputs" in r.reason and r.max_abs_err == float("inf")
     # and the same file with only the output renamed back still fails on the input's type

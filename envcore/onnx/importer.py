@@ -16,12 +16,20 @@ evaluator when onnxruntime is absent), which the numpy and torch executors both 
 
 Float initializers and Constant outputs become `weight` leaves; graph inputs become `input`
 leaves (symbolic dims default to 1, or pass `input_shapes`).  Shapes come from ONNX shape
-inference; models older than opset 13 are converted to 13 first.  Malformed files raise
-`OnnxError` (a ValueError); the CLI turns it into one line and exit code 2.
+inference; models older than opset 13 are converted to 13 first.  Nodes computable from
+constants alone are folded (with onnx's reference evaluator); one it cannot evaluate stays an
+opaque node, so a valid model always imports.  Malformed files raise `OnnxError` (a
+ValueError); the CLI turns it into one line and exit code 2.
+
+The round trip is lossless: every IR node, and the graph, carry an `origin`
+(`envcore.onnx.origin`) with the ONNX node it was imported as (name, op_type, attributes,
+domain), its constant inputs, the element types of leaves, and the model's interface, opsets
+and metadata, from which the exporter writes back whatever no rewrite touched as it was.
 onnx and onnxruntime are imported lazily, inside these functions.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any, Mapping
 
@@ -29,7 +37,8 @@ import numpy as np
 
 from envcore.graph import Graph, GraphBuilder, Ref
 from envcore.onnx.opaque import EXPORT_OPSET, FLOAT as _FLOAT
-from envcore.ops import ShapeError, _pads
+from envcore.onnx.origin import ConstInput, Leaf, ModelOrigin, Spelled, Spelling
+from envcore.ops import LEAVES, ShapeError, _pads
 
 
 class OnnxError(ValueError):
@@ -41,6 +50,9 @@ def load_onnx(path_or_model, input_shapes: Mapping[str, tuple] | None = None
     """ONNX file (or ModelProto) -> (Graph, weights by leaf name)."""
     import onnx
     model = _read(path_or_model)
+    if model is path_or_model:     # the caller's: pinning its inputs must not change it
+        model = onnx.ModelProto()
+        model.CopyFrom(path_or_model)
     try:
         opset = _opset(model)
         if opset < 13:
@@ -56,6 +68,10 @@ def load_onnx(path_or_model, input_shapes: Mapping[str, tuple] | None = None
         raise OnnxError(f"cannot read ONNX model: {_first_line(e)}") from None
     return _Importer(model, opset).run()
 
+
+# a float initializer larger than this that folded nodes read is not copied into their records:
+# its value is the weight of that name (see `ConstInput`)
+SMALL_CONSTANT = 1 << 16
 
 # the numeric check runs the model on random inputs, so a tensor it cannot hold is refused here,
 # before any work, rather than as a MemoryError at the end
@@ -178,8 +194,12 @@ class _Importer:
         self.refs: dict[str, Ref] = {}                  # ONNX tensor name -> IR tensor
         self.weights: dict[str, np.ndarray] = {}
         self.consts = {t.name: numpy_helper.to_array(t) for t in self.g.initializer}
+        self.initializers = frozenset(self.consts)
         self.shapes: dict[str, tuple] = {}
         self.types: dict[str, int] = {}
+        self.made: dict[str, Spelling] = {}            # constant -> the node that computed it
+        self.const_inputs: dict[str, ConstInput] = {}  # one record per constant, shared
+        self.via: dict[str, tuple] = {}                # name -> pass-through Spellings to it
         for vi in list(self.g.input) + list(self.g.value_info) + list(self.g.output):
             tt = vi.type.tensor_type
             if tt.HasField("shape") and all(d.HasField("dim_value") for d in tt.shape.dim):
@@ -197,7 +217,11 @@ class _Importer:
             v = self.consts[name]
             self.weights[name] = v
             self.refs[name] = self.b.weight(name, v.shape)
+            self._mark(self.refs[name].node, Leaf(_elem(v.dtype), self.made.get(name)))
         return self.refs[name]
+
+    def _mark(self, node_id: int, origin) -> None:
+        self.b.nodes[node_id] = dataclasses.replace(self.b.nodes[node_id], origin=origin)
 
     def shape_of(self, name: str) -> tuple:
         if name in self.refs:
@@ -215,26 +239,18 @@ class _Importer:
     def add(self, op: str, *xs: Ref, **params):
         return self.b.add(op, *xs, **params)
 
-    def weight_value(self, name: str, value: np.ndarray) -> Ref:
-        """A new weight leaf holding `value` (a transformed initializer)."""
-        k, base = 0, name
-        while name in self.weights or name in self.consts and self.consts[name] is not value:
-            k += 1
-            name = f"{base}.{k}"
-        self.weights[name] = value
-        self.consts.setdefault(name, value)
-        return self.b.weight(name, value.shape)
-
     # -- the walk -------------------------------------------------------------------------------
     def run(self) -> tuple[Graph, dict[str, np.ndarray]]:
         for vi in self.g.input:
             if vi.name not in self.consts:
                 self.refs[vi.name] = self.b.input(vi.name, self.shape_of(vi.name))
-        for node in self.g.node:
+                self._mark(self.refs[vi.name].node, Leaf(self.types.get(vi.name, _FLOAT)))
+        for pos, node in enumerate(self.g.node):
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 try:
                     self.consts[node.output[0]] = _constant_value(node)
                     self.shapes[node.output[0]] = self.consts[node.output[0]].shape
+                    self._folded(pos, node, ())
                     continue
                 except Exception:  # an odd Constant: keep it as an opaque node
                     pass
@@ -245,6 +261,8 @@ class _Importer:
                     v = (np.array(shape[a.get("start", 0):a.get("end", len(shape))], np.int64)
                          if node.op_type == "Shape" else np.array(int(np.prod(shape)), np.int64))
                     self.consts[node.output[0]], self.shapes[node.output[0]] = v, v.shape
+                    x = node.input[0]
+                    self._folded(pos, node, (x if x in self.refs else self._const_input(x),))
                     continue
                 except OnnxError:
                     pass
@@ -258,6 +276,11 @@ class _Importer:
                     del self.b.nodes[i]
                 self.refs, self.weights = snapshot[1], snapshot[2]
                 outs = self.opaque(node)
+            self._remember(pos, node, sorted(i for i in set(self.b.nodes) - snapshot[0]
+                                             if self.b.nodes[i].op not in LEAVES), outs)
+            if all(r is None for r in outs):  # folded
+                self._folded(pos, node, tuple(self._const_input(x) if x else None
+                                              for x in node.input))
             for name, r in zip(node.output, outs):
                 if name and r is not None:
                     self.refs[name] = r
@@ -270,7 +293,106 @@ class _Importer:
         for i in set(self.b.nodes) - live:
             del self.b.nodes[i]
         names = {n.p["name"] for n in self.b.nodes.values() if n.op == "weight"}
+        self.b.origin = self._model_origin()
         return self.b.build(outputs), {k: v for k, v in self.weights.items() if k in names}
+
+    # -- what export needs to write the file back as it was -------------------------------------
+    def _remember(self, pos: int, node, members: list[int], outs: list) -> None:
+        """Records on the IR nodes `members` (what `node` was imported as) the ONNX node
+        itself, or for a pass-through node (Identity) the name it gives its input's tensor.
+        A conversion that does not read the ONNX inputs one to one (it skipped an input, or
+        reached behind one) gets no record: its nodes are always written as IR ops."""
+        if not members:
+            if outs and outs[0] is not None and node.input and outs[0] == self.refs.get(
+                    node.input[0]) and all(r is None for r in outs[1:]):
+                sp = self._spelling(pos, node, {}, [])
+                if sp is not None:
+                    self.via[node.output[0]] = self.via.get(node.input[0], ()) + (sp,)
+            return
+        role = {i: m for m, i in enumerate(members)}
+        first: dict[Ref, int] = {}           # tensor -> the first ONNX input that names it
+        for k, x in enumerate(node.input):
+            if x and x in self.refs:
+                first.setdefault(self.refs[x], k)
+        wiring = []
+        for i in members:
+            row = []
+            for r in self.b.nodes[i].inputs:
+                if r.node in role:
+                    row.append(("member", role[r.node], r.index))
+                elif r in first:
+                    row.append(("in", first[r]))
+                else:
+                    return
+            wiring.append(tuple(row))
+        read = {w[1] for row in wiring for w in row if w[0] == "in"}
+        outputs = []
+        for j, name in enumerate(node.output):
+            r = outs[j] if j < len(outs) else None
+            if not name or r is None:
+                outputs.append(None)
+            elif r.node in role:
+                outputs.append((role[r.node], r.index))
+            else:
+                return
+        sp = self._spelling(pos, node, first, read, len(members), tuple(wiring),
+                            tuple(outputs))
+        if sp is not None:
+            for m, i in enumerate(members):
+                self._mark(i, Spelled(sp, m))
+
+    def _spelling(self, pos, node, first, read, members=0, wiring=(), outputs=()):
+        """The Spelling of `node`; None when one of its inputs is neither a tensor that the
+        members read (see `_remember`) nor a constant."""
+        inputs, via = [], []
+        for k, x in enumerate(node.input):
+            r = self.refs.get(x) if x else None
+            if not x:
+                inputs.append(None)
+            elif not members and k == 0:      # a pass-through's input: the tensor it renames
+                inputs.append(0)
+            elif r is not None and first.get(r) in read:
+                inputs.append(first[r])
+            elif x in self.consts:
+                inputs.append(self._const_input(x))
+            else:
+                return None
+            via.append(self.via.get(x, ()) if isinstance(inputs[-1], int) else ())
+        return Spelling(pos, node.SerializeToString(), members, wiring, tuple(inputs),
+                        tuple(via), outputs)
+
+    def _folded(self, pos: int, node, inputs: tuple) -> None:
+        """Records the node that computed constants at import (see `ConstInput`)."""
+        sp = Spelling(pos, node.SerializeToString(), 0, (), inputs, (), ())
+        for o in node.output:
+            if o:
+                self.made[o] = sp
+
+    def _const_input(self, name: str) -> ConstInput:
+        if name not in self.const_inputs:
+            from onnx import numpy_helper
+            v = self.consts[name]
+            big = name in self.initializers and v.dtype.kind == "f" and v.size > SMALL_CONSTANT
+            self.const_inputs[name] = ConstInput(
+                name, None if big else numpy_helper.from_array(v, name).SerializeToString(),
+                self.made.get(name))
+        return self.const_inputs[name]
+
+    def _model_origin(self) -> ModelOrigin:
+        shell = type(self.model)()
+        shell.CopyFrom(self.model)
+        for part in ("node", "initializer", "sparse_initializer", "value_info", "input",
+                     "output"):
+            shell.graph.ClearField(part)
+        inputs = tuple((vi.name, self.types.get(vi.name, _FLOAT), self.shape_of(vi.name))
+                       for vi in self.g.input if vi.name not in self.consts)
+        outputs = tuple((vi.name, vi.type.tensor_type.elem_type or _FLOAT,
+                         self.via.get(vi.name, ())) for vi in self.g.output)
+        names = {vi.name for vi in list(self.g.input) + list(self.g.output)}
+        names.update(self.initializers)
+        names.update(x for n in self.g.node for x in list(n.input) + list(n.output))
+        names.discard("")
+        return ModelOrigin(shell.SerializeToString(), inputs, outputs, frozenset(names))
 
 
     def convert(self, node) -> list[Ref] | None:
@@ -286,6 +408,24 @@ class _Importer:
 
     def opaque(self, node) -> list[Ref]:
         from onnx import numpy_helper
+        present = [x for x in node.input if x]
+        if all(x not in self.refs and x in self.consts for x in present):
+            try:   # computable from constants alone: fold it now
+                values = _eval_node(node, {x: self.consts[x] for x in present},
+                                    self._opset_for(node.domain))
+            except Exception:
+                # onnx's reference evaluator has gaps (GatherElements over 64 positions or
+                # more, in BERT): keep the node, with its first input as a weight leaf so that
+                # it has one, and let onnxruntime run it
+                if not present:
+                    raise OnnxError(f"cannot evaluate {node.op_type} node {node.name!r}, "
+                                    "which has no inputs") from None
+                self.ref(present[0])
+            else:
+                for name, v in zip(node.output, values):
+                    self.consts[name] = v
+                    self.shapes[name] = v.shape
+                return [None] * len(node.output)
         dyn: list[Ref] = []
         slots: list[Any] = []
         for x in node.input:
@@ -297,13 +437,6 @@ class _Importer:
             else:
                 slots.append(len(dyn))
                 dyn.append(self.ref(x))
-        if not dyn:  # computable from constants alone: fold it now
-            values = _eval_node(node, {x: self.consts[x] for x in node.input if x},
-                                self._opset_for(node.domain))
-            for name, v in zip(node.output, values):
-                self.consts[name] = v
-                self.shapes[name] = v.shape
-            return [None] * len(node.output)
         r = self.b.add("opaque", *dyn, **self._opaque_params(node, slots, node.output))
         return [r] if isinstance(r, Ref) else list(r)
 
@@ -358,6 +491,11 @@ def _eval_node(node, feeds: Mapping[str, np.ndarray], opset: int = EXPORT_OPSET)
 
 def _constant_value(node) -> np.ndarray:
     return _eval_node(node, {})[0]
+
+
+def _elem(dtype) -> int:
+    from onnx import helper
+    return int(helper.np_dtype_to_tensor_dtype(np.dtype(dtype)))
 
 
 def _attrs(node) -> dict[str, Any]:
@@ -514,13 +652,10 @@ def _convert_gemm(im, node, a):
     x = im.ref(an)
     if a.get("transA", 0):
         x = im.add("transpose", x, perm=(1, 0))
-    if a.get("transB", 0):
-        if bn in im.consts and bn not in im.refs:  # fold the transpose into the weight
-            w = im.weight_value(bn + ".T", np.ascontiguousarray(im.consts[bn].T))
-        else:
-            w = im.add("transpose", im.ref(bn), perm=(1, 0))
-    else:
-        w = im.ref(bn)
+    # a transposed or reshaped weight stays a transpose/reshape of the original initializer
+    # (free: computable from weights alone), so that an untouched Gemm is written back as the
+    # Gemm it was, reading its own initializers
+    w = im.add("transpose", im.ref(bn), perm=(1, 0)) if a.get("transB", 0) else im.ref(bn)
     y = im.add("matmul", x, w)
     if len(node.input) > 2 and node.input[2]:
         cn = node.input[2]
@@ -528,9 +663,8 @@ def _convert_gemm(im, node, a):
         cs = im.shape_of(cn)
         if cs == (n_out,):
             y = im.add("bias_add", y, im.ref(cn), axis=-1)
-        elif cs == (1, n_out) and cn in im.consts:
-            y = im.add("bias_add", y, im.weight_value(cn + ".flat", im.consts[cn].reshape(-1)),
-                       axis=-1)
+        elif cs == (1, n_out):
+            y = im.add("bias_add", y, im.add("reshape", im.ref(cn), shape=(n_out,)), axis=-1)
         else:
             _need(cs == im.b.shape(y))
             y = im.add("ewadd", y, im.ref(cn))

@@ -108,12 +108,12 @@ def _build(graph: Graph, rule: Rule, match: Match, res: Resolution,
             n = nodes[c]
             ins = tuple(replace.get(r, r) for r in n.inputs)
             if ins != n.inputs:
-                nodes[c] = Node(n.op, ins, n.params, n.shapes)
+                nodes[c] = Node(n.op, ins, n.params, n.shapes, n.origin)  # rewired, same op
                 changed.add(c)
     outputs = tuple(replace.get(o, o) for o in graph.outputs)
     _drop_dead(nodes, cons, matched | {b.node for b in match.bindings.values()},
                set(created) | changed, {o.node for o in outputs})
-    new = Graph(nodes, outputs)
+    new = Graph(nodes, outputs, graph.origin)
     try:
         new.topo_order
     except ValueError:
