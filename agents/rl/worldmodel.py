@@ -255,10 +255,11 @@ def rule_mask_of(data, rules: torch.Tensor) -> torch.Tensor:
 def rule_delta_of(data, rules: torch.Tensor) -> torch.Tensor:
     """[K] each of `rules` (sorted)' best estimated delta among its candidates (0 where it has
     none; candidates of other rules are ignored)."""
-    pos = torch.searchsorted(rules, data.cand_rule)
-    hit = pos < len(rules)
-    hit[hit.clone()] = rules[pos[hit]] == data.cand_rule[hit]
     best = torch.full((len(rules),), -torch.inf)
+    if not len(rules):
+        return best
+    pos = torch.searchsorted(rules, data.cand_rule).clamp(max=len(rules) - 1)
+    hit = rules[pos] == data.cand_rule
     best = best.scatter_reduce(0, pos[hit], data.cand_delta.float()[hit], "amax")
     return torch.where(torch.isinf(best), torch.zeros_like(best), best)
 

@@ -324,11 +324,6 @@ def onnx_input_specs(model) -> dict:
             for n, (dt, _, dims) in specs.items()}
 
 
-def _ort_session(model_or_path):
-    from envcore.cost.ort_cost import ort_session
-    return ort_session(model_or_path, threads=0)
-
-
 def check_onnx_file(reference, written, seed: int = 0, graph: Graph | None = None,
                     weights: dict | None = None, reference_in_ort: bool | None = None
                     ) -> CheckResult:
@@ -343,6 +338,8 @@ def check_onnx_file(reference, written, seed: int = 0, graph: Graph | None = Non
     against the executor in float64, or the executor in float32 against float64 -- is skipped
     as ill-conditioned in float32; at least one draw must be compared."""
     import onnx
+
+    from envcore.cost.ort_cost import ort_session  # (onnxruntime: only when a file is checked)
     from envcore.execute import outputs_close
     ref = reference if isinstance(reference, onnx.ModelProto) else onnx.load(str(reference))
     try:
@@ -358,14 +355,14 @@ def check_onnx_file(reference, written, seed: int = 0, graph: Graph | None = Non
                            f"original's {ro} (names, element types, order)")
     specs = onnx_input_specs(ref)
     try:
-        sess = _ort_session(written)
+        sess = ort_session(written, threads=0)
     except Exception as e:
         return CheckResult(False, float("inf"), f"onnxruntime cannot load the written file: "
                            f"{_first_line(e)}")
     in_ort = graph is None if reference_in_ort is None else reference_in_ort
     if not in_ort and graph is None:
         raise ValueError("reference_in_ort=False needs the original's graph")
-    ref_sess = _ort_session(ref) if in_ort else None
+    ref_sess = ort_session(ref, threads=0) if in_ort else None
     count = FILE_DRAWS if in_ort else GRAPH_DRAWS
     worst, compared, skipped = 0.0, 0, 0
     for s, scale in draws(seed, count):
@@ -557,8 +554,9 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
             res.judged["ort_rewrites_judged"] = len(res.rewrites)
             res.judged["ort_predicted_judged"] = res.speedup
         if res.judged and res.judged["ort_kept"] == "original" and res.rewrites:
-            res.fallback = (f"onnxruntime: {res.judged['ort_speedup']:.3f}x is not faster "
-                            f"beyond its noise ({100 * res.judged['ort_noise']:.1f}%)")
+            res.fallback = (f"onnxruntime: {res.judged['ort_speedup']:.3f}x (predicted "
+                            f"{res.speedup:.3f}x) is not faster beyond its noise "
+                            f"({100 * res.judged['ort_noise']:.1f}%)")
             res.graph, res.rewrites, res.cost_after = graph, [], before
         res.measured = measure(graph, res.graph, cost)
     return res
