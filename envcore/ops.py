@@ -340,12 +340,28 @@ def _bias(x, p, exact=False):
     shape = [1] * a.ndim
     shape[ax] = -1
     y = a + b.reshape(shape)
-    return [_mod(y) if exact else y]
+    return [_act(_mod(y) if exact else y, p["activation"], exact)]
 
 
-op("bias_add", num_inputs=2, params=["axis"], defaults={"axis": 1}, shape=_bias_shape,
+def _bias_many(x, p):
+    """bias_add on a batch (residues or floats): the axis counts after the batch axis."""
+    a, b = x
+    exact = a.dtype == np.int64
+    ax = p["axis"] % (a.ndim - 1)
+    shape = [b.shape[0]] + [1] * (a.ndim - 1)
+    shape[ax + 1] = -1
+    y = a + b.reshape(shape)
+    return [_act(_mod(y) if exact else y, p["activation"], exact)]
+
+
+# A conv's or a Gemm's bias, and the activation fused after it: ONNX's Conv(x, w, b) + Relu is
+# conv2d then bias_add(activation="relu"), and Gemm(x, w, b) is matmul then bias_add(axis=1),
+# so the rules see through the bias (`relu(bias_add(..))` fuses like `relu(conv2d(..))` does)
+op("bias_add", num_inputs=2, params=["axis", "activation"],
+   defaults={"axis": 1, "activation": "none"}, shape=_bias_shape,
    ref=_bias, exact=lambda x, p: _bias(x, p, True), z3="bias_add", kernel="ew",
-   doc="x + b broadcast along one axis", elementwise=True)
+   doc="act(x + b), b broadcast along one axis: a conv's or Gemm's bias and fused activation",
+   batched=_bias_many, elementwise=True)
 
 # unary: float semantics and a polynomial stand-in for exact fingerprints (TASO's trick: relu's
 # zeros would make spurious matches, so relu is x(x+1)+1; any fixed polynomial keeps equalities
@@ -366,6 +382,22 @@ op("sigmoid", num_inputs=1, params=[], shape=lambda s, p: [s[0]],
 op("tanh", num_inputs=1, params=[], shape=lambda s, p: [s[0]],
    ref=_unary(np.tanh), exact=_unary(lambda a: _mod(_mod(a * a) * a + 5 * a + 11)),
    z3="tanh", kernel="ew", doc="elementwise tanh", batched=True, elementwise=True)
+
+
+def _erf(a):
+    from math import erf
+    return np.vectorize(erf, otypes=[np.float64])(a) if np.size(a) else np.asarray(a, float)
+
+
+# GELU as BERT, GPT-2's exporters and ViT spell it in ONNX before opset 20: x/2 (1 + erf(x/√2))
+op("erf", num_inputs=1, params=[], shape=lambda s, p: [s[0]],
+   ref=_unary(_erf), exact=_unary(lambda a: _mod(_mod(a * a) * a + 13 * a + 2)),
+   z3="erf", kernel="ew", doc="elementwise error function", batched=True, elementwise=True)
+op("gelu", num_inputs=1, params=[], shape=lambda s, p: [s[0]],
+   ref=_unary(lambda a: 0.5 * a * (1 + _erf(a / np.sqrt(2)))),
+   exact=_unary(lambda a: _mod(_mod(_mod(a * a) * a + 17) * a + 3)),
+   z3="gelu", kernel="ew", doc="elementwise GELU (the exact, erf form)", batched=True,
+   elementwise=True)
 
 # ----------------------------------------------------------------------------------------------
 # linear algebra
@@ -449,6 +481,26 @@ for _kind in ("avg", "max"):
        shape=_pool_shape,
        ref=lambda x, p, k=_kind: _pool(x, p, k), exact=lambda x, p, k=_kind: _pool(x, p, k, True),
        z3=f"pool_{_kind}", kernel="pool", doc=f"{_kind} pooling, NCHW", batched=True)
+
+
+
+def _global_pool_shape(s, p):
+    (x,) = s
+    _require(len(x) == 4, lambda: f"global pooling needs NCHW, got {x}")
+    return [(x[0], x[1], 1, 1)]
+
+
+def _global_avg(x, p, lead=0):
+    a = x[0]
+    if a.dtype == np.int64:   # exact: the sum times the inverse of the window size
+        return [_mod(_mod(a.sum(axis=(-1, -2), keepdims=True)) * _inv(a.shape[-1] * a.shape[-2]))]
+    return [a.mean(axis=(-1, -2), keepdims=True)]
+
+
+op("pool_global_avg", num_inputs=1, params=[], shape=_global_pool_shape,
+   ref=_global_avg, exact=_global_avg, z3="pool_global_avg", kernel="pool",
+   doc="global average pooling, NCHW -> NC11 (ONNX GlobalAveragePool)", batched=True,
+   idempotent=True, linear_in_each_input=True)
 
 # ----------------------------------------------------------------------------------------------
 # data movement
@@ -581,6 +633,30 @@ op("softmax", num_inputs=1, params=["axis"], defaults={"axis": -1}, shape=lambda
    doc="softmax along an axis")
 
 
+def _layernorm_shape(s, p):
+    x, scale, bias = s
+    _require(len(x) >= 1, "layernorm needs a rank >= 1 input")
+    _require(p["axis"] == -1, "layernorm normalises the last axis (axis = -1)")
+    for t in (scale, bias):
+        _require_same(t, x[-1:], lambda: f"layernorm scale and bias must be ({x[-1]},)")
+    return [x]
+
+
+def _layernorm(x, p, exact=False):
+    a, scale, bias = x
+    if exact:  # 1/sqrt is not polynomial: centring, then an affine stand-in for the scaling
+        c = _mod(a - _mod(a.sum(axis=-1, keepdims=True) * _inv(a.shape[-1])))
+        return [_mod(_mod(_mod(c * c).sum(axis=-1, keepdims=True) + 1) * _mod(c * scale) + bias)]
+    c = a - a.mean(axis=-1, keepdims=True)
+    return [c / np.sqrt((c * c).mean(axis=-1, keepdims=True) + p["eps"]) * scale + bias]
+
+
+op("layernorm", num_inputs=3, params=["axis", "eps"], defaults={"axis": -1, "eps": 1e-5},
+   shape=_layernorm_shape, ref=_layernorm, exact=lambda x, p: _layernorm(x, p, True),
+   z3="layernorm", kernel="reduce",
+   doc="layer normalisation of the last axis, then scale and bias (ONNX LayerNormalization)")
+
+
 def _opaque_shape(s, p):
     return [tuple(o) for o in p["out_shapes"]]
 
@@ -633,6 +709,15 @@ def semantic_dims(op: str, input_shapes) -> tuple:
 TASO_GENERATOR_OPS = ("matmul", "ewadd", "ewmul", "conv2d", "pool_avg", "pool_max", "relu",
                       "concat", "split", "transpose", "scalar_mul", "enlarge",
                       "eye", "eye_conv", "ones", "pool_kernel")
+
+
+# the operators real models are made of (bias, GELU, global pooling beside TASO's matmul and
+# conv), enumerated as a second run into the default rule DB: the rules that see through a
+# conv's bias, fuse an activation into it, and move biases and pooling
+REAL_MODEL_OPS = ("matmul", "conv2d", "bias_add", "relu", "gelu", "ewadd", "scalar_mul", "concat",
+                  "split", "transpose", "pool_global_avg")
+# the named operator sets of `subgen generate --ops`; the default rule DB holds a run of each
+OP_SETS = {"taso": TASO_GENERATOR_OPS, "real": REAL_MODEL_OPS}
 
 
 def get(name: str) -> OpDef:

@@ -67,6 +67,8 @@ _reg("scalar_mul")(lambda x, p: [x[0] * x[1]])
 _reg("relu")(lambda x, p: [_torch().relu(x[0])])
 _reg("sigmoid")(lambda x, p: [_torch().sigmoid(x[0])])
 _reg("tanh")(lambda x, p: [_torch().tanh(x[0])])
+_reg("erf")(lambda x, p: [_torch().erf(x[0])])
+_reg("gelu")(lambda x, p: [_F().gelu(x[0])])
 
 
 @_reg("bias_add")
@@ -74,7 +76,7 @@ def _bias_add(x, p):
     a, b = x
     shape = [1] * a.dim()
     shape[p["axis"] % a.dim()] = -1
-    return [a + b.reshape(shape)]
+    return [_act(a + b.reshape(shape), p["activation"])]
 
 
 # -- linear algebra -----------------------------------------------------------------------------
@@ -117,6 +119,7 @@ def _pool(kind: str):
 
 TORCH_OPS["pool_avg"] = _pool("avg")
 TORCH_OPS["pool_max"] = _pool("max")
+_reg("pool_global_avg")(lambda x, p: [x[0].mean(dim=(2, 3), keepdim=True)])
 
 # -- data movement ------------------------------------------------------------------------------
 _reg("concat")(lambda x, p: [_torch().cat(list(x), dim=p["axis"])])
@@ -140,6 +143,7 @@ def _batchnorm(x, p):
 
 
 _reg("softmax")(lambda x, p: [_torch().softmax(x[0], dim=p["axis"])])
+_reg("layernorm")(lambda x, p: [_F().layer_norm(x[0], x[0].shape[-1:], x[1], x[2], eps=p["eps"])])
 
 
 @_reg("opaque")

@@ -206,11 +206,14 @@ def test_gemm_conv_bias_and_global_pool_keep_their_spelling(tmp_path, opset):
     assert_lossless(model, back)
     # ... while inside, the IR has them in its own terms, which is what rules match
     ops = sorted(n.op for n in graph.nodes.values() if n.op not in ("input", "weight"))
-    assert ops.count("bias_add") == 3 and "conv2d" in ops and "pool_avg" in ops
+    assert ops.count("bias_add") == 3 and "conv2d" in ops and "pool_global_avg" in ops
     assert "opaque" not in ops
-    # without its origins the same graph is lowered: the spelling comes from the records
+    # without its origins the same graph is lowered from its IR ops, which spell a bias and a
+    # global pool as ONNX does: Conv(x, w, b), Gemm(x, w, b), GlobalAveragePool
     lowered = to_onnx(_stripped(graph), weights)
-    assert not {"Gemm", "GlobalAveragePool"} & {n.op_type for n in lowered.graph.node}
+    kinds = [n.op_type for n in lowered.graph.node]
+    assert {"Gemm", "GlobalAveragePool"} <= set(kinds) and kinds.count("Add") == 1
+    assert all(len(n.input) == 3 for n in lowered.graph.node if n.op_type == "Conv")
     assert_same_outputs(model, lowered, feeds_for(model, {}, np.random.default_rng(0)))
 
 

@@ -20,6 +20,8 @@ CASES = [
     ("transpose", {"perm": (1, 0)}, [(2, 4)]),
     ("enlarge", {}, [(4, 4, 1, 3), (4, 4, 3, 3)]),
     ("bias_add", {"axis": 1}, [(2, 4), (4,)]),
+    ("bias_add", {"axis": 1}, [(2, 4, 4, 4), (4,)]),
+    ("bias_add", {"axis": 0}, [(3, 2, 4), (3,)]),
 ]
 
 
@@ -60,6 +62,13 @@ BATCH_CASES = CASES + [
     ("matmul", {"activation": "relu"}, [(4, 4), (4, 4)]),
     ("split", {"axis": 0, "sizes": (2, 2)}, [(4, 4, 3, 3)]),
     ("transpose", {"perm": (1, 0)}, [(4, 2)]),
+    ("bias_add", {"axis": 1, "activation": "relu"}, [(2, 4, 4, 4), (4,)]),
+    ("bias_add", {"axis": 2, "activation": "relu"}, [(2, 3, 5), (5,)]),
+    ("pool_global_avg", {}, [(2, 4, 4, 4)]),
+    ("pool_global_avg", {}, [(1, 3, 2, 5)]),
+    ("gelu", {}, [(2, 4)]),
+    ("erf", {}, [(2, 4, 4, 4)]),
+    ("layernorm", {}, [(2, 3, 4), (4,), (4,)]),
 ]
 
 

@@ -21,12 +21,12 @@ import z3
 
 from envcore.ops import IDEMPOTENT
 from verifier.axiom import Axiom
-from verifier.domains import RANKS, all_shapes, batch_split, cat, cat3, channel_split, conv, \
-    dup_input, enlarge_cat, enlarged, enlarged_twice, ew, geometry, grouped, matrices, mm, \
-    out_split, pooled, pooled_1x1, pooled_ew, split_pairs, splits, square_kernels, square_pairs, \
-    square_sizes, twin_groups
-from verifier.notation import ACT, AX, KH, KW, N, PAD, S0, S1, SH, SW, G, add, concat, mat, mul, \
-    relu, smul, tr, r, s, t, v, w, x, y, z
+from verifier.domains import RANKS, all_shapes, batch_split, biased, biased_cat, cat, cat3, \
+    channel_split, conv, dup_input, enlarge_cat, enlarged, enlarged_twice, ew, geometry, \
+    global_pooled, global_pooled_1x1, grouped, matrices, mm, out_split, pooled, pooled_1x1, \
+    pooled_ew, split_pairs, splits, square_kernels, square_pairs, square_sizes, twin_groups
+from verifier.notation import ACT, AX, BX, KH, KW, N, PAD, S0, S1, SH, SW, G, add, b, bias, c, \
+    concat, gap, mat, mul, relu, smul, tr, r, s, t, v, w, x, y, z
 from verifier.shapes import SHAPE_AXIOMS
 from verifier.terms import Dim, Half, Param, Sum, op
 
@@ -299,6 +299,47 @@ AXIOMS: list[Axiom] = [
           conv(pads=("same",), strides=((1, 1),), more=enlarged)),
     Axiom("enlarge_enlarge", "enlarging twice is enlarging to the final size",
           op("enlarge", op("enlarge", w, r), v), op("enlarge", w, v), enlarged_twice),
+    # bias_add: a conv's or Gemm's bias and the activation fused after it
+    Axiom("relu_bias_fuse", "relu after a bias is the bias's fused relu",
+          relu(bias(x, b)), bias(x, b, act="relu"), biased()),
+    Axiom("bias_concat_along", "biases of a concat's pieces, along its seam, are one bias",
+          concat(bias(x, b, act=ACT), bias(y, c, act=ACT), axis=BX),
+          bias(concat(x, y, axis=BX), concat(b, c, axis=0), act=ACT), biased_cat(True),
+          # read right to left, the bias's seam must be the tensor's
+          where=((Dim("x", BX), Dim("b", 0)),)),
+    Axiom("bias_concat_across", "one bias on both pieces of a concat (across its seam)",
+          concat(bias(x, b, act=ACT), bias(y, b, act=ACT)), bias(concat(x, y), b, act=ACT),
+          biased_cat(False)),
+    Axiom("bias_bias", "two biases along one axis are one bias of their sum",
+          bias(bias(x, b), c, act=ACT), bias(x, add(b, c), act=ACT),
+          biased(biases=("b", "c"), acts=("none", "relu"))),
+    Axiom("bias_ewadd", "a bias moves from a sum to one of its terms",
+          bias(add(x, y), b), add(bias(x, b), y), biased(tensors=("x", "y"))),
+    Axiom("smul_bias", "a scalar mul moves into a bias and the tensor it is added to",
+          smul(bias(x, b), s), bias(smul(x, s), smul(b, s)), biased(scalars="s")),
+    # global average pooling is linear, and commutes with channel mixing
+    Axiom("gap_ewadd", "global avg pooling distributes over ewadd",
+          gap(add(x, y)), add(gap(x), gap(y)), global_pooled("x", "y"),
+          where=_same_shape("x", "y")),
+    Axiom("gap_smul", "global avg pooling commutes with scalar mul",
+          gap(smul(x, s)), smul(gap(x), s), global_pooled("x", scalars="s")),
+    Axiom("gap_concat", "global avg pooling distributes over a batch or channel concat",
+          gap(concat(x, y)), concat(gap(x), gap(y)), global_pooled(axes=(0, 1)),
+          where=_same_axes("x", "y", (2, 3))),
+    Axiom("gap_bias", "global avg pooling commutes with a channel bias",
+          gap(bias(x, b, axis=1)), bias(gap(x), b, axis=1), global_pooled("x", bias=True)),
+    Axiom("gap_1x1", "global avg pooling of 1x1 images is the identity",
+          gap(x), x, global_pooled("x"), where=((Dim("x", 2), 1), (Dim("x", 3), 1))),
+    Axiom("gap_conv1x1", "global avg pooling commutes with a 1x1 conv (channel mixing)",
+          gap(op("conv2d", x, w, stride=(1, 1), padding=PAD)),
+          op("conv2d", gap(x), w, stride=(1, 1), padding=PAD), global_pooled_1x1,
+          where=((Dim("w", 2), 1), (Dim("w", 3), 1))),
+    # GELU and erf are elementwise: they distribute over concat and commute with transpose
+    *[a for o in ("gelu", "erf") for a in (
+        Axiom(f"{o}_concat", f"{o} distributes over concat",
+              op(o, concat(x, y)), concat(op(o, x), op(o, y)), cat((("x", "y"),))),
+        Axiom(f"{o}_transpose", f"{o} commutes with transpose",
+              op(o, tr(x)), tr(op(o, x)), ew("x", ranks=(2,))))],
     # enlarge
     Axiom("enlarge_conv", "zero-padding a kernel (centred) does not change a same-padded conv",
           _conv(x, w, pad="same"), _conv(x, op("enlarge", w, r), pad="same"),

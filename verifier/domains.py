@@ -212,3 +212,47 @@ def matrices(m):
     for sh in all_shapes(2, m):
         yield {"x": sh}
 
+
+
+def biased(tensors=("x",), biases=("b",), ranks=RANKS, acts=("none",), scalars=()):
+    """Tensors of one shape, and bias vectors along axis `bx` (that axis's size)."""
+    def dom(m):
+        for rank in ranks:
+            for bx, sh in product(range(rank), all_shapes(rank, m)):
+                for act in acts:
+                    yield {"bx": bx, "act": act, **{n: sh for n in tensors},
+                           **{b: (sh[bx],) for b in biases}, **{c: () for c in scalars}}
+    return dom
+
+
+def biased_cat(along: bool, acts=("none", "relu")):
+    """x and y that concatenate along `ax`, with biases along `bx`: along the seam (b fits x and
+    c fits y) when `along`, else across it (one bias b fits both)."""
+    def dom(m):
+        for inst in cat((("x", "y"),))(m):
+            rank = len(inst["x"])
+            for bx in range(rank):
+                if (bx == inst["ax"]) != along:
+                    continue
+                for act in acts:
+                    yield {**inst, "bx": bx, "act": act, "b": (inst["x"][bx],),
+                           **({"c": (inst["y"][bx],)} if along else {})}
+    return dom
+
+
+def global_pooled(*names, scalars=(), axes=None, bias=False):
+    """NCHW activations of one shape (or concatenating along `ax` in `axes`); with `bias`, a
+    channel bias b."""
+    def dom(m):
+        insts = (ew(*names, ranks=(4,), scalars=scalars)(m) if axes is None
+                 else cat((("x", "y"),), ranks=(4,), axes=axes)(m))
+        for inst in insts:
+            yield {**inst, **({"b": (inst["x"][1],)} if bias else {})}
+    return dom
+
+
+def global_pooled_1x1(m):
+    for inst in ew("x", ranks=(4,))(m):
+        for co in range(1, m + 1):
+            yield {**inst, "w": (co, inst["x"][1], 1, 1), "pad": "same"}
+            yield {**inst, "w": (co, inst["x"][1], 1, 1), "pad": "valid"}

@@ -11,6 +11,16 @@ s, t = Var("s"), Var("t")                     # scalars, shape ()
 AX, KH, KW, SH, SW = (Param(n) for n in ("ax", "kh", "kw", "sh", "sw"))
 PAD, ACT, N, S0, S1 = Param("pad"), Param("act"), Param("n"), Param("s0"), Param("s1")
 G = Param("g")
+b, c = Var("b"), Var("c")                     # bias vectors
+BX = Param("bx")                              # the axis a bias is added along
+
+
+def bias(a, vec, act="none", axis=BX):
+    return op("bias_add", a, vec, axis=axis, activation=act)
+
+
+def gap(a):
+    return op("pool_global_avg", a)
 
 
 def smul(a, b):

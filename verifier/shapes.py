@@ -21,8 +21,8 @@ import z3
 from envcore.ops import ShapeError
 import verifier.z3ops as z3ops
 from verifier.axiom import Axiom
-from verifier.domains import cat, conv, enlarged, ew, grouped, mm
-from verifier.notation import ACT, G, PAD, SH, SW, concat, relu, tr, x, y, w, r
+from verifier.domains import biased, cat, conv, enlarged, ew, grouped, mm
+from verifier.notation import ACT, BX, G, PAD, SH, SW, b, concat, relu, tr, x, y, w, r
 from verifier.terms import Term, Var, op, to_graph, to_z3, variables, z3_env
 
 
@@ -64,8 +64,14 @@ SHAPE_AXIOMS = [
                  lambda e, k: _D(e, "x", k), ew("x", scalars="y") if o == "scalar_mul"
                  else ew("x", "y"))
       for o in ("ewadd", "ewmul", "scalar_mul")],
-    ShapeAxiom("dim_relu", "relu keeps its input's shape", relu(x), lambda e, k: _D(e, "x", k),
-               ew("x")),
+    *[ShapeAxiom(f"dim_{o}", f"{o} keeps its input's shape", op(o, x),
+                 lambda e, k: _D(e, "x", k), ew("x")) for o in ("relu", "gelu", "erf")],
+    ShapeAxiom("dim_bias_add", "a bias keeps its first input's shape",
+               op("bias_add", x, b, axis=BX, activation=ACT), lambda e, k: _D(e, "x", k),
+               biased(acts=("none", "relu"))),
+    ShapeAxiom("dim_pool_global_avg", "global pooling keeps batch and channels, 1x1 images",
+               op("pool_global_avg", x),
+               lambda e, k: z3.If(z3.Or(k == 2, k == 3), 1, _D(e, "x", k)), ew("x", ranks=(4,))),
     ShapeAxiom("dim_concat", "concat adds sizes along its axis", concat(x, y),
                lambda e, k: z3.If(k == e["ax"], _D(e, "x", k) + _D(e, "y", k), _D(e, "x", k)),
                cat((("x", "y"),))),

@@ -65,10 +65,12 @@ class AnalyticCostModel(CostModel):
         if kernel == "conv":
             _co, cig, kh, kw = ins[1]
             return 2.0 * out * cig * kh * kw + act
+        if kernel == "pool" and "kernel" not in p:   # global pooling reads each input once
+            return float(sum(_n(s) for s in ins)) + act
         if kernel == "pool":
             kh, kw = p["kernel"]
             return float(out * kh * kw + act)
-        if kernel == "reduce":   # softmax: max, sub, exp, sum, div
+        if kernel == "reduce":   # softmax: max, sub, exp, sum, div; layernorm about as much
             return 5.0 * out
         if op == "batchnorm":
             return 2.0 * out

@@ -78,6 +78,9 @@ class _Kernels:
             "relu": ek("float32 x", "float32 y", "y = x > 0 ? x : 0", "sg_relu"),
             "sigmoid": ek("float32 x", "float32 y", "y = 1 / (1 + expf(-x))", "sg_sigmoid"),
             "tanh": ek("float32 x", "float32 y", "y = tanhf(x)", "sg_tanh"),
+            "erf": ek("float32 x", "float32 y", "y = erff(x)", "sg_erf"),
+            "gelu": ek("float32 x", "float32 y", "y = 0.5f * x * (1 + erff(x * 0.70710678f))",
+                       "sg_gelu"),
         }
         self.add = ek("float32 a, float32 b", "float32 y", "y = a + b", "sg_add")
         self.mul = ek("float32 a, float32 b", "float32 y", "y = a * b", "sg_mul")
@@ -100,7 +103,8 @@ class _Kernels:
             rank = len(ins[0])
             shape = [1] * rank
             shape[p["axis"] % rank] = -1
-            return lambda a: self.add(a[0], a[1].reshape(shape))
+            return self._with_act(p["activation"],
+                                  lambda a: self.add(a[0], a[1].reshape(shape)))
         if op == "batchnorm":
             sh = (1, -1) + (1,) * (len(ins[0]) - 2)
             return lambda a: self.bn(a[0], *(t.reshape(sh) for t in a[1:]),
@@ -111,6 +115,15 @@ class _Kernels:
             return self._with_act(p["activation"], self._conv(p, ins))
         if op in ("pool_avg", "pool_max"):
             return self._with_act(p["activation"], self._pool(op, p, ins))
+        if op == "pool_global_avg":
+            return lambda a: a[0].mean(axis=(2, 3), keepdims=True)
+        if op == "layernorm":
+            eps = cp.float32(p["eps"])
+
+            def layernorm(a):
+                c = a[0] - a[0].mean(axis=-1, keepdims=True)
+                return c / cp.sqrt((c * c).mean(axis=-1, keepdims=True) + eps) * a[1] + a[2]
+            return layernorm
         if op == "softmax":
             ax = p["axis"]
 

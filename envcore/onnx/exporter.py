@@ -68,7 +68,31 @@ class _Writer:
         self.made: set[int] = set()            # ... and those written
         self.tname: dict[Ref, str] = {}
         self.elem: dict[Ref, int] = {}
+        self.absorbed = self._absorbed()
         self._name_tensors()
+
+    def _absorbed(self) -> dict[int, int]:
+        """{conv2d or 2-D matmul node: the bias_add after it}, for the pairs written as one
+        node: ONNX spells a conv's bias inside Conv(x, w, b), and a linear layer's in
+        Gemm(x, w, b), which is what exporters write and what onnxruntime fuses further."""
+        g = self.graph
+        uses: dict[int, int] = {}
+        for n in g.nodes.values():
+            for r in n.inputs:
+                uses[r.node] = uses.get(r.node, 0) + 1
+        outputs = {r.node for r in g.outputs}
+        out = {}
+        for i, n in g.nodes.items():
+            if n.op != "bias_add" or i in self.group:
+                continue
+            j = n.inputs[0].node
+            m = g.nodes[j]
+            if j in self.group or j in outputs or uses[j] != 1 or m.p.get("activation") != "none":
+                continue
+            rank = len(m.shapes[0])
+            if (m.op == "conv2d" or (m.op == "matmul" and rank == 2)) and n.p["axis"] % rank == 1:
+                out[j] = i
+        return out
 
     # -- names -----------------------------------------------------------------------------
     def _original_names(self) -> set[str]:
@@ -255,7 +279,7 @@ class _Writer:
             n = g.nodes[i]
             if n.op == "weight":
                 self.weight(i, n)
-            elif n.op == "input":
+            elif n.op == "input" or i in self.absorbed:  # (written with its bias_add)
                 continue
             elif i in self.group:
                 if i == min(self.spelled[self.group[i]][1].values()):  # once per group
@@ -401,14 +425,38 @@ def _export_matmul(n, p, ins, outs, cx, graph):
 
 def _export_bias(n, p, ins, outs, cx, graph):
     from onnx import helper
+    src = graph.nodes[n.inputs[0].node]
+    if n.inputs[0].node in cx.absorbed:     # Conv(x, w, b) or Gemm(x, w, b): one node
+        inner = [cx.tname[r] for r in src.inputs] + [ins[1]]
+        export = _export_conv if src.op == "conv2d" else _export_gemm
+        return _with_act(n, p["activation"], outs,
+                         lambda o: export(src, src.p, inner, o, cx, graph)[0], cx)
     rank = len(n.shapes[0])
     if p["axis"] % rank == rank - 1:  # ONNX broadcasting aligns trailing dims already
-        return [helper.make_node("Add", ins, outs)]
+        return _with_act(n, p["activation"], outs, lambda o: helper.make_node("Add", ins, o), cx)
     shape = [1] * rank
     shape[p["axis"] % rank] = -1
     mid = cx.fresh(outs[0] + "_b")
     return [helper.make_node("Reshape", [ins[1], cx.const(mid, np.array(shape, np.int64))], [mid]),
-            helper.make_node("Add", [ins[0], mid], outs)]
+            *_with_act(n, p["activation"], outs,
+                       lambda o: helper.make_node("Add", [ins[0], mid], o), cx)]
+
+
+def _export_gemm(n, p, ins, outs, cx, graph):
+    from onnx import helper
+    return [helper.make_node("Gemm", ins, outs)]
+
+
+def _export_gelu(n, p, ins, outs, cx, graph):
+    """x/2 (1 + erf(x/√2)), as torch writes it before opset 20 (onnxruntime fuses it back)."""
+    from onnx import helper
+    dt = helper.tensor_dtype_to_np_dtype(cx.elem.get(n.inputs[0], 1))
+    t = [cx.fresh(f"{outs[0]}_{k}") for k in ("div", "erf", "add", "mul")]
+    return [helper.make_node("Div", [ins[0], cx.const(t[0], np.array(np.sqrt(2.0), dt))], [t[0]]),
+            helper.make_node("Erf", [t[0]], [t[1]]),
+            helper.make_node("Add", [t[1], cx.const(t[2], np.array(1.0, dt))], [t[2]]),
+            helper.make_node("Mul", [ins[0], t[2]], [t[3]]),
+            helper.make_node("Mul", [t[3], cx.const(outs[0], np.array(0.5, dt))], outs)]
 
 
 def _simple(op_type, **fixed):
@@ -452,6 +500,9 @@ _EXPORTERS = {
     "concat": _simple("Concat", axis=lambda p: p["axis"]),
     "transpose": _simple("Transpose", perm=lambda p: list(p["perm"])),
     "softmax": _simple("Softmax", axis=lambda p: p["axis"]),
+    "erf": _simple("Erf"), "gelu": _export_gelu, "pool_global_avg": _simple("GlobalAveragePool"),
+    "layernorm": _simple("LayerNormalization", axis=lambda p: p["axis"],
+                         epsilon=lambda p: p["eps"]),
     "batchnorm": _simple("BatchNormalization", epsilon=lambda p: p["eps"]),
     "split": _export_split, "reshape": _export_reshape, "enlarge": _export_enlarge,
     "eye": _export_const, "eye_conv": _export_const, "ones": _export_const,

@@ -537,12 +537,28 @@ def _conv(*names):
     return deco
 
 
-_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+_UNARY = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh", "Erf": "erf"}
 
 
 @_conv(*_UNARY)
 def _convert_unary(im, node, a):
     return [im.add(_UNARY[node.op_type], im.ref(node.input[0]))]
+
+
+@_conv("Gelu")
+def _convert_gelu(im, node, a):
+    _need(a.get("approximate", b"none") in (b"none", "none"))
+    return [im.add("gelu", im.ref(node.input[0]))]
+
+
+@_conv("LayerNormalization")
+def _convert_layernorm(im, node, a):
+    xs = im.shape_of(node.input[0])
+    _need(int(a.get("axis", -1)) % len(xs) == len(xs) - 1 and len(node.input) == 3
+          and node.input[2] and len([o for o in node.output if o]) == 1 and node.output[0])
+    _need(int(a.get("stash_type", 1)) == 1)
+    return [im.add("layernorm", *(im.ref(x) for x in node.input), axis=-1,
+                   eps=float(a.get("epsilon", 1e-5)))]
 
 
 @_conv("Identity", "Dropout")
@@ -615,8 +631,7 @@ def _convert_pool(im, node, a):
 def _convert_gap(im, node, a):
     xs = im.shape_of(node.input[0])
     _need(len(xs) == 4)
-    return [im.add("pool_avg", im.ref(node.input[0]), kernel=xs[2:], stride=(1, 1),
-                   padding="valid")]
+    return [im.add("pool_global_avg", im.ref(node.input[0]))]
 
 
 @_conv("BatchNormalization")
@@ -662,9 +677,9 @@ def _convert_gemm(im, node, a):
         n_out = im.b.shape(y)[1]
         cs = im.shape_of(cn)
         if cs == (n_out,):
-            y = im.add("bias_add", y, im.ref(cn), axis=-1)
+            y = im.add("bias_add", y, im.ref(cn), axis=1)
         elif cs == (1, n_out):
-            y = im.add("bias_add", y, im.add("reshape", im.ref(cn), shape=(n_out,)), axis=-1)
+            y = im.add("bias_add", y, im.add("reshape", im.ref(cn), shape=(n_out,)), axis=1)
         else:
             _need(cs == im.b.shape(y))
             y = im.add("ewadd", y, im.ref(cn))
@@ -692,7 +707,7 @@ def _convert_binary(im, node, a):
             b = src.inputs[0]
         else:
             b = im.add("reshape", b, shape=(sa[axis],))
-    return [im.add("bias_add", im.ref(an), b, axis=-1 if axis == len(sa) - 1 else axis)]
+    return [im.add("bias_add", im.ref(an), b, axis=axis)]
 
 
 def _bias_axis(sa: tuple, sb: tuple) -> int:

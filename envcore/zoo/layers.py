@@ -75,15 +75,15 @@ class Net:
     def global_avg_pool(self, x: Ref) -> Ref:
         """(N, C, H, W) -> (N, C): average over the whole map, then drop the 1x1."""
         n, c, h, w = self.shape(x)
-        y = self.op("pool_avg", x, kernel=(h, w), stride=(1, 1), padding="valid")
-        return self.op("reshape", y, shape=(n, c))
+        return self.op("reshape", self.op("pool_global_avg", x), shape=(n, c))
 
     # -- dense layers -------------------------------------------------------------------------
     def linear(self, x: Ref, dout: int, bias: bool = True) -> Ref:
         """x (..., din) @ W (din, dout) [+ b]; x must be 2-D (our matmul does not broadcast)."""
         din = self.shape(x)[-1]
         y = self.op("matmul", x, self.weight("fc", (din, dout)))
-        return self.op("bias_add", y, self.weight("fc_b", (dout,)), axis=-1) if bias else y
+        return self.op("bias_add", y, self.weight("fc_b", (dout,)),
+                       axis=len(self.shape(y)) - 1) if bias else y
 
     def classifier(self, x: Ref, classes: int) -> Ref:
         return self.linear(self.global_avg_pool(x), classes)

@@ -43,7 +43,10 @@ class RichProgress:
 @click.command()
 @click.option("--max-ops", type=int, default=3, show_default=True,
               help="largest number of operators on one side of a rule")
-@click.option("--ops", default=None, help="comma-separated operator names (default: TASO's set)")
+@click.option("--ops", default="taso", show_default=True,
+              help="an operator set (taso: TASO's generator's; real: what real models carry, "
+                   "bias, GELU, global pooling beside matmul and conv) or comma-separated "
+                   "operator names")
 @click.option("--out", type=click.Path(dir_okay=False), default=str(DEFAULT_RULES),
               show_default=True, help="the rule DB (SQLite) to write and resume from")
 @click.option("--workers", type=click.IntRange(1), default=1, show_default=True,
@@ -65,10 +68,10 @@ def generate(max_ops, ops, out, workers, executor, ray_address, no_verify, timeo
     """Enumerate small graphs, pair equal ones, prune, verify, and store the rules."""
     from rich.console import Console
 
-    from envcore.ops import TASO_GENERATOR_OPS
+    from envcore.ops import OP_SETS
     from subgen.pipelines.generate import Settings, check_settings, generate as run
 
-    names = TASO_GENERATOR_OPS if ops is None else [o.strip() for o in ops.split(",") if o.strip()]
+    names = OP_SETS.get(ops.strip()) or [o.strip() for o in ops.split(",") if o.strip()]
     names = check_settings(max_ops, names)
     from subgen.outputs import usable_output
     usable_output(out, "rule DB")        # a read-only or missing folder: one line, up front

@@ -44,11 +44,12 @@ def run(model, rules, agent, budget, cost, out, measure, as_json):
     from subgen.cli.optimize import optimize as optimize_cmd
 
     db = Path(rules)
-    proved, default_run = _rule_db_state(db)
-    if proved == 0 or default_run:
+    proved, default_runs = _rule_db_state(db)
+    if proved == 0 or default_runs:
         if not as_json and proved == 0:
             click.echo(f"no proved rules in {db}: generating and verifying the default rule set")
-        generate(db, quiet=as_json)
+        for op_set in DEFAULT_OP_SETS:      # each resumes, or reads back a finished run
+            generate(db, op_set, quiet=as_json)
         if _rule_db_state(db)[0] == 0:
             raise BadInput(f"`subgen generate` produced no proved rules in {db}")
     elif not as_json:
@@ -66,23 +67,29 @@ def run(model, rules, agent, budget, cost, out, measure, as_json):
     optimize_cmd.main(args=args, standalone_mode=False)
 
 
+# the runs the default rule DB holds: TASO's operator set, then what real models carry
+DEFAULT_OP_SETS = ("taso", "real")
+
+
 def _rule_db_state(db: Path) -> tuple[int, bool]:
     """(proved rules, whether the DB holds a run of the default settings, finished or not)."""
     if not db.is_file():
         return 0, False
+    from envcore.ops import OP_SETS
     from subgen.pipelines.generate import Settings
     from subgen.rules.db import RuleDB
     with RuleDB(db, create=False) as rules:
         return (int(rules.counts().get("proved", 0)),
-                rules.run_stage(Settings().key())[0] is not None)
+                any(rules.run_stage(Settings(ops=OP_SETS[s]).key())[0] is not None
+                    for s in DEFAULT_OP_SETS))
 
 
-def generate(db: Path, quiet: bool = False) -> None:
-    """Runs `subgen generate --out DB` in a child process (its own progress bar, its own memory);
-    an interrupted run keeps its committed work and resumes next time."""
+def generate(db: Path, op_set: str = "taso", quiet: bool = False) -> None:
+    """Runs `subgen generate --out DB --ops OP_SET` in a child process (its own progress bar,
+    its own memory); an interrupted run keeps its committed work and resumes next time."""
     db.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-c", "from subgen.cli import main; main()", "generate", "--out", str(db),
-           "--workers", str(max(1, min(8, os.cpu_count() or 1)))]
+           "--ops", op_set, "--workers", str(max(1, min(8, os.cpu_count() or 1)))]
     if quiet:
         cmd.append("--json")
     done = subprocess.run(cmd, stdout=subprocess.DEVNULL if quiet else None)

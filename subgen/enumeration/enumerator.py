@@ -44,7 +44,16 @@ POOL: dict[str, Shape] = {
     "u0": (4, 4, 1, 1),                                            # 1x1 conv kernel
     "v0": (4, 4, 1, 3),                                            # 1x3 conv kernel
     "s": (),                                                       # scalar
+    "b0": (4,), "b1": (4,),                                        # bias vectors
 }
+# leaves only some operators read: the pool of an op set without them leaves them out
+LEAVES_FOR = {"b0": "bias_add", "b1": "bias_add"}
+
+
+def pool_for(ops) -> dict[str, Shape]:
+    """The pool (`POOL`) of an enumeration over `ops`: the bias vectors only beside bias_add
+    (TASO's operator set enumerates over exactly the pool it always had)."""
+    return {k: s for k, s in POOL.items() if LEAVES_FOR.get(k, next(iter(ops), None)) in ops}
 # constants are 0-input operators at fixed shapes
 CONSTANT_SHAPES: dict[str, tuple[Shape, ...]] = {
     "eye": ((4, 4),), "eye_conv": ((4, 4, 3, 3),), "ones": ((4, 4, 3, 3),),
@@ -52,11 +61,14 @@ CONSTANT_SHAPES: dict[str, tuple[Shape, ...]] = {
 }
 
 
-def pool_values(seed: int = 1, exact: bool = True) -> dict[str, np.ndarray]:
-    """Fixed random values for the pool: residues mod PRIME (exact) or floats in [-1, 1)."""
+def pool_values(seed: int = 1, exact: bool = True, pool=None) -> dict[str, np.ndarray]:
+    """Fixed random values for the pool: residues mod PRIME (exact) or floats in [-1, 1).  The
+    values are drawn over the whole `POOL` in its order (a leaf's value does not depend on
+    which others an op set leaves out), then narrowed to `pool`."""
     rng = np.random.default_rng(seed)
-    return {k: (rng.integers(0, PRIME, size=s, dtype=np.int64) if exact
-                else rng.uniform(-1, 1, size=s)) for k, s in POOL.items()}
+    values = {k: (rng.integers(0, PRIME, size=s, dtype=np.int64) if exact
+                  else rng.uniform(-1, 1, size=s)) for k, s in POOL.items()}
+    return values if pool is None else {k: values[k] for k in pool}
 
 
 @dataclass
@@ -99,8 +111,15 @@ def _propagate_bounds(op: str, p: dict, ins: list[EnumeratedTerm], out_shapes) -
         b = dict(ins[1].bounds)
         b.update(ins[0].bounds)
         return [b]
-    if op in ("relu", "scalar_mul", "pool_avg", "pool_max", "sigmoid", "tanh"):
+    if op in ("relu", "scalar_mul", "pool_avg", "pool_max", "sigmoid", "tanh", "erf", "gelu"):
         return [dict(ins[0].bounds)]
+    if op == "pool_global_avg":
+        return [{a: s for a, s in ins[0].bounds.items() if a in (0, 1)}]
+    if op == "bias_add":      # a seam in the bias vector is one along the axis it is added on
+        b = dict(ins[0].bounds)
+        if 0 in ins[1].bounds:
+            b.setdefault(1, ins[1].bounds[0])
+        return [b]
     if op == "conv2d":  # batch boundary from the input; kernel out-channels -> output channels
         b = {}
         if 0 in ins[0].bounds:
@@ -128,13 +147,14 @@ def default_spellings(max_ops: int) -> int:
     return 2 if max_ops <= 3 else 1
 
 # the operators `instances` knows how to instantiate (the rest of the catalogue is IR-only)
-ENUMERABLE = frozenset({"relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split",
-                        "ewadd", "ewmul", "scalar_mul", "matmul", "conv2d", "concat", "enlarge",
-                        *CONSTANT_SHAPES})
+ENUMERABLE = frozenset({"relu", "sigmoid", "tanh", "erf", "gelu", "transpose", "pool_avg",
+                        "pool_max", "pool_global_avg", "split", "ewadd", "ewmul", "scalar_mul",
+                        "matmul", "conv2d", "bias_add", "concat", "enlarge", *CONSTANT_SHAPES})
 
 
 # the enumerable operators of one input (the others take two, constants none)
-UNARY_ENUMERATED = ("relu", "sigmoid", "tanh", "transpose", "pool_avg", "pool_max", "split")
+UNARY_ENUMERATED = ("relu", "sigmoid", "tanh", "erf", "gelu", "transpose", "pool_avg",
+                    "pool_max", "pool_global_avg", "split")
 
 
 def _is_activation(shape: Shape) -> bool:
@@ -168,11 +188,12 @@ class Enumerator:
         self.reps_by_size: dict[int, list[int]] = {}  # size -> extended term ids (see _extends)
         self.extended: set[int] = set()
         self._nf = NormalForms(term_describer(self))
-        self.pool = pool_values(seed)
+        pool = pool_for(self.op_names)
+        self.pool = pool_values(seed, pool=pool)
         self._first_leaf = {}
-        for name in sorted(POOL):
+        for name in sorted(pool):
             self._first_leaf.setdefault(POOL[name], name)
-        for name in sorted(POOL):
+        for name in sorted(pool):
             v = self.pool[name]
             self._add_term(None, 0, v.shape, v, frozenset(), {}, name)
 
@@ -306,6 +327,11 @@ class Enumerator:
             return [{}]
         if op == "transpose":
             return [{"perm": (1, 0)}] if len(ta.shape) == 2 else []
+        if op == "pool_global_avg":
+            return [{}] if len(ta.shape) == 4 else []
+        if op == "bias_add":   # a bias along the channels (NCHW) or features (2-D)
+            return ([{"axis": 1, "activation": act} for act in ("none", "relu")]
+                    if len(ta.shape) in (2, 4) and tb.shape == (ta.shape[1],) else [])
         if op in ("pool_avg", "pool_max"):
             return ([{"kernel": (3, 3), "stride": (1, 1), "padding": "same"}]
                     if _is_activation(ta.shape) else [])
@@ -328,7 +354,7 @@ class Enumerator:
                              "groups": g} for act in ("none", "relu")]
             return []
         if op == "concat":
-            if len(ta.shape) in (2, 4) and len(ta.shape) == len(tb.shape):
+            if len(ta.shape) in (1, 2, 4) and len(ta.shape) == len(tb.shape):
                 return [{"axis": ax} for ax in (0, 1)
                         if ta.shape[:ax] + ta.shape[ax + 1:] == tb.shape[:ax] + tb.shape[ax + 1:]]
             return []

@@ -56,12 +56,12 @@ class Settings:
         return default_spellings(self.max_ops) if self.spellings is None else self.spellings
 
     def key(self) -> str:
-        from subgen.enumeration.enumerator import CONSTANT_SHAPES, POOL
+        from subgen.enumeration.enumerator import CONSTANT_SHAPES, pool_for
         d = asdict(self)
         d.pop("spellings")
         d["spellings_up_to"] = self.spellings_up_to
         d["ops"] = sorted(self.ops)
-        d["pool"] = sorted((k, list(v)) for k, v in POOL.items())
+        d["pool"] = sorted((k, list(v)) for k, v in pool_for(self.ops).items())
         d["constants"] = sorted((k, [list(s) for s in v]) for k, v in CONSTANT_SHAPES.items())
         d["version"] = SETTINGS_VERSION
         return json.dumps(d, sort_keys=True)
