@@ -181,7 +181,12 @@ def test_ort_cost_model_prices_every_op_of_a_zoo_model_and_reuses_the_shared_cac
     cm = get_cost_model("ort", cache_path=db, repeats=3, warmup=1)
     total = cm.graph_cost(g)
     ops = [i for i in g.nodes if i not in folded_nodes(g) and g.nodes[i].op not in LEAVES]
-    assert total > 0 and all(cm.op_cost(g, i) > 0 for i in ops)
+    # a bias_add written into its conv's or Gemm's node is onnxruntime's one kernel: free
+    fused = [i for i in ops if cm.fused(g, g.nodes[i])]
+    assert all(g.nodes[i].op == "bias_add" for i in fused)
+    assert total > 0 and all(cm.op_cost(g, i) > 0 for i in ops if i not in fused)
+    assert all(cm.op_cost(g, i) == 0 for i in fused)
+    assert fused or model == "squeezenet"
     assert cm.measured > 0
     again = get_cost_model("ort", cache_path=db, repeats=3, warmup=1)
     assert again.graph_cost(build(model, "tiny")) == pytest.approx(total)
@@ -211,3 +216,19 @@ def test_optimize_under_the_ort_cost_model_is_equivalent(tmp_path):
     assert out.returncode == 0, out.stderr
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res["cost"] == "ort" and res["equivalent"] and res["cost_after"] <= res["cost_before"]
+
+
+def test_ort_call_overhead_is_estimated_once_per_cache_and_shared(tmp_path, monkeypatch):
+    """Every process sharing a cache nets its op timings of the same call overhead, so that
+    prices made in different processes add up (separate estimates ranged 4.3-10.6 us)."""
+    pytest.importorskip("onnxruntime")
+    from envcore.cost import ort_cost
+    db = tmp_path / "costs.db"
+    first = get_cost_model("ort", cache_path=db, repeats=3, warmup=1).call_overhead()
+    assert first >= 0
+    calls = []
+    monkeypatch.setattr(ort_cost, "call_overhead_ms", lambda *a, **k: calls.append(a) or 1.0)
+    again = get_cost_model("ort", cache_path=db, repeats=3, warmup=1)
+    assert again.call_overhead() == pytest.approx(first) and calls == []
+    fresh = get_cost_model("ort", cache_path=tmp_path / "other.db", repeats=3, warmup=1)
+    assert fresh.call_overhead() == 1.0 and len(calls) == 3

@@ -20,6 +20,9 @@ class CostModel:
     """Base class: subclasses implement `measure(op, params, in_shapes, out_shapes) -> ms`."""
 
     name = "base"
+    # True where an op's price depends on its neighbours (`fused`): a rewrite's price is then
+    # not the sum of what it removes and adds, and `envcore.rewrite.price` says "not exact"
+    contextual = False
 
     def __init__(self):
         self._memo: dict[Signature, float] = {}
@@ -34,9 +37,16 @@ class CostModel:
         nodes = graph.nodes
         return (node.op, node.params, tuple(nodes[r.node].shapes[r.index] for r in node.inputs))
 
+    def fused(self, graph: Graph, node: Node) -> bool:
+        """Whether the runtime fuses `node` into the op before it, so that it costs nothing of
+        its own (only `contextual` models say so)."""
+        return False
+
     def node_cost(self, graph: Graph, node: Node) -> float:
         """Cost of `node` as an operator, whether or not it folds in this graph."""
         if node.op in LEAVES or node.op in CONSTANTS:
+            return 0.0
+        if self.contextual and self.fused(graph, node):
             return 0.0
         sig = self.signature(graph, node)
         ms = self._memo.get(sig)

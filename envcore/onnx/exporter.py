@@ -73,25 +73,13 @@ class _Writer:
 
     def _absorbed(self) -> dict[int, int]:
         """{conv2d or 2-D matmul node: the bias_add after it}, for the pairs written as one
-        node: ONNX spells a conv's bias inside Conv(x, w, b), and a linear layer's in
-        Gemm(x, w, b), which is what exporters write and what onnxruntime fuses further."""
-        g = self.graph
-        uses: dict[int, int] = {}
-        for n in g.nodes.values():
-            for r in n.inputs:
-                uses[r.node] = uses.get(r.node, 0) + 1
-        outputs = {r.node for r in g.outputs}
+        node (`bias_producer`), but where either keeps the file's own spelling."""
         out = {}
-        for i, n in g.nodes.items():
-            if n.op != "bias_add" or i in self.group:
-                continue
-            j = n.inputs[0].node
-            m = g.nodes[j]
-            if j in self.group or j in outputs or uses[j] != 1 or m.p.get("activation") != "none":
-                continue
-            rank = len(m.shapes[0])
-            if (m.op == "conv2d" or (m.op == "matmul" and rank == 2)) and n.p["axis"] % rank == 1:
-                out[j] = i
+        for i, n in self.graph.nodes.items():
+            if n.op == "bias_add" and i not in self.group:
+                j = bias_producer(self.graph, n)
+                if j is not None and j not in self.group:
+                    out[j] = i
         return out
 
     # -- names -----------------------------------------------------------------------------
@@ -357,6 +345,24 @@ class _Writer:
         for name, r in sorted(leaves.items(), key=lambda kv: kv[1]):
             declared.append(helper.make_tensor_value_info(name, self.elem[r], self.graph.shape(r)))
         return declared
+
+
+def bias_producer(graph: Graph, node) -> int | None:
+    """The conv2d or 2-D matmul whose bias `node` (a bias_add) is: the op before it, with no
+    activation of its own, read by `node` alone and no graph output.  ONNX spells the pair as
+    one node, Conv(x, w, b) or Gemm(x, w, b), as exporters write it and onnxruntime runs it
+    (with the bias's activation fused in as well): what the exporter writes, and what the
+    onnxruntime cost model prices as one op."""
+    j = node.inputs[0].node
+    m = graph.nodes[j]
+    if m.op not in ("conv2d", "matmul") or m.p.get("activation") != "none":
+        return None
+    rank = len(m.shapes[0])
+    if (m.op == "matmul" and rank != 2) or node.p["axis"] % rank != 1:
+        return None
+    if len(graph.consumers.get(j, ())) != 1 or any(r.node == j for r in graph.outputs):
+        return None
+    return j
 
 
 def _ordered(out: list) -> list:
