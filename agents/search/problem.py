@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
 
+import numpy as np
+
 from envcore.graph import Graph
 from envcore.rewrite.rule import Rule
 
@@ -40,7 +42,7 @@ class State:
     its candidate matches."""
 
     __slots__ = ("graph", "cost", "rewrites", "applied", "made_by", "_parent_candidates",
-                 "_changed", "_candidates", "_parent_prices", "_prices")
+                 "_changed", "_candidates", "_parent_prices", "_prices", "_hash_from")
 
     def __init__(self, graph: Graph, cost: float, rewrites: tuple[str, ...] = (),
                  parent_candidates=None, changed: frozenset = frozenset(), parent_prices=None,
@@ -52,12 +54,19 @@ class State:
         # their ids are never reused while this state lives
         self.applied = applied
         self._parent_candidates, self._changed, self._candidates = parent_candidates, changed, None
-        # id(match) -> (match, cost change, exact?) for the parent's matches (None: price all)
-        self._parent_prices: dict | None = parent_prices
-        self._prices: dict | None = None
+        # the parent's prices (`_Prices`; None: price all)
+        self._parent_prices = parent_prices
+        self._prices = None
+        self._hash_from: Graph | None = None   # the graph it was rewritten from, until hashed
 
     @property
     def key(self) -> str:
+        if self._hash_from is not None:
+            # the parent's node hashes, with those of the new or rewired nodes and the nodes
+            # downstream of them taken again: the same hash, without sorting the whole graph
+            from envcore.rewrite.apply import derive_hashes
+            derive_hashes(self._hash_from, self.graph)
+            self._hash_from = None
         return self.graph.canonical_hash
 
 
@@ -74,6 +83,38 @@ class Move:
     def applied(self) -> frozenset:
         """What the result's `applied` will be: known before the move is built."""
         return self.parent.applied | {_Applied(self.match)}
+
+
+_EXACT, _INEXACT, _UNFIT = 0, 1, 2      # a price: exact, to be built, or no fit here
+
+
+class _Prices:
+    """A state's prices, aligned with its candidate set's `matches` (that very list): per
+    match the predicted cost change and its kind (`_EXACT`, `_INEXACT`, `_UNFIT`)."""
+
+    __slots__ = ("matches", "deltas", "kinds")
+
+    def __init__(self, matches: list, deltas, kinds):
+        self.matches, self.deltas, self.kinds = matches, deltas, kinds
+
+
+class PricedMoves:
+    """A state's moves as parallel lists (`matches`, `costs`), each Move made on first use and
+    kept (so a move built once is that same object wherever it is asked for again)."""
+
+    __slots__ = ("state", "matches", "costs", "made")
+
+    def __init__(self, state: State, matches: list, costs: list[float], made: dict):
+        self.state, self.matches, self.costs, self.made = state, matches, costs, made
+
+    def __len__(self) -> int:
+        return len(self.matches)
+
+    def __getitem__(self, k: int) -> Move:
+        move = self.made.get(k)
+        if move is None:
+            move = self.made[k] = Move(self.state, self.matches[k], self.costs[k], True)
+        return move
 
 
 class _Applied:
@@ -132,36 +173,81 @@ class SearchProblem:
         """Every rewrite of `state` whose result costs less than `below`, with that cost.
         Rewrites whose cost cannot be predicted exactly are built here; rewrites that do not fit
         are left out."""
+        lazy = self.priced_moves(state, below)
+        return [lazy[k] for k in range(len(lazy))]
+
+    def priced_moves(self, state: State, below: float = float("inf")) -> "PricedMoves":
+        """`moves`, with each Move object made only when it is asked for (a taso expansion
+        prices thousands of rewrites and pops one or two): the same moves, costs and order.
+
+        Prices are kept per state as arrays in the order of its candidate set's `matches`
+        (`_Prices`): a state whose candidate set merged its parent's order takes the prices of
+        the matches it kept from the parent's arrays by index, and prices the new matches, the
+        kept ones near the change and those that did not fit (as before: those are not kept),
+        in order; costs and the cut at `below` are one array operation each."""
         if self._pricer is None:
             from envcore.rewrite.price import Pricer
             self._pricer = Pricer(self.cost_model)
-        inherited, prices = state._parent_prices or {}, {}
+        inherited: _Prices | None = state._parent_prices
         state._parent_prices = None
-        out = []
         candidates = self.candidates(state)
-        near, cost0, graph = candidates.near_change, state.cost, state.graph
-        inherit, predict, rules = inherited.get, self._pricer.predict, self.rules
-        for m in candidates.matches:
-            key = id(m)
-            price = inherit(key)      # (match, cost change, exact?)
-            if price is None or price[0] is not m or key in near:
+        ms = candidates.matches
+        n = len(ms)
+        cost0, graph, predict, rules = state.cost, state.graph, self._pricer.predict, self.rules
+        deltas = np.zeros(n)
+        kinds = np.full(n, _UNFIT, dtype=np.int8)
+        if (inherited is not None and candidates.parent_index is not None
+                and candidates.merged_from is inherited.matches):
+            src = np.asarray(candidates.parent_index, dtype=np.int64)
+            have = src >= 0
+            deltas[have] = inherited.deltas[src[have]]
+            kinds[have] = inherited.kinds[src[have]]
+            todo = ~have | (kinds == _UNFIT)
+            for m in candidates.near_matches:
+                k = candidates.position(m)
+                if k is not None:
+                    todo[k] = True
+        elif inherited is not None:          # a set sorted afresh: found by identity
+            where = {id(m): k for k, m in enumerate(inherited.matches)}
+            near = candidates.near_change
+            todo = np.ones(n, dtype=bool)
+            for i, m in enumerate(ms):
+                k = where.get(id(m))
+                if (k is not None and inherited.matches[k] is m and id(m) not in near
+                        and inherited.kinds[k] != _UNFIT):
+                    deltas[i], kinds[i], todo[i] = inherited.deltas[k], inherited.kinds[k], False
+        else:
+            todo = np.ones(n, dtype=bool)
+        candidates.merged_from = candidates.parent_index = None     # used: let it go
+        built: dict[int, Move] = {}
+        # the matches to price, and the inexact ones to build, in order (as one loop did)
+        for i in np.flatnonzero(todo | (kinds == _INEXACT)).tolist():
+            m = ms[i]
+            if todo[i]:
                 p = predict(graph, cost0, rules[m.rule_index], m)
                 if p is None:
+                    kinds[i] = _UNFIT
                     continue
-                price = (m, p[0] - cost0, p[1])
-            prices[key] = price
-            cost = cost0 + price[1]
-            if price[2]:
-                if cost < below:
-                    out.append(Move(state, m, cost, True))
-                continue
-            move = Move(state, m, cost, False)
-            move.state = self.build(move)
-            if move.state is not None and move.state.cost < below:
-                move.cost = move.state.cost
-                out.append(move)
-        state._prices = prices
-        return out
+                deltas[i] = p[0] - cost0
+                kinds[i] = _EXACT if p[1] else _INEXACT
+            if kinds[i] == _INEXACT:
+                move = Move(state, m, cost0 + float(deltas[i]), False)
+                move.state = self.build(move)
+                if move.state is not None and move.state.cost < below:
+                    move.cost = move.state.cost
+                    built[i] = move
+        state._prices = _Prices(ms, deltas, kinds)
+        costs = cost0 + deltas
+        keep = (kinds == _EXACT) & (costs < below)
+        for i, move in built.items():
+            keep[i] = True
+            costs[i] = move.cost
+        idx = np.flatnonzero(keep)
+        made = {}
+        if built:
+            at = np.searchsorted(idx, list(built)).tolist()
+            made = dict(zip(at, built.values()))
+        return PricedMoves(state, [ms[i] for i in idx.tolist()], costs[idx].tolist(), made)
 
     def build(self, move: Move) -> State | None:
         """The state a move leads to (its exact cost), or None when the rewrite does not fit
@@ -180,6 +266,7 @@ class SearchProblem:
         move.state = State(g, cost, parent.rewrites + (rule.name,), self.candidates(parent), changed,
                            parent._prices if move.exact else None, move.applied,
                            (move.match.rule_index, changed, move.match.bindings))
+        move.state._hash_from = parent.graph
         return move.state
 
     def undoes(self, move: Move) -> bool:
@@ -198,12 +285,17 @@ class SearchProblem:
     def _reverses(self, k: int) -> frozenset[int]:
         """Indices of the rules that rewrite rule k's target into its source."""
         if self._reverse_index is None:
-            index: dict[tuple, list[int]] = {}
+            index: dict = {}
             for i, r in enumerate(self.rules):
                 index.setdefault((r.src.canonical_hash, r.dst.canonical_hash), []).append(i)
             self._reverse_index = index
-        r = self.rules[k]
-        return frozenset(self._reverse_index.get((r.dst.canonical_hash, r.src.canonical_hash), ()))
+        index = self._reverse_index
+        hit = index.get(k)            # int keys: the answers, beside the (hash, hash) keys
+        if hit is None:
+            r = self.rules[k]
+            hit = index[k] = frozenset(index.get((r.dst.canonical_hash, r.src.canonical_hash),
+                                                 ()))
+        return hit
 
     def successors(self, state: State) -> Iterator[State]:
         """Every graph one rewrite away, built, with its exact cost."""

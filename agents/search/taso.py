@@ -70,11 +70,12 @@ class TasoAgent(SearchAgent):
             visited.add(state.key)
             visited_applied.add(state.applied)
             expansions += 1
-            moves = problem.moves(state, below=self.alpha * best.cost)
+            # the moves as lists, a Move object made only for what is pushed or built
+            moves = problem.priced_moves(state, below=self.alpha * best.cost)
             # only the cheapest improving move that fits is built (a new best is built at once,
             # so best is real): building each running minimum in turn cost ~7 builds per
             # expansion under measured costs, where deltas rarely tie
-            costs = [m.cost for m in moves]
+            costs = moves.costs
             ordered = sorted(range(len(moves)), key=costs.__getitem__)
             # A match that did not build (its rewrite closes a cycle) is inherited unchanged by
             # the states below, where it would be the cheapest move again: nasnet_a under torch
@@ -84,7 +85,7 @@ class TasoAgent(SearchAgent):
             for pos, k in enumerate(ordered):
                 if costs[k] >= best.cost:
                     break
-                match = moves[k].match
+                match = moves.matches[k]
                 if id(match) in unbuildable:
                     continue
                 if problem.build(moves[k]) is not None:

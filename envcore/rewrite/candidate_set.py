@@ -14,10 +14,13 @@ rules sharing a source graph are matched once.
 """
 from __future__ import annotations
 
+import bisect
+import gc
 import itertools
 from typing import Iterable, Sequence
 
 from envcore.graph import Graph, Node
+from envcore.rewrite.apply import derive_consumers
 from envcore.rewrite.match import Match, leaks, match_at
 from envcore.rewrite.pattern import NODE, pattern_of
 from envcore.rewrite.pattern import non_shape_params
@@ -81,7 +84,9 @@ class RuleIndex:
         self.max_reach = self.max_radius = 0   # max_radius: over patterns without a reach
         for rep, members in self.groups:
             pat = pattern_of(self.rules[rep].src)
-            for pid, pn in pat.nodes.items():
+            # every node of a disconnected pattern is indexed (loose); of the others, the anchor
+            for pid in (pat.nodes if pat.radius is None else (pat.anchor,)):
+                pn = pat.nodes[pid]
                 ins = tuple(pat.nodes[s[1]].op if s[0] == NODE else None for s in pn.inputs)
                 entry = (rep, pid, members, ins, pat)
                 key = (pn.op, pn.params, len(pn.inputs))
@@ -96,6 +101,10 @@ class RuleIndex:
 
 
 _FAR = 1 << 30
+
+
+def _key_of(m: Match) -> tuple:
+    return m.key
 
 
 def _updated(by_node: dict, dropped: list, added: list, removed: set) -> dict:
@@ -150,7 +159,15 @@ def rule_index(rules: Sequence[Rule]) -> RuleIndex:
     if hit is None:
         if len(_INDEXES) > 16:
             _INDEXES.clear()
-        hit = _INDEXES[key] = (list(rules), RuleIndex(rules))
+        # thousands of long-lived patterns: the cyclic collector, left on, would walk them
+        # again and again while they are made (three quarters of building the shipped DB's)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            hit = _INDEXES[key] = (list(rules), RuleIndex(rules))
+        finally:
+            if collecting:
+                gc.enable()
     return hit[1]
 
 
@@ -171,7 +188,15 @@ class CandidateSet:
         # (a node or input with other readers now): what depends on more than the match's own
         # nodes, such as its price (envcore/rewrite/price.py), must be recomputed for them
         self.near_change: frozenset[int] = frozenset()
+        self.near_matches: list[Match] = []     # those matches themselves
+        # once `matches` is known, for a set that merged its parent's order: that order (the
+        # parent's `matches` list) and, per match here, its index there (-1: new here)
+        self.merged_from: list[Match] | None = None
+        self.parent_index: list[int] | None = None
         self._sorted: list[Match] | None = None
+        self._keys: list[tuple] | None = None     # the keys of `_sorted`, in its order
+        # (parent's sorted keys, its sorted matches, dropped, added): what `matches` merges
+        self._pending: tuple | None = None
         self._applicable: list[Match] | None = None
         self._by_node: dict[int, list[Match]] | None = None
 
@@ -179,11 +204,42 @@ class CandidateSet:
     def matches(self) -> list[Match]:
         """All applicable matches (shape-wise), ordered by rule then by location."""
         if self._sorted is None:
-            keys = sorted(self._by_key)
-            self._sorted = list(map(self._by_key.__getitem__, keys))
-            # sorted again, so that the next set's sort (after a few additions) is nearly linear
-            self._by_key = dict(zip(keys, self._sorted))
+            merged = self._merged(*self._pending) if self._pending is not None else None
+            if merged is not None:
+                keys, ordered, self.parent_index = merged
+                self.merged_from = self._pending[1]
+            self._pending = None
+            if merged is None:
+                keys = sorted(self._by_key)
+                ordered = list(map(self._by_key.__getitem__, keys))
+            self._keys, self._sorted = keys, ordered
         return self._sorted
+
+    @staticmethod
+    def _merged(keys: list, ordered: list, dropped: list, added: list
+                ) -> tuple[list, list, list] | None:
+        """The parent's order with the dropped matches taken out and the added ones put in
+        place: the order sorting every key gives (keys are distinct), in a few bisections
+        (sorting 5,000 keys was a tenth of a taso expansion on DenseNet); with, per match,
+        its index in the parent's order (-1: added)."""
+        keys, ordered, source = list(keys), list(ordered), list(range(len(ordered)))
+        for m in dropped:
+            k = bisect.bisect_left(keys, m.key)
+            if k == len(keys) or ordered[k] is not m:
+                return None        # not the parent's: sort from scratch
+            del keys[k], ordered[k], source[k]
+        for m in sorted(added, key=_key_of):
+            k = bisect.bisect_left(keys, m.key)
+            keys.insert(k, m.key)
+            ordered.insert(k, m)
+            source.insert(k, -1)
+        return keys, ordered, source
+
+    def position(self, m: Match) -> int | None:
+        """The index of match `m` (this very object) in `matches`, or None."""
+        ordered, keys = self.matches, self._keys
+        k = bisect.bisect_left(keys, m.key)
+        return k if k < len(keys) and ordered[k] is m else None
 
     def by_node(self) -> dict[int, list[Match]]:
         """node id -> the matches that map an operator to it or bind a variable to it."""
@@ -238,6 +294,7 @@ class CandidateSet:
         # leaking: the match then holds all its readers, so it is found from a changed reader,
         # unless none of its readers changed (it lost a reader or left the outputs).
         seeds = set(changed)
+        derive_consumers(old, new)     # the new graph's readers, from the old graph's
         new_cons, old_cons = new.consumers, old.consumers
         for t in readers:
             if changed.isdisjoint(new_cons[t]) and (
@@ -258,7 +315,10 @@ class CandidateSet:
                 dropped.append(m)
         added = [m for m in self._rematch(new, seeds, kept) if kept.setdefault(m.key, m) is m]
         out = CandidateSet(self.index, new, kept)
+        if self._sorted is not None:
+            out._pending = (self._keys, self._sorted, dropped, added)
         out.near_change = frozenset(near)
+        out.near_matches = [m for m in affected.values() if id(m) in near]
         out._by_node = _updated(by_node, dropped, added, removed)
         return out
 
@@ -278,22 +338,31 @@ class CandidateSet:
                            else e[4].radius is not None and e[4].radius >= d_around)]
             if d_around == 0:
                 entries += index.loose.at(nodes, g)
-            out += self._match_entries(graph, g, entries, known)
+            out += self._match_entries(graph, g, entries, known, touched)
         return out
 
-    def _match_entries(self, graph: Graph, g: int, entries, known=None) -> list[Match]:
+    def _match_entries(self, graph: Graph, g: int, entries, known=None,
+                       touched: set[int] | None = None) -> list[Match]:
         """Matches of the indexed pattern nodes `entries` with node g as their image (those
-        already in `known` are not rebuilt)."""
-        from envcore.rewrite.resolve import resolve
+        already in `known` are not rebuilt).  With `touched` (the seeds of `advance`), only
+        matches that map a node onto one of them: any other is known already.  (All its
+        nodes are as they were, so it held before the rewrite but for the leak condition, and
+        a node it stopped leaking through is a seed: an internal node that lost a reader,
+        and whose readers, all in the match, did not change, or one that left the outputs.
+        So it was a match of the old graph, and one `advance` kept.)"""
+        from envcore.rewrite.resolve import reads_of, resolve
         out = []
         for rep, pid, members, _ops, pat in entries:
-            for m in match_at(graph, pat, pid, g, rep, prechecked=True):
+            for m in match_at(graph, pat, pid, g, rep, prechecked=True, must=touched):
                 site = m.key[1:]
+                reads = None
                 for k in members:    # the same structural match, for each rule sharing it
                     if known is not None and (k,) + site in known:
                         continue
                     mk = m if k == rep else Match(k, m.mapping, m.bindings)
-                    if resolve(graph, self.rules[k], mk) is not None:
+                    if reads is None:
+                        reads = reads_of(graph, m)
+                    if resolve(graph, self.rules[k], mk, reads) is not None:
                         out.append(mk)
         return out
 

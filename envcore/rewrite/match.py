@@ -40,6 +40,10 @@ class Match:
     def __eq__(self, other):
         return isinstance(other, Match) and self.key == other.key
 
+    def __getstate__(self):
+        # what `resolve` keeps on a match (the last graph it was resolved in) does not travel
+        return {k: v for k, v in self.__dict__.items() if k != "_resolved"}
+
     def __hash__(self):
         return hash(self.key)
 
@@ -111,9 +115,10 @@ def leaks(graph: Graph, pat: Pattern, mapping: dict[int, int], used) -> bool:
 
 
 def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int, rule_index: int = 0,
-             prechecked: bool = False) -> Iterator[Match]:
+             prechecked: bool = False, must: set[int] | None = None) -> Iterator[Match]:
     """Every structural match that maps pattern node `anchor` to graph node `gid`
-    (`prechecked`: the caller's index already compared op, params, arity and input ops)."""
+    (`prechecked`: the caller's index already compared op, params, arity and input ops;
+    `must`: only those that map some pattern node onto one of these graph nodes)."""
     nodes = graph.nodes
     if not prechecked and not _could_match(nodes, pat, anchor, gid):
         return
@@ -171,10 +176,15 @@ def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int, rule_index: int 
             return False
         return not leaks(graph, pat, mapping, used)
 
-    def search(i: int) -> Iterator[Match]:
-        if i == len(plan):
-            if complete():
-                yield Match(rule_index, dict(mapping), dict(bindings))
+    found: list[Match] = []
+    last = len(plan)
+
+    def search(i: int) -> None:
+        # a plain recursive function filling `found` (a chain of generators, one per step,
+        # cost more than the matching itself on small patterns); the same matches, in order
+        if i == last:
+            if (must is None or not must.isdisjoint(mapping.values())) and complete():
+                found.append(Match(rule_index, dict(mapping), dict(bindings)))
             return
         step = plan[i]
         for g in (candidates(step) if i else (gid,)):
@@ -183,10 +193,11 @@ def match_at(graph: Graph, pat: Pattern, anchor: int, gid: int, rule_index: int 
                 continue
             mapping[step.pid] = g
             used.add(g)
-            yield from search(i + 1)
+            search(i + 1)
             used.discard(g)
             del mapping[step.pid]
             for v in newly:
                 del bindings[v]
 
-    yield from search(0)
+    search(0)
+    yield from found

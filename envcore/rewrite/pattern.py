@@ -166,7 +166,65 @@ class Pattern:
         return Step(todo[0], ("any",))
 
 
+    # -- a plain form, for the compiled-pattern cache (subgen/rules/index.py) -------------
+    def to_plain(self) -> tuple:
+        """The pattern as plain data (tuples, strings, numbers): what `from_plain` rebuilds the
+        very same pattern from, given the same source graph."""
+        return (FORMAT, tuple(self.var_shapes.items()),
+                tuple((pn.id, pn.op, pn.params, pn.inputs, pn.shapes, pn.ranks, pn.fixed)
+                      for pn in self.nodes.values()),
+                self.supported, tuple(sorted(self.output_tensors)), self.anchor, self.key,
+                self.radius, self.reach)
+
+    @classmethod
+    def from_plain(cls, src: Graph, plain: tuple | list) -> "Pattern":
+        """The pattern `to_plain` describes, for `src` (the graph it was compiled from),
+        without compiling it again: what made compiling slow (the source's JSON key, the
+        semantic dims, the radius and reach) is read, the rest follows from it."""
+        fmt, var_shapes, rows, supported, outs, anchor, key, radius, reach = plain
+        if fmt != FORMAT:
+            raise ValueError("another pattern format")
+        pat = cls.__new__(cls)
+        pat.graph = src
+        pat.var_shapes = dict(var_shapes)
+        pat.var_ranks = {v: len(s) for v, s in var_shapes}
+        # a row is a PNode's fields, or the PNode itself (frozen: patterns may share one)
+        made = [row if type(row) is PNode else PNode(*row) for row in rows]
+        pat.nodes = {pn.id: pn for pn in made}
+        pat.order = tuple(sorted(pat.nodes))
+        consumers: dict[int, list[tuple[int, int, int]]] = {i: [] for i in pat.nodes}
+        for c in pat.order:
+            for k, src_in in enumerate(pat.nodes[c].inputs):
+                if src_in[0] == NODE:
+                    consumers[src_in[1]].append((c, k, src_in[2]))
+        pat.consumers = consumers
+        pat.supported = supported
+        pat.output_tensors = frozenset(outs)
+        pat.anchor = anchor
+        pat.key = key
+        pat._plans = {}
+        pat.radius = radius
+        pat.reach = reach
+        return pat
+
+
+FORMAT = 1      # of `Pattern.to_plain`
+PLAIN = "pattern.plain"   # where a graph may carry its pattern's plain form (see pattern_of)
+
+
+def _compile(src: Graph) -> Pattern:
+    plain = src.__dict__.pop(PLAIN, None)
+    if plain is not None:
+        try:
+            return Pattern.from_plain(src, plain)
+        except (ValueError, TypeError, KeyError, IndexError):
+            pass                       # not a pattern of this code: compiled afresh
+    return Pattern(src)
+
+
 def pattern_of(src: Graph) -> Pattern:
     """The compiled pattern of a rule's source graph, built once and kept on the (immutable)
-    graph object, so it lives exactly as long as the rule does."""
-    return src.memo("pattern.pattern", Pattern)
+    graph object, so it lives exactly as long as the rule does.  A graph read back from a rule
+    index may carry the pattern's plain form (`PLAIN`, put there by the compiled-pattern cache
+    of subgen/rules/index.py): it is then rebuilt from that rather than compiled."""
+    return src.memo("pattern.pattern", _compile)

@@ -54,22 +54,72 @@ def dst_info(rule: Rule) -> tuple[tuple[int, ...], dict, CompiledScope | None]:
     return hit[:3]
 
 
-def resolve(graph: Graph, rule: Rule, match: MatchLike) -> Resolution | None:
+def resolve(graph: Graph, rule: Rule, match: MatchLike, reads: tuple | None = None
+            ) -> Resolution | None:
     """The target's params and shapes at this match's real shapes, or None if it does not fit
-    (or, for a scoped rule, the match lies outside the proof's scope)."""
-    pat = pattern_of(rule.src)
+    (or, for a scoped rule, the match lies outside the proof's scope).
+
+    What it reads of the graph is the matched nodes' shapes and params and the bound
+    tensors' shapes, nothing else.  So the last answer is kept on the match object (one that
+    has a `__dict__`) with the graph it was given for, and handed back for a graph whose
+    matched nodes are the same node objects and whose bound tensors have the same shapes: a
+    match is resolved when it is found, priced, priced again near a change and applied, in
+    the graph it was found in and in the graphs below it that inherit it.  `reads`: what
+    `reads_of(graph, match)` gives, where the caller has it already."""
+    memo = getattr(match, "__dict__", None)
+    hit = memo.get(_MEMO) if memo is not None else None
+    if hit is not None and hit[0] is rule:
+        seen = hit[1]
+        if seen is graph or _same_reads(seen, graph, match):
+            if seen is not graph:
+                memo[_MEMO] = (rule, graph, hit[2])
+            return hit[2]
+    out = _resolve(graph, rule, match, reads)
+    if memo is not None:
+        memo[_MEMO] = (rule, graph, out)
+    return out
+
+
+_MEMO = "_resolved"     # on a match: (rule, graph, resolution) of its last `resolve`
+
+
+def _same_reads(old: Graph, new: Graph, match: MatchLike) -> bool:
+    """Whether `resolve` reads the same of `new` as of `old` at this match."""
+    on, nn = old.nodes, new.nodes
+    for g in match.mapping.values():
+        a = nn.get(g)
+        if a is None or a is not on.get(g):
+            return False
+    for r in match.bindings.values():
+        a, b = nn.get(r.node), on.get(r.node)
+        if a is None or b is None or (a is not b and a.shapes[r.index] != b.shapes[r.index]):
+            return False
+    return True
+
+
+def reads_of(graph: Graph, match: MatchLike) -> tuple:
+    """What resolving reads of the graph at a match, whatever the rule: (variable -> real
+    shape, pattern node -> real shapes, and both as sorted tuples).  Rules that share a source
+    (and so a structural match) share it: `resolve(..., reads=)`."""
     var_real = {v: graph.shape(r) for v, r in match.bindings.items()}
     node_real = {p: graph.nodes[g].shapes for p, g in match.mapping.items()}
+    return var_real, node_real, tuple(sorted(var_real.items())), tuple(sorted(node_real.items()))
+
+
+def _resolve(graph: Graph, rule: Rule, match: MatchLike, reads: tuple | None = None
+             ) -> Resolution | None:
+    var_real, node_real, var_sig, node_sig = reads or reads_of(graph, match)
     order, cache, scope = dst_info(rule)
     if scope is not None:
         params_real = tuple((p, graph.nodes[match.mapping[p]].params) for p in scope.param_nodes)
-        sig = (tuple(sorted(var_real.items())), tuple(sorted(node_real.items())), params_real)
+        sig = (var_sig, node_sig, params_real)
         if sig not in cache:
             cache[sig] = _resolve_scoped(graph, rule, match, scope, order, var_real, node_real)
         return cache[sig]
-    sig = (tuple(sorted(var_real.items())), tuple(sorted(node_real.items())))
+    sig = (var_sig, node_sig)
     if sig in cache:
         return cache[sig]
+    pat = pattern_of(rule.src)
     # pool value -> real values seen at the same positions, in a fixed order
     dims: dict[int, list[int]] = {}
     pairs = [(pat.var_shapes[v], var_real[v]) for v in sorted(var_real)]

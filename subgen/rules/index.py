@@ -236,12 +236,156 @@ def _load_plain(payload) -> object:
 def _code() -> bytes | None:
     global _code_digest
     if _code_digest is None:
-        h = hashlib.blake2b(digest_size=_DIGEST)
-        for name in _CODE:
-            spec = importlib.util.find_spec(name)
-            try:
-                h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
-            except (AttributeError, TypeError, OSError):
-                return None
-        _code_digest = h.digest()
+        _code_digest = _source_digest(_CODE)
     return _code_digest
+
+
+def _source_digest(modules) -> bytes | None:
+    """A digest of the source of `modules`; None where one cannot be read."""
+    h = hashlib.blake2b(digest_size=_DIGEST)
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        try:
+            h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes() + b"\0")
+        except (AttributeError, TypeError, OSError):
+            return None
+    return h.digest()
+
+
+# -- the compiled-pattern cache -------------------------------------------------------------------
+# Matching starts by compiling every rule's source into a pattern (envcore/rewrite/pattern.py):
+# 1.4 s for the shipped DB's 12,496 rules, most of optimize's start-up.  The patterns of a DB's
+# rules are kept beside its index (`pattern_locations`): a file of the same make (magic,
+# key, payload digest, plain data read by the class-refusing unpickler), keyed by the index key,
+# the variant, the source of the modules a pattern is compiled by (`_PATTERN_CODE`) and this
+# format.  Read back, each rule's source graph carries its pattern's plain form
+# (`envcore.rewrite.pattern.PLAIN`) and the pattern is rebuilt from it when first asked for.
+# A stale, truncated, garbled or foreign file is ignored and written again, never read as
+# patterns; the rules are checked against it too (count, names, source node ids).
+
+PATTERN_MAGIC = b"subgen-pattern-cache\n"
+PATTERN_FORMAT = 1
+_PATTERN_CODE = ("envcore.frozen", "envcore.ops", "envcore.graph", "envcore.rewrite.pattern",
+                 "subgen.rules.index")
+_pattern_code_digest: list = []
+
+
+def pattern_key(index_key: bytes | None, variant: str) -> bytes | None:
+    """The key of the pattern cache of the rules `variant` of the index `index_key`."""
+    if not _pattern_code_digest:
+        _pattern_code_digest.append(_source_digest(_PATTERN_CODE))
+    code = _pattern_code_digest[0]
+    if index_key is None or code is None:
+        return None
+    h = hashlib.blake2b(digest_size=_DIGEST)
+    h.update(b"%d|%s|" % (PATTERN_FORMAT, variant.encode()) + index_key + code)
+    return h.digest()
+
+
+def pattern_locations(db_path: Path) -> list[Path]:
+    """Beside each index place: `.<db name>.patterns.db.idx` beside the DB (what the
+    repository's ignore rule for indexes, `.*.db.idx`, covers too), `<index name>.patterns`
+    in another folder."""
+    out = []
+    for p in locations(db_path):
+        if p.name.startswith(".") and p.name.endswith(".idx"):
+            out.append(p.with_name(p.name[:-len(".idx")] + ".patterns.db.idx"))
+        else:
+            out.append(p.with_name(p.name + ".patterns"))
+    return out
+
+
+def _fingerprint(rules: list[Rule]) -> list[tuple]:
+    return [(r.name, tuple(r.src.nodes), tuple(map(tuple, r.src.outputs))) for r in rules]
+
+
+def attach_patterns(db_path: Path, index_key: bytes | None, variant: str,
+                    rules: list[Rule]) -> str:
+    """Gives each rule's source graph its compiled pattern's plain form, from the cache where
+    it is current; otherwise compiles every pattern now and writes the cache.  Returns what it
+    did: "read", "written", "compiled" (no writable place) or "off" (no key: no cache)."""
+    from envcore.rewrite.pattern import PLAIN, pattern_of
+    pkey = pattern_key(index_key, variant)
+    places = pattern_locations(db_path) if pkey is not None else []
+    if not places:
+        return "off"
+    for place in places:
+        try:
+            data = place.read_bytes()
+        except OSError:
+            continue
+        plain = decode_patterns(data, pkey, rules)
+        if plain is not None:
+            for r, row in zip(rules, plain):
+                d = r.src.__dict__
+                if row is not None and "pattern.pattern" not in d:
+                    d.setdefault(PLAIN, row)
+            return "read"
+    with collector_paused():
+        rows, seen, groups, pnodes, pnode_ids = [], {}, {}, [], {}
+        for r in rules:
+            k = id(r.src)
+            if k in seen:
+                continue
+            seen[k] = len(rows)
+            row = list(pattern_of(r.src).to_plain())
+            # stored compactly: each distinct PNode once, and for the source's JSON key the
+            # number of the first pattern with that key (`_KEY_SLOT`; see `decode_patterns`)
+            row[_NODES_SLOT] = [pnode_ids.setdefault(n, len(pnode_ids)) for n in row[_NODES_SLOT]]
+            row[_KEY_SLOT] = groups.setdefault(row[_KEY_SLOT], len(groups))
+            rows.append(row)
+        pnodes = list(pnode_ids)
+        refs = [seen[id(r.src)] for r in rules]
+    try:
+        payload = pickle.dumps({"format": PATTERN_FORMAT, "rows": rows, "refs": refs,
+                                "pnodes": pnodes, "rules": _fingerprint(rules)}, protocol=5)
+    except Exception:                 # noqa: BLE001 -- a cache is an optimization: never fatal
+        return "compiled"
+    blob = (PATTERN_MAGIC + pkey + hashlib.blake2b(payload, digest_size=_DIGEST).digest()
+            + payload)
+    for place in places:
+        try:
+            if place.parent != Path(db_path).parent:
+                place.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(place, lambda tmp: tmp.write_bytes(blob))
+            return "written"
+        except OSError:
+            continue
+    return "compiled"
+
+
+_NODES_SLOT, _KEY_SLOT = 2, 6   # in `Pattern.to_plain`'s tuple
+
+
+def decode_patterns(data: bytes, pkey: bytes, rules: list[Rule]) -> list | None:
+    """Each rule's pattern plain form from a cache file's bytes, or None where the file is not
+    the current cache of this key and these rules."""
+    from envcore.rewrite.pattern import PNode
+    head = len(PATTERN_MAGIC)
+    body = head + 2 * _DIGEST
+    if (len(data) <= body or data[:head] != PATTERN_MAGIC
+            or data[head:head + _DIGEST] != pkey):
+        return None
+    payload = memoryview(data)[body:]
+    if hashlib.blake2b(payload, digest_size=_DIGEST).digest() != data[head + _DIGEST:body]:
+        return None
+    with collector_paused():
+        try:
+            plain = _load_plain(payload)
+            if (plain.get("format") != PATTERN_FORMAT or len(plain["refs"]) != len(rules)
+                    or plain["rules"] != _fingerprint(rules)):
+                return None
+            made = [PNode(*n) for n in plain["pnodes"]]
+            # the key stands for the source's JSON (`Pattern.key`): equal for equal sources
+            # within this file, and never equal to a key of another file or of a pattern
+            # compiled afresh (those only lose sharing a match, never change one)
+            token = ("pattern-cache", bytes(pkey).hex())
+            rows = []
+            for row in plain["rows"]:
+                row = list(row)
+                row[_NODES_SLOT] = [made[k] for k in row[_NODES_SLOT]]
+                row[_KEY_SLOT] = token + (row[_KEY_SLOT],)
+                rows.append(row)
+            return [rows[k] for k in plain["refs"]]
+        except Exception:     # noqa: BLE001 -- a foreign file with a valid digest: not ours
+            return None

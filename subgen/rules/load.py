@@ -70,13 +70,15 @@ def _from_db(path: Path, both_directions: bool) -> list[Rule]:
         rows = db.rows("proved")
         key = index.key(rows)            # the very rows built from below: one consistent read
         rules = index.read(path, key, variant)
-        if rules is not None:
-            return rules
-        sets = _db_rule_sets(db, path, rows)
-        rules = index.write(path, key, sets, variant)
         if rules is None:
-            rules = sets[variant]
-        del sets      # what was built and read back: freed before the collector walks it
+            sets = _db_rule_sets(db, path, rows)
+            rules = index.write(path, key, sets, variant)
+            if rules is None:
+                rules = sets[variant]
+            del sets      # what was built and read back: freed before the collector walks it
+    # the rules' compiled patterns, from the cache beside the index (compiled and written
+    # there where it is not current): matching starts without compiling 12,496 patterns
+    index.attach_patterns(path, key, variant, rules)
     return rules
 
 
