@@ -12,6 +12,8 @@ a variable that only the match read) are subtracted too.  This is exact unless
   * a target node already exists outside the match (apply reuses it: hash-consing), or
   * the target drops a variable and reuses a matched node (the dead set is then not simple), or
   * a replaced tensor changes whether it folds (then nodes downstream change cost).
+  * the cost model is contextual (an op's price depends on its neighbours, as onnxruntime's
+    fused conv or Gemm bias does) and the rewrite touches an op that fuses.
 In those cases `predict` says "not exact" and the caller builds the graph and costs it whole.
 tests/test_agents.py checks exactness against `graph_cost(apply(...))` on the zoo.
 
@@ -114,6 +116,8 @@ class Pricer:
                         exact = False   # a matched node survives: the dead set above is off
             if not in_fold:
                 added += self.sig_cost(n.op, params, tuple(in_shapes), outs)
+        if exact and getattr(self.cm, "contextual", False) and _near_fusion(graph, rule, match):
+            exact = False   # what fuses here may change with the rewrite: cost the graph whole
         if exact:
             for s, t in zip(rule.src.outputs, dst.outputs):
                 old_fold = match.mapping[s.node] in folded
@@ -124,6 +128,24 @@ class Pricer:
                     exact = False   # nodes downstream change whether they fold
                     break
         return cost - removed + added, exact
+
+
+# the ops whose price a contextual cost model may take from their neighbours (ort_cost: a
+# bias_add after the conv2d or matmul that only it reads costs nothing of its own)
+_FUSING = frozenset(("conv2d", "matmul", "bias_add"))
+
+
+def _near_fusion(graph: Graph, rule: Rule, match: Match) -> bool:
+    """Whether a fusion could start, end or move with this rewrite: a fusing op among the
+    matched nodes, the target's, the producers of the bound tensors or the matched nodes'
+    readers.  Then the sum of removed and added op costs is not the new graph's cost."""
+    if any(n.op in _FUSING for n in rule.dst.nodes.values()):
+        return True
+    nodes, cons = graph.nodes, graph.consumers
+    for g in match.mapping.values():
+        if nodes[g].op in _FUSING or any(nodes[c].op in _FUSING for c in cons.get(g, ())):
+            return True
+    return any(nodes[r.node].op in _FUSING for r in match.bindings.values())
 
 
 def local_gain(cost_model, graph: Graph, rule: Rule, match: Match, cache: dict | None = None
