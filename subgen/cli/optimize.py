@@ -107,6 +107,8 @@ def print_result(res, written=None) -> None:
         if m.get("clock") == "thread cpu":
             t.add_row("measured, wall clock", f"{m['measured_speedup_wall']:.3f}x "
                       f"({m['ms_before_wall']:.2f} -> {m['ms_after_wall']:.2f} ms)")
+    if res.measure_skipped:
+        t.add_row("measured speedup", f"not timed: {res.measure_skipped}")
     if res.judged:
         j = res.judged
         t.add_row("onnxruntime (the judge)",

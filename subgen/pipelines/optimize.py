@@ -58,6 +58,7 @@ class OptimizeResult:
     check_draws: int = 0           # input draws compared by that check
     check_skipped: int = 0         # ... and skipped: float32 execution of the original unreliable
     check_failure: str = ""        # what the check found first, when it failed
+    measure_skipped: str = ""      # why --measure timed no torch eager run, when it did not
 
     @property
     def speedup(self) -> float:
@@ -83,6 +84,8 @@ class OptimizeResult:
             out["check_failure"] = self.check_failure
         if self.measured:
             out.update(self.measured)
+        if self.measure_skipped:
+            out["measure_skipped"] = self.measure_skipped
         if self.judged:
             out.update(self.judged)
         return out
@@ -558,7 +561,15 @@ def optimize(model: str | Path | Graph, rules: str | Path | list[Rule] | None = 
                             f"{res.speedup:.3f}x) is not faster beyond its noise "
                             f"({100 * res.judged['ort_noise']:.1f}%)")
             res.graph, res.rewrites, res.cost_after = graph, [], before
-        res.measured = measure(graph, res.graph, cost)
+        not_float = sorted(n for n, (dt, _, _) in (specs or {}).items() if dt.kind != "f")
+        if not_float:
+            # torch eager is timed on float32 draws, which an integer or bool input (token ids,
+            # a mask) refuses; onnxruntime's judge above drew each input in its own dtype
+            res.measure_skipped = (f"torch eager is timed on float inputs only; "
+                                   f"{', '.join(not_float)} {'is' if len(not_float) == 1 else 'are'}"
+                                   f" not float (onnxruntime's judge timed it)")
+        else:
+            res.measured = measure(graph, res.graph, cost)
     return res
 
 
