@@ -83,16 +83,12 @@ def one_model(name, size, rules, agent, budget, cost, time_limit, tmp: Path) -> 
     onnx.save(model, src)
     row["nodes"], row["file_MB"] = len(model.graph.node), src.stat().st_size / 1e6
     del model
-    integer_inputs = any(v.dtype.kind != "f" for v in feeds.values())
     t0 = time.perf_counter()
-    if integer_inputs:
-        res = optimize_then_judge(str(src), rules, agent, budget, cost, time_limit)
-    else:
-        res = optimize(str(src), rules, agent=agent, budget=budget, cost=cost, do_measure=True,
-                       time_limit=time_limit)
+    res = optimize(str(src), rules, agent=agent, budget=budget, cost=cost, do_measure=True,
+                   time_limit=time_limit)
     row["optimize_s"] = time.perf_counter() - t0
-    row["judged_by"] = "bench (optimize + judge_in_onnxruntime)" if integer_inputs else \
-        "optimize(do_measure=True)"
+    row["judged_by"] = "optimize(do_measure=True)"
+    row["measure_skipped"] = res.measure_skipped
     j = res.judged or {}
     row.update({"ops_ir": res.original.num_ops, "opaque": sum(
                     1 for n in res.original.nodes.values() if n.op == "opaque"),
@@ -119,26 +115,6 @@ def one_model(name, size, rules, agent, budget, cost, time_limit, tmp: Path) -> 
     row.update(written=True, equivalent=ok and res.equivalent, max_rel_err=err,
                identical_bytes=out.read_bytes() == src.read_bytes())
     return row
-
-
-def optimize_then_judge(path, rules, agent, budget, cost, time_limit, seed=0):
-    """What `optimize(..., do_measure=True)` does, minus its torch-backend timing (`measure`),
-    which fails on a model with integer inputs (it draws every leaf as float32, so an int64
-    input_ids reaches an opaque node as float: see the report).  The judge itself is the
-    pipeline's (`judge_in_onnxruntime`, feeds of the declared dtypes) and so is the fallback."""
-    from subgen.pipelines.optimize import judge_in_onnxruntime, optimize
-    res = optimize(path, rules, agent=agent, budget=budget, cost=cost, time_limit=time_limit,
-                   seed=seed)
-    res.judged = judge_in_onnxruntime(res, seed)
-    if res.judged:
-        res.judged["ort_rewrites_judged"] = len(res.rewrites)
-        res.judged["ort_predicted_judged"] = res.speedup
-    if res.judged and res.judged["ort_kept"] == "original" and res.rewrites:
-        res.fallback = (f"onnxruntime: {res.judged['ort_speedup']:.3f}x (predicted "
-                        f"{res.speedup:.3f}x) is not faster beyond its noise "
-                        f"({100 * res.judged['ort_noise']:.1f}%)")
-        res.graph, res.rewrites, res.cost_after = res.original, [], res.cost_before
-    return res
 
 
 def fmt(v, spec=".3f", none="-"):
@@ -195,12 +171,11 @@ def markdown(rows, a, machine, started, wall) -> str:
                   f"{', '.join(slower) or 'none'} (the judge handed those back unchanged: no "
                   f"file handed back is slower); equivalent: "
                   f"{sum(1 for r in done if r.get('equivalent'))}/{len(done)}."]
-        bench = [r["model"] for r in done if r.get("judged_by", "").startswith("bench")]
-        if bench:
-            lines += ["", f"Judged by the bench ({', '.join(bench)}: integer inputs): "
-                      "`optimize(do_measure=True)` raises on a model with int64 inputs (its "
-                      "torch-backend `measure` draws them as float32), so these ran `optimize` "
-                      "then the pipeline's own `judge_in_onnxruntime` and fallback."]
+        skipped = [r["model"] for r in done if r.get("measure_skipped")]
+        if skipped:
+            lines += ["", f"Integer inputs ({', '.join(skipped)}): `optimize --measure` times "
+                      "no torch eager run (float32 draws only) and says so; onnxruntime's judge, "
+                      "which draws each input in its declared dtype, decides as for the others."]
     failed = [r for r in rows if "error" in r]
     if failed:
         lines += ["", "Failures:", ""] + [f"- {r['model']}: {r['error']}" for r in failed]
