@@ -18,7 +18,9 @@ ARGS = dict(model=MODEL, max_steps=16, random_episodes=4, episodes_per_iter=2, w
 def trained():
     args = wm.Args(**ARGS)
     trainer = wm.WorldModelTrainer(args, envs(wm, args))
-    rows = [trainer.iteration() for _ in range(4)]
+    # six iterations, not four: since the zoo's classifier pools globally, squeezenet offers two
+    # rules in play, and four iterations left M no better than copying the current mask (0.79)
+    rows = [trainer.iteration() for _ in range(6)]
     return trainer, rows
 
 
