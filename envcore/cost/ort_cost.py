@@ -16,7 +16,10 @@ after a conv2d or 2-D matmul that only it reads is written as one Conv(x, w, b) 
 Gemm(x, w, b), and onnxruntime runs it, with the bias's activation, as one kernel; so that
 bias_add costs nothing of its own (`fused`; the model is `contextual`, and a rewrite near such a
 pair is priced by costing the rewritten graph whole).  A rewrite that moves the bias away from
-its conv (through a concat, say) then pays for it, as onnxruntime does.  Other fusions
+its conv (through a concat, say) then pays for it, as onnxruntime does.  Likewise a relu,
+sigmoid or tanh that alone reads a conv2d, or a conv's or Gemm's bias, is fused into that Conv or
+Gemm (ConvActivationFusion, and FusedGemm): it costs nothing, so fusing it into the conv in our
+IR gains nothing either, and pulling it away (through a concat) pays a pass of its own.  Other fusions
 (MatMul+Mul into FusedMatMul, Conv+Add under NCHWc, ...) are not modelled: the per-op sum
 over-prices those; `benchmarks/bench_cost_fidelity.py --cost ort` measures how far the sum is
 from end-to-end time.
@@ -66,6 +69,12 @@ def call_overhead_ms(threads: int = 1, device: str = "cpu", warmup: int = 3,
     return max(t1 - max(t9 - t1, 0.0) / 8, 0.0)
 
 
+# the activations onnxruntime's CPU provider folds into the Conv or Gemm they alone read (seen in
+# its optimized graphs, 1.32: Conv + each runs as one Conv, Gemm + each as one FusedGemm, while
+# MatMul + Relu stays two nodes; tests/test_cost.py checks this against onnxruntime itself)
+FUSED_ACTIVATIONS = frozenset(("relu", "sigmoid", "tanh"))
+
+
 class OrtCostModel(MeasuredCostModel):
     backend = "ort"
     # 3: net of one per-call overhead shared through the cache (2: each process estimated its
@@ -75,7 +84,18 @@ class OrtCostModel(MeasuredCostModel):
 
     def fused(self, graph, node) -> bool:
         from envcore.onnx.exporter import bias_producer
-        return node.op == "bias_add" and bias_producer(graph, node) is not None
+        if node.op == "bias_add":
+            return bias_producer(graph, node) is not None
+        if node.op not in FUSED_ACTIVATIONS:
+            return False
+        j = node.inputs[0].node
+        m = graph.nodes[j]
+        if len(graph.consumers.get(j, ())) != 1 or any(r.node == j for r in graph.outputs):
+            return False
+        if m.op == "conv2d":
+            return m.p.get("activation") == "none"
+        return (m.op == "bias_add" and m.p.get("activation") == "none"
+                and bias_producer(graph, m) is not None)
 
     def __init__(self, device: str = "cpu", threads: int = 1, **kw):
         try:

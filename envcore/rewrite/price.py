@@ -131,7 +131,9 @@ class Pricer:
 
 
 # the ops whose price a contextual cost model may take from their neighbours (ort_cost: a
-# bias_add after the conv2d or matmul that only it reads costs nothing of its own)
+# bias_add after the conv2d or matmul that only it reads costs nothing of its own, nor does an
+# activation after either).  The activations need no entry: whether one fuses depends on its
+# producer, a conv2d or bias_add, which any rewrite that could change it matches, binds or reads
 _FUSING = frozenset(("conv2d", "matmul", "bias_add"))
 
 

@@ -1,6 +1,7 @@
 """`subgen run`: the main job of the README, end to end.
 
-1. Generate and verify the default rule set (`subgen generate`): from scratch when the rule DB
+1. Generate and verify the default rule set (`subgen generate`, TASO's op set and then the real
+   models' one, `--ops real`, into the same DB): from scratch when the rule DB
    is missing or holds no proved rules, resumed when an earlier run was interrupted, and only
    read back (its stage table printed, a second) when the DB holds that run finished, as the
    shipped `subgen/data/rules.db` does.  A DB of other rules (other settings, an import) is used as
