@@ -16,7 +16,7 @@ run: $(BIN)/.installed
 	$(BIN)/subgen run
 
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest -p no:cacheprovider -x -rs tests
+	$(BIN)/python -m pytest -p no:cacheprovider -x -rs -n 2 --dist loadfile tests
 
 bench: $(BIN)/.installed
 	$(BIN)/python -m pytest -q benchmarks --benchmark-only

@@ -37,13 +37,21 @@ GENERATE = {
 VERIFY_PHASES = ["read", "verify", "verify@1", "report"]
 
 
+def _sigint_as_at_a_terminal():
+    """The child starts with SIGINT at its default, as a command typed at a terminal does.  A
+    test run from a background job (`make test &`, nohup) inherits SIGINT ignored, and Python
+    keeps an ignored SIGINT ignored: Ctrl-C would then never reach the command under test."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(args, phase, tmp_path):
     """(exit code, seconds from SIGINT to exit, stderr lines) of `args` interrupted at `phase`."""
     ready = tmp_path / "ready"
     ready.unlink(missing_ok=True)
     env = {**os.environ, VARIABLE: phase, READY: str(ready)}
     proc = subprocess.Popen([*SUBGEN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, env=env)
+                            text=True, start_new_session=True, env=env,
+                            preexec_fn=_sigint_as_at_a_terminal)
     deadline = time.monotonic() + 120
     while not ready.exists():
         assert proc.poll() is None, f"{phase}: finished before the phase ({proc.returncode})"
@@ -121,7 +129,8 @@ def test_ctrl_c_in_every_phase_of_verify_then_resume_gives_the_uninterrupted_res
 def _interrupt_after(args, seconds, tmp_path):
     """As `_interrupt`, at a moment of the clock: for the commands without phases to name."""
     proc = subprocess.Popen([*SUBGEN, *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True, cwd=tmp_path)
+                            text=True, start_new_session=True, cwd=tmp_path,
+                            preexec_fn=_sigint_as_at_a_terminal)
     time.sleep(seconds)
     assert proc.poll() is None, f"{args[0]} finished within {seconds} s"
     t0 = time.monotonic()
