@@ -128,7 +128,7 @@ def test_worldmodel_resumes_after_a_kill_exactly(tmp_path):
     """The world model's checkpoint holds everything (V, the M ensemble, C, their optimisers, the
     replay of real episodes, RNG states), packed against the seeded nets: a run stopped after
     its second checkpoint, with a metrics row written past it, resumes to the uninterrupted
-    run's numbers.  With the shipped rule set (12,496 directions) the checkpoint stays small:
+    run's numbers.  With the shipped rule set (15,164 directions) the checkpoint stays small:
     only the rows of the rules the run met are stored."""
     small = dict(model="nasrnn", size="tiny", max_steps=8, random_episodes=2,
                  episodes_per_iter=1, wm_updates=4, dream_updates=3, dream_batch=8, ensemble=2)
