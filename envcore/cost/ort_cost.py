@@ -17,10 +17,10 @@ Gemm(x, w, b), and onnxruntime runs it, with the bias's activation, as one kerne
 bias_add costs nothing of its own (`fused`; the model is `contextual`, and a rewrite near such a
 pair is priced by costing the rewritten graph whole).  A rewrite that moves the bias away from
 its conv (through a concat, say) then pays for it, as onnxruntime does.  Likewise a relu,
-sigmoid or tanh that alone reads a conv2d, or a conv's or Gemm's bias, is fused into that Conv or
-Gemm (ConvActivationFusion, and FusedGemm): it costs nothing, so fusing it into the conv in our
-IR gains nothing either, and pulling it away (through a concat) pays a pass of its own.  Other fusions
-(MatMul+Mul into FusedMatMul, Conv+Add under NCHWc, ...) are not modelled: the per-op sum
+sigmoid or tanh that alone reads a conv2d, or a conv's or Gemm's bias, is fused into that Conv
+or Gemm (ConvActivationFusion, and FusedGemm): it costs nothing, so fusing it into the conv in
+our IR gains nothing either, and pulling it away (through a concat) pays a pass of its own.
+Other fusions (MatMul+Mul into FusedMatMul, Conv+Add under NCHWc, ...) are not modelled: the per-op sum
 over-prices those; `benchmarks/bench_cost_fidelity.py --cost ort` measures how far the sum is
 from end-to-end time.
 """
@@ -83,14 +83,14 @@ class OrtCostModel(MeasuredCostModel):
     contextual = True
 
     def fused(self, graph, node) -> bool:
-        from envcore.onnx.exporter import bias_producer
+        from envcore.onnx.exporter import bias_producer, read_by_one
         if node.op == "bias_add":
             return bias_producer(graph, node) is not None
         if node.op not in FUSED_ACTIVATIONS:
             return False
         j = node.inputs[0].node
         m = graph.nodes[j]
-        if len(graph.consumers.get(j, ())) != 1 or any(r.node == j for r in graph.outputs):
+        if not read_by_one(graph, j):
             return False
         if m.op == "conv2d":
             return m.p.get("activation") == "none"

@@ -360,9 +360,13 @@ def bias_producer(graph: Graph, node) -> int | None:
     rank = len(m.shapes[0])
     if (m.op == "matmul" and rank != 2) or node.p["axis"] % rank != 1:
         return None
-    if len(graph.consumers.get(j, ())) != 1 or any(r.node == j for r in graph.outputs):
-        return None
-    return j
+    return j if read_by_one(graph, j) else None
+
+
+def read_by_one(graph: Graph, j: int) -> bool:
+    """Whether node `j` has exactly one reader and is no graph output: what a fusion into the
+    op after it needs (nothing else sees the unfused value)."""
+    return len(graph.consumers.get(j, ())) == 1 and not any(r.node == j for r in graph.outputs)
 
 
 def _ordered(out: list) -> list:

@@ -3,8 +3,8 @@ that the next load reads them back in a fraction of the time.
 
 Building the TASO-only DB's 12,496 rule directions (15,164 now, with the real op set) from its
 rows parses 6,356 rows of JSON, re-infers the shapes of 70,715 nodes, checks every rule and
-hashes its sides for the de-duplication: seconds.  The index holds the result as plain data, a pickle of tuples, lists,
-dicts, strings and numbers only (read by an unpickler that refuses every class, so reading a file
+hashes its sides for the de-duplication: seconds.  The index holds the result as plain data, a
+pickle of tuples, lists, dicts, strings and numbers only (read by an unpickler that refuses every class, so reading a file
 never runs its code): the distinct nodes (1,144 of the 70,715), each graph as node ids over them
 with its canonical hash and topological order (what the search and the matcher ask of every rule
 first), each rule as (name, source, target, meta), and the two orders `load` hands out, "both"
