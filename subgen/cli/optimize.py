@@ -116,7 +116,10 @@ def print_result(res, written=None) -> None:
                   f"{j['ort_ms_result']:.3f} ms), A/A {j['ort_control_ratio']:.3f}, noise "
                   f"{100 * j['ort_noise']:.1f}%")
     t.add_row("operators", f"{res.original.num_ops} -> {res.graph.num_ops}")
-    t.add_row("rewrites", str(len(res.rewrites)))
+    judged_away = (res.judged or {}).get("ort_kept") == "original" and not res.rewrites
+    found = (res.judged or {}).get("ort_rewrites_judged", 0)
+    t.add_row("rewrites", f"0 handed back ({found} found, judged not faster)"
+              if judged_away and found else str(len(res.rewrites)))
     t.add_row("expansions", str(res.expansions))
     t.add_row("search time (s)", f"{res.seconds:.2f}")
     t.add_row("equivalent", ("yes" if res.equivalent else "[red]NO[/red]")
